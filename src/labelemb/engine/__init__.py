@@ -1,0 +1,1 @@
+"""Training machinery shared by the classification and sequence runners."""

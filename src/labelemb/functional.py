@@ -1,0 +1,285 @@
+"""Functional form of the label embedding loss (paper, eq. 14; Appendices A and C).
+
+With ``z1 = logits`` (o1), ``z2 = aux_logits`` (o2, computed on detached features), ``e`` the
+label-embedding logits of the target and ``'`` a softmax, the five terms are
+
+====================  ==========================================  =======================
+name                  paper                                       gradient reaches
+====================  ==========================================  =======================
+``ce``                ``H(y, z1')``                               backbone, main head
+``soft_ce``           ``H(e', z1')``, ``e'`` detached              backbone, main head
+``aux_ce``            ``H(y, z2')``                               auxiliary head
+``aux_hinge``         ``max(0, z2'_y - alpha)`` (L1, L2 or abs)   auxiliary head
+``embedding_ce``      ``H(z2'', e')``, ``z2'' = softmax(z2/tau)`` embedding only
+                      detached, only where ``argmax z2 == y``
+====================  ==========================================  =======================
+
+The defaults are the authors' classification code (official-code.md): ``beta = 0.5`` splits
+``ce``/``soft_ce``, the soft target uses temperature 1, the hinge is summed over the batch and
+``embedding_ce`` is averaged over the samples the auxiliary head gets right.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["LossOutput", "label_embedding_loss", "check_classification_inputs", "check_options"]
+
+Reduction = Literal["mean", "sum", "none"]
+Hinge = Literal["l1", "l2", "abs"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+_HINGES = ("l1", "l2", "abs")
+_HINGE_REDUCTIONS = ("sum", "mean")
+_EMBEDDING_NORMALIZERS = ("correct", "valid")
+
+
+class LossOutput(NamedTuple):
+    """``loss`` to backpropagate and its named, detached ``terms`` for logging.
+
+    Unpacks as ``loss, terms = criterion(...)``. With ``reduction="none"`` both the loss and
+    every term have the target's shape.
+    """
+
+    loss: Tensor
+    terms: dict[str, Tensor]
+
+
+def check_classification_inputs(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    aux_logits: Tensor | None = None,
+    num_classes: int | None = None,
+    ignore_index: int = -100,
+    validate: bool = True,
+) -> None:
+    """Raise a ``TypeError``/``ValueError`` naming the argument when inputs are malformed.
+
+    Shape and dtype checks are free and always run. With ``validate`` it also checks, in one
+    device sync, that targets are in ``[0, C)`` (or ``ignore_index``) and logits are finite.
+    """
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"logits must be a Tensor, got {type(logits).__name__}")
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target must be a Tensor, got {type(target).__name__}")
+    if not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating tensor, got {logits.dtype}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(
+            f"target must hold integer class indices (torch.long), got {target.dtype}; "
+            "soft targets come from the label embedding, not from the caller"
+        )
+    if logits.dim() < 2:
+        raise ValueError(
+            f"logits must be (N, C) or (N, C, d1, ...), got shape {tuple(logits.shape)}"
+        )
+    expected = (logits.shape[0], *logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(
+            f"target shape {tuple(target.shape)} does not match logits shape "
+            f"{tuple(logits.shape)}: expected target of shape {expected}"
+        )
+    if aux_logits is not None:
+        if not isinstance(aux_logits, Tensor) or not aux_logits.is_floating_point():
+            raise TypeError("aux_logits must be a floating Tensor")
+        if aux_logits.shape != logits.shape:
+            raise ValueError(
+                f"aux_logits shape {tuple(aux_logits.shape)} does not match logits shape "
+                f"{tuple(logits.shape)}"
+            )
+    num_logit_classes = logits.shape[1]
+    if num_classes is not None and num_logit_classes != num_classes:
+        raise ValueError(
+            f"logits have {num_logit_classes} classes (dim 1) but the embedding has "
+            f"{num_classes}; for (N, T, C) sequence logits flatten to (N*T, C) or use "
+            "logits.transpose(1, 2)"
+        )
+    if not validate:
+        return
+    valid = target != ignore_index
+    bad_target = ((target < 0) | (target >= num_logit_classes)) & valid
+    checks = [bad_target.any(), ~torch.isfinite(logits).all()]
+    if aux_logits is not None:
+        checks.append(~torch.isfinite(aux_logits).all())
+    flags = torch.stack(checks).tolist()  # one sync for all checks
+    if flags[0]:
+        value = target[bad_target].flatten()[0].item()
+        raise ValueError(
+            f"target has class index {value} outside [0, {num_logit_classes}) "
+            f"(and not ignore_index={ignore_index})"
+        )
+    if flags[1]:
+        raise ValueError("logits contain NaN or inf (pass validate=False to skip this check)")
+    if len(flags) > 2 and flags[2]:
+        raise ValueError("aux_logits contain NaN or inf (pass validate=False to skip this check)")
+
+
+def _as_rows(x: Tensor) -> Tensor:
+    """(N, C, d1, ...) -> (N*d1*..., C)."""
+    if x.dim() == 2:
+        return x
+    return x.movedim(1, -1).reshape(-1, x.shape[1])
+
+
+def label_embedding_loss(
+    logits: Tensor,
+    aux_logits: Tensor | None,
+    target: Tensor,
+    embedding: nn.Module,
+    *,
+    beta: float | None = 0.5,
+    tau: float = 2.0,
+    alpha: float = 0.9,
+    hinge: Hinge = "l1",
+    hinge_reduction: Literal["sum", "mean"] = "sum",
+    mask_wrong: bool = True,
+    embedding_normalizer: Literal["correct", "valid"] = "correct",
+    warmup_steps: int = 0,
+    step: int | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    validate: bool = True,
+) -> LossOutput:
+    """The label embedding network loss (eq. 14), or eq. 17 with a frozen embedding.
+
+    Args:
+        logits: main-head logits ``z1``, ``(N, C)`` or ``(N, C, d1, ...)``.
+        aux_logits: auxiliary-head logits ``z2`` on detached features, same shape; ``None``
+            with a :class:`~labelemb.FixedLabelEmbedding` (eq. 17).
+        target: class indices ``(N)`` or ``(N, d1, ...)``.
+        embedding: maps ``(M,)`` targets to ``(M, C)`` label-embedding logits.
+        beta: weight of ``ce``; ``soft_ce`` gets ``1 - beta``. ``None``: both weight 1 (the
+            authors' seq2seq code).
+        tau: temperature of the auxiliary output that the embedding is fitted to (eq. 10).
+        alpha: hinge threshold on the auxiliary head's gold probability (eq. 12).
+        hinge: ``"l1"`` ``max(0, p - alpha)``, ``"l2"`` its square, ``"abs"`` ``|p - alpha|``
+            (two-sided, as in the authors' seq2seq code).
+        hinge_reduction: with ``reduction="mean"``, the hinge is summed over targets
+            (``"sum"``, the authors' classification code) or averaged (``"mean"``).
+        mask_wrong: the embedding learns only from targets the auxiliary head gets right
+            (Appendix A).
+        embedding_normalizer: with ``reduction="mean"``, ``embedding_ce`` is divided by the
+            number of correctly predicted targets (``"correct"``) or of all non-ignored ones
+            (``"valid"``, the authors' seq2seq code).
+        warmup_steps, step: ``soft_ce`` is off until ``step >= warmup_steps``.
+        ignore_index: targets with this value add nothing to any term or gradient.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-target, target-shaped).
+        validate: check target range and finiteness of the logits (one sync).
+
+    Returns:
+        :class:`LossOutput` ``(loss, terms)``; ``terms`` holds the unweighted, detached terms
+        that were computed.
+    """
+    trainable = getattr(embedding, "trainable", True)
+    num_classes = getattr(embedding, "num_classes", None)
+    check_options(beta=beta, tau=tau, alpha=alpha, hinge=hinge, hinge_reduction=hinge_reduction,
+                  embedding_normalizer=embedding_normalizer, reduction=reduction,
+                  warmup_steps=warmup_steps)
+    if aux_logits is None and trainable:
+        raise ValueError(
+            "aux_logits is None but the embedding is trainable: pass the head's second output "
+            "(LabelEmbeddingHead returns both) or use a FixedLabelEmbedding (eq. 17)"
+        )
+    if warmup_steps > 0 and step is None:
+        raise ValueError("step is required when warmup_steps > 0")
+    check_classification_inputs(
+        logits, target, aux_logits=aux_logits, num_classes=num_classes,
+        ignore_index=ignore_index, validate=validate,
+    )
+    soft_on = warmup_steps == 0 or step >= warmup_steps  # type: ignore[operator]
+    w_ce, w_soft = (1.0, 1.0) if beta is None else (float(beta), 1.0 - float(beta))
+
+    # float32 maths whatever the autocast dtype: sums of log-probabilities overflow in fp16.
+    z1 = _as_rows(logits).float()
+    t = target.reshape(-1)
+    valid = t != ignore_index
+    t_safe = t.masked_fill(~valid, 0).unsqueeze(1)  # any in-range index; masked out below
+
+    terms: dict[str, Tensor] = {}
+    log_p1 = F.log_softmax(z1, dim=1)
+    terms["ce"] = -log_p1.gather(1, t_safe).squeeze(1)
+
+    need_embedding_ce = aux_logits is not None and trainable
+    if soft_on or need_embedding_ce:
+        log_e = F.log_softmax(embedding(t_safe.squeeze(1)).float(), dim=1)  # log e'
+    if soft_on:
+        # Soft target softmax(E[y]) at temperature 1, detached: only embedding_ce trains E.
+        terms["soft_ce"] = -(log_e.detach().exp() * log_p1).sum(1)
+
+    n_correct = None
+    if aux_logits is not None:
+        z2 = _as_rows(aux_logits).float()
+        log_p2_y = F.log_softmax(z2, dim=1).gather(1, t_safe).squeeze(1)
+        terms["aux_ce"] = -log_p2_y
+        gap = log_p2_y.exp() - alpha
+        if hinge == "l1":
+            terms["aux_hinge"] = F.relu(gap)
+        elif hinge == "l2":
+            terms["aux_hinge"] = F.relu(gap).square()
+        else:
+            terms["aux_hinge"] = gap.abs()
+        if need_embedding_ce:
+            soft_aux = F.softmax(z2.detach() / tau, dim=1)  # z2'' (eq. 10), detached
+            emb = -(soft_aux * log_e).sum(1)
+            if mask_wrong:
+                correct = (z2.detach().argmax(1) == t_safe.squeeze(1)) & valid
+                emb = torch.where(correct, emb, 0.0)
+                n_correct = correct.sum()
+            terms["embedding_ce"] = emb
+
+    # Ignored targets contribute exactly zero (where, not multiply: no 0 * inf = nan).
+    terms = {k: torch.where(valid, v, 0.0) for k, v in terms.items()}
+    weights = {"ce": w_ce, "soft_ce": w_soft}
+
+    if reduction == "none":
+        per_target = sum(weights.get(k, 1.0) * v for k, v in terms.items())
+        shape = target.shape
+        return LossOutput(
+            per_target.reshape(shape), {k: v.detach().reshape(shape) for k, v in terms.items()}
+        )
+
+    sums = {k: v.sum() for k, v in terms.items()}
+    if reduction == "mean":
+        # Divide by the number of real targets; clamp keeps an all-ignored batch at 0, not nan.
+        n_valid = valid.sum().clamp(min=1).to(z1.dtype)
+        for k in ("ce", "soft_ce", "aux_ce"):
+            if k in sums:
+                sums[k] = sums[k] / n_valid
+        if "aux_hinge" in sums and hinge_reduction == "mean":
+            sums["aux_hinge"] = sums["aux_hinge"] / n_valid
+        if "embedding_ce" in sums:
+            if embedding_normalizer == "correct" and n_correct is not None:
+                sums["embedding_ce"] = sums["embedding_ce"] / (n_correct + 1e-8)
+            else:
+                sums["embedding_ce"] = sums["embedding_ce"] / n_valid
+    total = sum(weights.get(k, 1.0) * v for k, v in sums.items())
+    return LossOutput(total, {k: v.detach() for k, v in sums.items()})
+
+
+def check_options(*, beta, tau, alpha, hinge, hinge_reduction, embedding_normalizer, reduction,
+                  warmup_steps, **_: object) -> None:
+    """Raise ``ValueError`` naming the first option whose value is out of range."""
+    if beta is not None and not 0.0 <= float(beta) <= 1.0:
+        raise ValueError(f"beta must be in [0, 1] or None, got {beta!r}")
+    if not float(tau) > 0.0:
+        raise ValueError(f"tau must be > 0, got {tau!r}")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    if hinge not in _HINGES:
+        raise ValueError(f"hinge must be one of {_HINGES}, got {hinge!r}")
+    if hinge_reduction not in _HINGE_REDUCTIONS:
+        raise ValueError(f"hinge_reduction must be one of {_HINGE_REDUCTIONS}, got {hinge_reduction!r}")
+    if embedding_normalizer not in _EMBEDDING_NORMALIZERS:
+        raise ValueError(
+            f"embedding_normalizer must be one of {_EMBEDDING_NORMALIZERS}, got "
+            f"{embedding_normalizer!r}"
+        )
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
