@@ -1,0 +1,1 @@
+"""One module per `labelemb` sub-command; each exposes register(subparsers)."""

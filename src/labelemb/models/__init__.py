@@ -1,0 +1,1 @@
+"""Backbones from the paper (features only; pair with LabelEmbeddingHead) and seq2seq models."""

@@ -1,0 +1,1 @@
+"""Tables, curves, heatmaps and nearest labels from run directories."""
