@@ -1,0 +1,240 @@
+"""The result table (the paper's Table 2) and the convergence table, from run directories.
+
+Every number is computed from the runs' ``metrics.jsonl`` (errors there are fractions; the
+table prints percent):
+
+* **test error (%)**: the test error at each run's final epoch, mean ± sample std over seeds
+  (``ddof=1``, like the paper's ±); with one seed only the mean and ``(n=1)``.
+* **error reduction**: ``mean(mode) - mean(baseline)`` in percentage points, and in brackets
+  the relative reduction ``(mean(baseline) - mean(mode)) / mean(baseline)`` (↓ better,
+  ↑ worse), against the ``baseline`` mode of the same dataset and model.
+* **best-dev test error (%)**: where the runs logged a ``dev_error``, the test error at the
+  epoch with the lowest dev error (first such epoch on ties), mean ± std over seeds.
+* **ECE (%)**: the final epoch's ``test_ece`` (expected calibration error of the main head,
+  15 bins), mean ± std over seeds.
+* **time/epoch (s)**: the mean of ``seconds`` over all epochs of all seeds.
+* **epochs**: epochs per run (a range when seeds differ); **n**: number of seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..engine.progress import log
+from .runs import Run, group_runs, load_runs
+
+__all__ = [
+    "ModeSummary", "summarize", "format_table", "build_table", "mean_std",
+    "epochs_to_reach", "format_convergence", "BASELINE",
+]
+
+BASELINE = "baseline"
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (``ddof=1``); std is ``None`` for one value."""
+    if not values:
+        raise ValueError("mean_std needs at least one value")
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else None)
+
+
+@dataclass
+class ModeSummary:
+    """The numbers of one ``(dataset, model, mode)`` group; errors as fractions."""
+
+    dataset: str
+    model: str
+    mode: str
+    runs: list[Run]
+    final_test_error: list[float]
+    best_dev_test_error: list[float] | None
+    test_ece: list[float] | None
+    seconds_per_epoch: float | None
+    epochs: list[int]
+    #: mean test error per epoch over seeds, for epochs 1..min(epochs) that all seeds have
+    mean_curve: list[float]
+    baseline: "ModeSummary | None" = None
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def mean_error(self) -> float:
+        return statistics.fmean(self.final_test_error)
+
+    @property
+    def abs_reduction(self) -> float | None:
+        """``mean(mode) - mean(baseline)`` (fraction; negative = fewer errors)."""
+        if self.baseline is None or self.baseline is self:
+            return None
+        return self.mean_error - self.baseline.mean_error
+
+    @property
+    def rel_reduction(self) -> float | None:
+        """``(mean(baseline) - mean(mode)) / mean(baseline)`` (positive = fewer errors)."""
+        if self.baseline is None or self.baseline is self or self.baseline.mean_error == 0:
+            return None
+        return (self.baseline.mean_error - self.mean_error) / self.baseline.mean_error
+
+
+def _final_value(run: Run, key: str) -> float | None:
+    v = run.metrics[-1].get(key)
+    return None if v is None else float(v)
+
+
+def _best_dev_test(run: Run) -> float | None:
+    best: tuple[float, float] | None = None
+    for r in run.metrics:
+        dev, test = r.get("dev_error"), r.get("test_error")
+        if dev is None or test is None:
+            continue
+        if best is None or dev < best[0]:  # strict: the first epoch wins ties
+            best = (float(dev), float(test))
+    return None if best is None else best[1]
+
+
+def _summarize_group(key: tuple[str, str, str], runs: list[Run]) -> ModeSummary:
+    finals: list[float] = []
+    for run in runs:
+        v = _final_value(run, "test_error")
+        if v is None:
+            raise ValueError(f"{run.path}: the last record of metrics.jsonl has no test_error")
+        finals.append(v)
+    devs = [_best_dev_test(r) for r in runs]
+    eces = [_final_value(r, "test_ece") for r in runs]
+    secs = [float(s) for r in runs for s in r.series("seconds") if s is not None]
+    epochs = [len(r.metrics) for r in runs]
+    common = min(epochs)
+    curves = [[float(v) if v is not None else math.nan for v in r.series("test_error")[:common]]
+              for r in runs]
+    mean_curve = [statistics.fmean(col) for col in zip(*curves)]
+    return ModeSummary(
+        dataset=key[0], model=key[1], mode=key[2], runs=runs,
+        final_test_error=finals,
+        # All seeds or none: a mean over a subset of seeds would not be comparable.
+        best_dev_test_error=None if any(d is None for d in devs) else devs,  # type: ignore[misc]
+        test_ece=None if any(e is None for e in eces) else eces,  # type: ignore[misc]
+        seconds_per_epoch=statistics.fmean(secs) if secs else None,
+        epochs=epochs,
+        mean_curve=mean_curve,
+    )
+
+
+def summarize(runs: Iterable[Run]) -> list[ModeSummary]:
+    """One :class:`ModeSummary` per ``(dataset, model, mode)``, each linked to its baseline.
+
+    Runs without ``test_error`` in their records (not classification runs) are left out with
+    a warning.
+    """
+    usable = []
+    for run in runs:
+        if not run.metrics or "test_error" not in run.metrics[-1]:
+            log(f"warning: {run.path} logs no test_error (task {run.config.get('task')!r}); "
+                "left out of the table")
+            continue
+        usable.append(run)
+    summaries = [_summarize_group(k, g) for k, g in group_runs(usable).items()]
+    baselines = {(s.dataset, s.model): s for s in summaries if s.mode == BASELINE}
+    for s in summaries:
+        s.baseline = baselines.get((s.dataset, s.model))
+        if len(set(s.epochs)) > 1:
+            log(f"warning: {s.dataset}/{s.model}/{s.mode}: seeds ran different numbers of "
+                f"epochs {sorted(set(s.epochs))}; final errors are not at the same epoch")
+    return summaries
+
+
+def _pct(mean: float, std: float | None, n: int) -> str:
+    if std is None:
+        return f"{100 * mean:.2f} (n={n})"
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def _pct_list(values: list[float] | None) -> str:
+    if values is None:
+        return "—"
+    mean, std = mean_std(values)
+    return _pct(mean, std, len(values))
+
+
+def _reduction(s: ModeSummary) -> str:
+    if s.mode == BASELINE:
+        return ""
+    if s.baseline is None:
+        return "no baseline"
+    absolute = 100 * s.abs_reduction  # type: ignore[operator]
+    rel = s.rel_reduction
+    if rel is None:
+        return f"{absolute:+.2f}"
+    arrow = "↓" if rel >= 0 else "↑"
+    return f"{absolute:+.2f} ({arrow}{100 * abs(rel):.1f}%)"
+
+
+def _epochs(epochs: list[int]) -> str:
+    lo, hi = min(epochs), max(epochs)
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+HEADER = ("dataset", "model", "mode", "test error (%)", "error reduction",
+          "best-dev test error (%)", "ECE (%)", "time/epoch (s)", "epochs", "n")
+
+
+def format_table(summaries: Sequence[ModeSummary]) -> str:
+    """The Markdown table, one row per ``(dataset, model, mode)``."""
+    rows = [HEADER]
+    for s in summaries:
+        mean, std = mean_std(s.final_test_error)
+        rows.append((
+            s.dataset, s.model, s.mode, _pct(mean, std, s.n), _reduction(s),
+            _pct_list(s.best_dev_test_error), _pct_list(s.test_ece),
+            "—" if s.seconds_per_epoch is None else f"{s.seconds_per_epoch:.2f}",
+            _epochs(s.epochs), str(s.n),
+        ))
+    lines = ["| " + " | ".join(r) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("---" if i < 3 else "---:" for i in range(len(HEADER))) + "|")
+    return "\n".join(lines) + "\n"
+
+
+def build_table(run_dirs: Iterable[str | os.PathLike], *, strict: bool = False) -> str:
+    """The Markdown result table of the runs in ``run_dirs`` (run directories or parents).
+
+    Incomplete runs are skipped with a warning (``strict=True``: raise). See the module
+    docstring for what each column means.
+    """
+    return format_table(summarize(load_runs([Path(d) for d in run_dirs], strict=strict)))
+
+
+# --------------------------------------------------------------------------- convergence
+
+
+def epochs_to_reach(curve: Sequence[float], target: float) -> int | None:
+    """First 1-based epoch at which ``curve`` (errors) is at or below ``target``, else None."""
+    for i, v in enumerate(curve):
+        if v <= target:
+            return i + 1
+    return None
+
+
+def format_convergence(summaries: Sequence[ModeSummary]) -> str:
+    """Markdown table: epochs each mode's mean curve needs to reach its baseline's final mean
+    test error (the paper's "faster convergence", measured)."""
+    rows = [("dataset", "model", "mode", "baseline final error (%)", "epochs to reach it",
+             "speed-up vs baseline")]
+    for s in summaries:
+        if s.baseline is None:
+            continue
+        target = s.baseline.mean_error
+        e = epochs_to_reach(s.mean_curve, target)
+        b = epochs_to_reach(s.baseline.mean_curve, target)
+        reached = f"{e}" if e is not None else f"not within {len(s.mean_curve)}"
+        speed = f"{b / e:.2f}×" if (e is not None and b is not None) else "—"
+        rows.append((s.dataset, s.model, s.mode, f"{100 * target:.2f}", reached, speed))
+    lines = ["| " + " | ".join(r) + " |" for r in rows]
+    lines.insert(1, "|---|---|---|---:|---:|---:|")
+    return "\n".join(lines) + "\n"
