@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional import LossOutput, _as_rows, check_classification_inputs
+from .functional import LossOutput, _as_rows, _full_precision, check_classification_inputs
 
 __all__ = ["LabelSmoothingLoss", "OnlineLabelSmoothingLoss"]
 
@@ -44,7 +44,7 @@ class LabelSmoothingLoss(nn.Module):
             logits, target, ignore_index=self.ignore_index, validate=self.validate
         )
         loss = F.cross_entropy(
-            logits.float(), target, ignore_index=self.ignore_index,
+            _full_precision(logits), target, ignore_index=self.ignore_index,
             reduction=self.reduction, label_smoothing=self.smoothing,
         )
         return LossOutput(loss, {"ce": loss.detach()})
@@ -101,7 +101,7 @@ class OnlineLabelSmoothingLoss(nn.Module):
             logits, target, num_classes=self.num_classes, ignore_index=self.ignore_index,
             validate=self.validate,
         )
-        z = _as_rows(logits).float()
+        z = _full_precision(_as_rows(logits))
         t = target.reshape(-1)
         valid = t != self.ignore_index
         t_safe = t.masked_fill(~valid, 0)

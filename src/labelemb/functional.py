@@ -119,6 +119,11 @@ def check_classification_inputs(
         raise ValueError("aux_logits contain NaN or inf (pass validate=False to skip this check)")
 
 
+def _full_precision(x: Tensor) -> Tensor:
+    """fp16/bf16 -> float32; float32/float64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _as_rows(x: Tensor) -> Tensor:
     """(N, C, d1, ...) -> (N*d1*..., C)."""
     if x.dim() == 2:
@@ -195,7 +200,7 @@ def label_embedding_loss(
     w_ce, w_soft = (1.0, 1.0) if beta is None else (float(beta), 1.0 - float(beta))
 
     # float32 maths whatever the autocast dtype: sums of log-probabilities overflow in fp16.
-    z1 = _as_rows(logits).float()
+    z1 = _full_precision(_as_rows(logits))
     t = target.reshape(-1)
     valid = t != ignore_index
     t_safe = t.masked_fill(~valid, 0).unsqueeze(1)  # any in-range index; masked out below
@@ -206,14 +211,14 @@ def label_embedding_loss(
 
     need_embedding_ce = aux_logits is not None and trainable
     if soft_on or need_embedding_ce:
-        log_e = F.log_softmax(embedding(t_safe.squeeze(1)).float(), dim=1)  # log e'
+        log_e = F.log_softmax(_full_precision(embedding(t_safe.squeeze(1))), dim=1)  # log e'
     if soft_on:
         # Soft target softmax(E[y]) at temperature 1, detached: only embedding_ce trains E.
         terms["soft_ce"] = -(log_e.detach().exp() * log_p1).sum(1)
 
     n_correct = None
     if aux_logits is not None:
-        z2 = _as_rows(aux_logits).float()
+        z2 = _full_precision(_as_rows(aux_logits))
         log_p2_y = F.log_softmax(z2, dim=1).gather(1, t_safe).squeeze(1)
         terms["aux_ce"] = -log_p2_y
         gap = log_p2_y.exp() - alpha
