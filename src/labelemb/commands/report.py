@@ -1,0 +1,89 @@
+"""``labelemb report RUN_DIR... [--out DIR] [--strict]``: the result table, the convergence
+table and error-curve figures of finished runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..engine.checkpoint import atomic_write_text
+from ..engine.progress import log, progress
+
+__all__ = ["register", "run", "write_report", "default_out_dir"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="result table (mean ± std over seeds), convergence, error curves",
+        description=(
+            "Group finished runs by dataset, model and mode; write report.md (the result table "
+            "and the epochs each mode needs to reach the baseline's final error) and one "
+            "error-curve figure per dataset/model (PNG and SVG); print the table."
+        ),
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run directories, or directories holding run directories")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="where to write (default: report/ inside the common parent of RUN_DIRs)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on an incomplete run (no result.json) instead of skipping it")
+    p.set_defaults(func=run)
+
+
+def default_out_dir(run_dirs: list[str | os.PathLike]) -> Path:
+    """``report/`` in the deepest directory that contains every argument."""
+    paths = [os.path.abspath(p) for p in run_dirs]
+    return Path(os.path.commonpath(paths)) / "report"
+
+
+def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *,
+                 strict: bool = False) -> tuple[str, list[Path]]:
+    """Write ``report.md`` and the curve figures into ``out``; returns (table, written paths)."""
+    from ..report.curves import curve_file_stem, plot_error_curves, save_figure
+    from ..report.runs import load_runs
+    from ..report.table import format_convergence, format_table, summarize
+
+    out = Path(out)
+    runs = load_runs(run_dirs, strict=strict)
+    log(f"report: {len(runs)} finished runs")
+    summaries = summarize(runs)
+    if not summaries:
+        raise ValueError("none of the runs has test errors to report")
+    table = format_table(summaries)
+    convergence = format_convergence(summaries)
+
+    pairs: dict[tuple[str, str], list] = {}
+    for s in summaries:
+        pairs.setdefault((s.dataset, s.model), []).append(s)
+    written: list[Path] = []
+    figure_lines = []
+    for (dataset, model), group in progress(pairs.items(), total=len(pairs), desc="figures"):
+        fig = plot_error_curves(group)
+        paths = save_figure(fig, out / curve_file_stem(dataset, model))
+        written += paths
+        figure_lines.append(f"![{dataset} · {model}]({paths[0].name}) ([SVG]({paths[1].name}))")
+
+    md = ["# Results", "",
+          f"{len(runs)} finished runs from: " + ", ".join(f"`{d}`" for d in run_dirs), "",
+          "Errors in percent; ± is the sample standard deviation over seeds (ddof=1). "
+          "See docs/REPORTS.md for what each column means.", "",
+          table, "## Convergence", "",
+          "Epochs the mean test-error curve of each mode needs to reach the final mean test "
+          "error of the baseline (same dataset and model).", "",
+          convergence, "## Error curves", "",
+          "Thin light lines: one seed each; bold: mean over seeds.", "",
+          *[line + "\n" for line in figure_lines]]
+    path = atomic_write_text(out / "report.md", "\n".join(md).rstrip("\n") + "\n")
+    written.insert(0, path)
+    return table, written
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else default_out_dir(args.run_dirs)
+    table, written = write_report(args.run_dirs, out, strict=args.strict)
+    print(table, end="")
+    for p in written:
+        log(f"wrote {p}")
+    return 0
