@@ -1,0 +1,35 @@
+"""The README's example runs as printed, and its set-up commands are the ones CI runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+
+
+def test_readme_example_runs_and_learns():
+    (code,) = _blocks("python")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    logits, y = scope["logits"], scope["y"]
+    # 50 Adam steps on one batch: the model must have fitted it.
+    assert (logits.argmax(1) == y).float().mean() > 0.9
+    assert scope["soft_targets"].shape == (10, 10)
+    torch.testing.assert_close(scope["soft_targets"].sum(1), torch.ones(10))
+
+
+def test_ci_runs_the_readme_test_command():
+    bash = _blocks("bash")
+    assert len(bash) == 2, "the README has exactly two set-up commands"
+    test_cmd = bash[1].strip()
+    ci = (ROOT / ".ci" / "run").read_text()
+    setup, _, pytest_cmd = test_cmd.partition(" && ")
+    assert "scripts/setup.sh --dev" in setup and "scripts/setup.sh --dev" in ci
+    assert pytest_cmd in ci
