@@ -64,8 +64,10 @@ def save_figure(fig: Figure, stem: str | os.PathLike, formats: Sequence[str] = (
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
-    for fmt in formats:
-        path = stem.with_name(stem.name + "." + fmt)
-        fig.savefig(path, format=fmt, dpi=fig.dpi)
-        paths.append(path)
+    # SVG text stays text (editable, searchable in a paper's figure), not glyph outlines.
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        for fmt in formats:
+            path = stem.with_name(stem.name + "." + fmt)
+            fig.savefig(path, format=fmt, dpi=fig.dpi)
+            paths.append(path)
     return paths
