@@ -198,3 +198,16 @@ def test_inspect_errors(tmp_path, capsys):
     (old / "config.json").write_text(json.dumps(cfg))
     assert main(["inspect", str(old)]) == 2
     assert "run_format" in capsys.readouterr().err
+
+
+def test_heatmap_hide_diagonal_blanks_only_self_similarity():
+    emb = handmade_full()
+    probs = softmax_rows(emb, range(6))
+    data = plot_heatmap(probs, NAMES, hide_diagonal=True).axes[0].images[0].get_array()
+    full = probs.numpy()
+    for r in range(6):
+        for c in range(6):
+            if r == c:
+                assert np.ma.is_masked(data[r, c]) or np.isnan(data[r, c])
+            else:
+                assert float(data[r, c]) == pytest.approx(float(full[r, c]))

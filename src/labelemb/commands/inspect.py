@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="classes (or vocabulary words) to show: names, or indices where no "
                         "class has that name (default: all classes, up to 30 in the heatmap)")
     p.add_argument("--top-k", type=int, default=5, help="neighbours per label (default 5)")
+    p.add_argument("--hide-diagonal", action="store_true",
+                   help="blank each label's weight on itself in the heatmap, so the colours "
+                        "span the similarities between different labels")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="where to write (default: RUN_DIR/inspect)")
     p.set_defaults(func=run)
@@ -69,7 +72,8 @@ def _embedding_path(run_dir: Path) -> tuple[Path, dict]:
 
 
 def inspect_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
-                classes: list[str] | None = None, top_k: int = 5) -> dict[str, Path]:
+                classes: list[str] | None = None, top_k: int = 5,
+                hide_diagonal: bool = False) -> dict[str, Path]:
     """Write ``heatmap.png``, ``nearest.md`` and ``nearest.json`` into ``out`` (default
     ``RUN_DIR/inspect``); returns their paths under ``heatmap``, ``markdown``, ``json``."""
     from ..embedding import CompressedLabelEmbedding, load_embedding
@@ -115,7 +119,8 @@ def inspect_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
     kind = "compressed" if compressed else "full"
     title = f"softmax(E), {kind} label embedding" + (f": {config['dataset']}"
                                                        if config.get("dataset") else "")
-    fig = plot_heatmap(probs, [names[i] for i in shown], title=title)
+    fig = plot_heatmap(probs, [names[i] for i in shown], title=title,
+                       hide_diagonal=hide_diagonal)
     heatmap = save_figure(fig, out / "heatmap", formats=("png",))[0]
     md = atomic_write_text(out / "nearest.md", nearest_to_markdown(near, names, k))
     js = atomic_write_text(out / "nearest.json", nearest_to_json(near, names))
@@ -123,7 +128,7 @@ def inspect_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = inspect_run(args.run_dir, args.out, args.classes, args.top_k)
+    paths = inspect_run(args.run_dir, args.out, args.classes, args.top_k, args.hide_diagonal)
     print(paths["markdown"].read_text(encoding="utf-8"), end="")
     for p in paths.values():
         log(f"wrote {p}")
