@@ -218,3 +218,49 @@ def test_curve_figure_has_a_thin_line_per_seed_and_a_bold_mean(tmp_path):
         mean = [100 * statistics.mean(c)
                 for c in zip(*[[r["test_error"] for r in records(p)] for p in runs])]
         assert list(ln.get_ydata()) == pytest.approx(mean)
+
+
+def write_seq2seq_run(root: Path, mode: str, seed: int, evals: int = 3) -> Path:
+    """A seq2seq run directory as engine/seq2seq.py writes it (scores 0-100)."""
+    d = root / f"s2s-{mode}-s{seed}"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({
+        "run_format": RUN_FORMAT, "task": "seq2seq", "mode": mode, "model": "lstm-attention",
+        "dataset": "iwslt15", "seed": seed, "settings": {"select": "bleu"}}))
+    rng = random.Random(f"s2s{mode}{seed}")
+    with open(d / "metrics.jsonl", "w") as f:
+        for e in range(1, evals + 1):
+            f.write(json.dumps({"step": 100 * e, "epoch": e, "train_loss": 1.0, "terms": {},
+                                "dev_bleu": 10 * e + rng.random(), "dev_loss": 2.0,
+                                "seconds": 5 + rng.random(), "lr": 1e-3}) + "\n")
+    (d / "result.json").write_text(json.dumps({
+        "task": "seq2seq", "steps": 100 * evals, "best_dev_bleu": 0.0,
+        "test_bleu": 20 + 5 * rng.random() + (1 if mode == "emb" else 0),
+        "test_pairs": 50, "test_decode_seconds": 1.0}))
+    return d
+
+
+def test_seq2seq_runs_get_a_score_table_and_curves(tmp_path, capsys):
+    runs = {m: [write_seq2seq_run(tmp_path / "r", m, s) for s in range(3)] for m in MODES}
+    write_run(tmp_path / "r", "baseline", 0)  # a classification run alongside
+    out = tmp_path / "o"
+    assert main(["report", str(tmp_path / "r"), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    s2s = md[md.index("## Sequence-to-sequence"):]
+    rows = parse_table(s2s[s2s.index("| dataset"):])
+    test = {m: [json.loads((p / "result.json").read_text())["test_bleu"] for p in runs[m]]
+            for m in MODES}
+    for m in MODES:
+        row = rows[("iwslt15", "lstm-attention", m)]
+        assert numbers(row["test bleu"]) == pytest.approx(
+            [statistics.mean(test[m]), statistics.stdev(test[m])], abs=0.0051)
+        best = [max(r["dev_bleu"] for r in records(p)) for p in runs[m]]
+        assert numbers(row["best dev score"])[:2] == pytest.approx(
+            [statistics.mean(best), statistics.stdev(best)], abs=0.0051)
+        assert row["n"] == "3" and row["updates"] == "300"
+    delta = statistics.mean(test["emb"]) - statistics.mean(test["baseline"])
+    assert numbers(rows[("iwslt15", "lstm-attention", "emb")]["change vs baseline"]) == \
+        pytest.approx([delta], abs=0.0051)
+    assert_png(out / "curves_iwslt15_lstm-attention.png", (640, 400))
+    assert_png(out / "curves_toy_mlp.png", (640, 400))
+    assert "dev bleu" in (out / "curves_iwslt15_lstm-attention.svg").read_text()

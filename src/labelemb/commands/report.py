@@ -41,43 +41,60 @@ def default_out_dir(run_dirs: list[str | os.PathLike]) -> Path:
 def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *,
                  strict: bool = False) -> tuple[str, list[Path]]:
     """Write ``report.md`` and the curve figures into ``out``; returns (table, written paths)."""
-    from ..report.curves import curve_file_stem, plot_error_curves, save_figure
+    from ..report.curves import (curve_file_stem, plot_error_curves, plot_score_curves,
+                                 save_figure)
     from ..report.runs import load_runs
-    from ..report.table import format_convergence, format_table, summarize
+    from ..report.table import (ScoreSummary, format_convergence, format_score_table,
+                                format_table, summarize, summarize_scores)
 
     out = Path(out)
     runs = load_runs(run_dirs, strict=strict)
     log(f"report: {len(runs)} finished runs")
     summaries = summarize(runs)
-    if not summaries:
-        raise ValueError("none of the runs has test errors to report")
-    table = format_table(summaries)
-    convergence = format_convergence(summaries)
+    scores = summarize_scores(runs)
+    if not summaries and not scores:
+        raise ValueError("none of the runs has test errors or scores to report")
 
     pairs: dict[tuple[str, str], list] = {}
-    for s in summaries:
+    for s in [*summaries, *scores]:
         pairs.setdefault((s.dataset, s.model), []).append(s)
     written: list[Path] = []
     figure_lines = []
     for (dataset, model), group in progress(pairs.items(), total=len(pairs), desc="figures"):
-        fig = plot_error_curves(group)
+        if isinstance(group[0], ScoreSummary):
+            fig = plot_score_curves(group)
+        else:
+            fig = plot_error_curves(group)
         paths = save_figure(fig, out / curve_file_stem(dataset, model))
         written += paths
         figure_lines.append(f"![{dataset} · {model}]({paths[0].name}) ([SVG]({paths[1].name}))")
 
+    tables = []
     md = ["# Results", "",
           f"{len(runs)} finished runs from: " + ", ".join(f"`{d}`" for d in run_dirs), "",
-          "Errors in percent; ± is the sample standard deviation over seeds (ddof=1). "
-          "See docs/REPORTS.md for what each column means.", "",
-          table, "## Convergence", "",
-          "Epochs the mean test-error curve of each mode needs to reach the final mean test "
-          "error of the baseline (same dataset and model).", "",
-          convergence, "## Error curves", "",
-          "Thin light lines: one seed each; bold: mean over seeds.", "",
-          *[line + "\n" for line in figure_lines]]
+          "± is the sample standard deviation over seeds (ddof=1). "
+          "See docs/REPORTS.md for what each column means.", ""]
+    if summaries:
+        table = format_table(summaries)
+        tables.append(table)
+        md += ["## Test error (%)", "", table,
+               "## Convergence", "",
+               "Epochs the mean test-error curve of each mode needs to reach the final mean "
+               "test error of the baseline (same dataset and model).", "",
+               format_convergence(summaries)]
+    if scores:
+        table = format_score_table(scores)
+        tables.append(table)
+        md += ["## Sequence-to-sequence scores (0-100, higher is better)", "",
+               "Test scores of the best-dev model (result.json); best dev score from "
+               "metrics.jsonl.", "", table]
+    md += ["## Curves", "",
+           "Thin light lines: one seed each; bold: mean over seeds. Classification: test error "
+           "per epoch; seq2seq: dev score per evaluation.", "",
+           *[line + "\n" for line in figure_lines]]
     path = atomic_write_text(out / "report.md", "\n".join(md).rstrip("\n") + "\n")
     written.insert(0, path)
-    return table, written
+    return "\n".join(tables), written
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,9 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .table import ModeSummary  # noqa: E402
+from .table import ModeSummary, ScoreSummary  # noqa: E402
 
-__all__ = ["plot_error_curves", "save_figure", "curve_file_stem", "FIGSIZE", "DPI"]
+__all__ = ["plot_error_curves", "plot_score_curves", "save_figure", "curve_file_stem",
+           "FIGSIZE", "DPI"]
 
 FIGSIZE = (6.4, 4.0)  # inches
 DPI = 100  # PNG pixels = FIGSIZE * DPI = 640 x 400
@@ -52,6 +53,35 @@ def plot_error_curves(summaries: Sequence[ModeSummary], *, metric: str = "test_e
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric.replace("_", " ") + " (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_score_curves(summaries: Sequence[ScoreSummary]) -> Figure:
+    """Seq2seq: the dev score of the selection metric against update step, seeds thin, the
+    mean over seeds (per evaluation, over the evaluations every seed has) bold."""
+    fig = Figure(figsize=FIGSIZE, dpi=DPI)
+    ax = fig.add_subplot(1, 1, 1)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    select = summaries[0].select if summaries else "score"
+    for i, s in enumerate(summaries):
+        colour = colours[i % len(colours)]
+        key = f"dev_{s.select}"
+        for run in s.runs:
+            xs = [r.get("step", j + 1) for j, r in enumerate(run.metrics)]
+            ys = [v if v is not None else float("nan") for v in run.series(key)]
+            ax.plot(xs, ys, color=colour, alpha=0.25, linewidth=0.8)
+        common = min(len(r.metrics) for r in s.runs)
+        cols = list(zip(*[r.series(key)[:common] for r in s.runs]))
+        mean = [sum(c) / len(c) if None not in c else float("nan") for c in cols]
+        xs = [r.get("step", j + 1) for j, r in enumerate(s.runs[0].metrics[:common])]
+        ax.plot(xs, mean, color=colour, linewidth=2.2, label=f"{s.mode} (mean of {s.n})")
+    if summaries:
+        ax.set_title(f"{summaries[0].dataset} · {summaries[0].model}")
+    ax.set_xlabel("update")
+    ax.set_ylabel(f"dev {select}")
     ax.grid(True, alpha=0.3)
     ax.legend(frameon=False)
     fig.tight_layout()

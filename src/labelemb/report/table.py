@@ -14,6 +14,10 @@ table prints percent):
   15 bins), mean ± std over seeds.
 * **time/epoch (s)**: the mean of ``seconds`` over all epochs of all seeds.
 * **epochs**: epochs per run (a range when seeds differ); **n**: number of seeds.
+
+Sequence-to-sequence runs (``task == "seq2seq"``) get a second table of scores (BLEU, ROUGE;
+0-100, higher is better) read from ``result.json`` (the test set decoded by the best-dev
+model), with the change against ``baseline`` and the best dev score from ``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from .runs import Run, group_runs, load_runs
 
 __all__ = [
     "ModeSummary", "summarize", "format_table", "build_table", "mean_std",
-    "epochs_to_reach", "format_convergence", "BASELINE",
+    "epochs_to_reach", "format_convergence", "BASELINE", "ScoreSummary", "summarize_scores",
+    "format_score_table", "is_seq2seq",
 ]
 
 BASELINE = "baseline"
@@ -135,6 +140,8 @@ def summarize(runs: Iterable[Run]) -> list[ModeSummary]:
     """
     usable = []
     for run in runs:
+        if is_seq2seq(run):
+            continue  # see summarize_scores
         if not run.metrics or "test_error" not in run.metrics[-1]:
             log(f"warning: {run.path} logs no test_error (task {run.config.get('task')!r}); "
                 "left out of the table")
@@ -205,9 +212,19 @@ def build_table(run_dirs: Iterable[str | os.PathLike], *, strict: bool = False) 
     """The Markdown result table of the runs in ``run_dirs`` (run directories or parents).
 
     Incomplete runs are skipped with a warning (``strict=True``: raise). See the module
-    docstring for what each column means.
+    docstring for what each column means. Sequence-to-sequence runs add a score table.
     """
-    return format_table(summarize(load_runs([Path(d) for d in run_dirs], strict=strict)))
+    runs = load_runs([Path(d) for d in run_dirs], strict=strict)
+    parts = []
+    summaries = summarize(runs)
+    if summaries:
+        parts.append(format_table(summaries))
+    scores = summarize_scores(runs)
+    if scores:
+        parts.append(format_score_table(scores))
+    if not parts:
+        raise ValueError("none of the runs has test errors or scores to report")
+    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------- convergence
@@ -237,4 +254,114 @@ def format_convergence(summaries: Sequence[ModeSummary]) -> str:
         rows.append((s.dataset, s.model, s.mode, f"{100 * target:.2f}", reached, speed))
     lines = ["| " + " | ".join(r) + " |" for r in rows]
     lines.insert(1, "|---|---|---|---:|---:|---:|")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- seq2seq scores
+
+#: result.json keys that start with ``test_`` but are no score
+_NOT_SCORES = {"test_pairs", "test_decode_seconds"}
+
+
+def is_seq2seq(run: Run) -> bool:
+    return run.config.get("task") == "seq2seq"
+
+
+@dataclass
+class ScoreSummary:
+    """Scores (0-100, higher is better) of one ``(dataset, model, mode)`` group."""
+
+    dataset: str
+    model: str
+    mode: str
+    runs: list[Run]
+    #: the model-selection metric (``bleu``, ``rougeL``, ...)
+    select: str
+    #: ``{"bleu": [per seed]}`` from result.json's ``test_*``
+    test: dict[str, list[float]]
+    #: best dev score of the selection metric per seed, from metrics.jsonl
+    best_dev: list[float] | None
+    seconds_per_eval: float | None
+    updates: list[int]
+    baseline: "ScoreSummary | None" = None
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    def delta(self) -> float | None:
+        """``mean(mode) - mean(baseline)`` of the test selection metric."""
+        if self.baseline is None or self.baseline is self:
+            return None
+        a, b = self.test.get(self.select), self.baseline.test.get(self.select)
+        if not a or not b:
+            return None
+        return statistics.fmean(a) - statistics.fmean(b)
+
+
+def _select_metric(run: Run) -> str:
+    settings = run.config.get("settings") or {}
+    if isinstance(settings, dict) and settings.get("select"):
+        return str(settings["select"])
+    for k in run.result:
+        if k.startswith("best_dev_"):
+            return k[len("best_dev_"):]
+    return "bleu"
+
+
+def summarize_scores(runs: Iterable[Run]) -> list[ScoreSummary]:
+    """One :class:`ScoreSummary` per ``(dataset, model, mode)`` of the seq2seq runs."""
+    out = []
+    for key, group in group_runs([r for r in runs if is_seq2seq(r)]).items():
+        select = _select_metric(group[0])
+        names = sorted({k[5:] for r in group for k in r.result
+                        if k.startswith("test_") and k not in _NOT_SCORES
+                        and isinstance(r.result[k], (int, float))})
+        # a score every seed has; a mean over some seeds would not compare
+        test = {m: [float(r.result[f"test_{m}"]) for r in group] for m in names
+                if all(isinstance(r.result.get(f"test_{m}"), (int, float)) for r in group)}
+        devs = []
+        for r in group:
+            vals = [float(v) for v in r.series(f"dev_{select}") if v is not None]
+            devs.append(max(vals) if vals else None)
+        secs = [float(v) for r in group for v in r.series("seconds") if v is not None]
+        out.append(ScoreSummary(
+            dataset=key[0], model=key[1], mode=key[2], runs=group, select=select, test=test,
+            best_dev=None if any(d is None for d in devs) else devs,  # type: ignore[misc]
+            seconds_per_eval=statistics.fmean(secs) if secs else None,
+            updates=[int(r.result.get("steps") or (r.metrics[-1].get("step") or 0))
+                     for r in group],
+        ))
+    baselines = {(s.dataset, s.model): s for s in out if s.mode == BASELINE}
+    for s in out:
+        s.baseline = baselines.get((s.dataset, s.model))
+    return out
+
+
+def _score(values: list[float] | None) -> str:
+    if not values:
+        return "—"
+    mean, std = mean_std(values)
+    return f"{mean:.2f} (n={len(values)})" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def format_score_table(summaries: Sequence[ScoreSummary]) -> str:
+    """Markdown table of seq2seq scores (like the paper's Tables 3 and 4)."""
+    metrics = sorted({m for s in summaries for m in s.test})
+    header = ("dataset", "model", "mode", *[f"test {m}" for m in metrics],
+              "change vs baseline", "best dev score", "time/eval (s)", "updates", "n")
+    rows = [header]
+    for s in summaries:
+        d = s.delta()
+        change = "" if s.mode == BASELINE else (
+            "no baseline" if d is None else f"{d:+.2f} {s.select}")
+        dev = _score(s.best_dev)
+        rows.append((
+            s.dataset, s.model, s.mode, *[_score(s.test.get(m)) for m in metrics], change,
+            dev if dev == "—" else f"{dev} {s.select}",
+            "—" if s.seconds_per_eval is None else f"{s.seconds_per_eval:.1f}",
+            _epochs(s.updates), str(s.n),
+        ))
+    lines = ["| " + " | ".join(r) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|")
     return "\n".join(lines) + "\n"
