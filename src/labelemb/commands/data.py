@@ -1,0 +1,54 @@
+"""``labelemb data``: download the paper's image datasets, or show where they are."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..data.download import DownloadError
+from ..data.registry import DATASETS, download_dataset, load_dataset, search_dirs
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "data", help="download or inspect image datasets (MNIST, Fashion-MNIST, CIFAR)",
+        description="Download the image datasets from their official sources with checksum "
+        "verification, or show where a dataset is found and its splits.",
+    )
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    d = sub.add_parser("download", help="fetch a dataset and verify its checksums")
+    d.add_argument("name", choices=sorted(DATASETS))
+    d.add_argument("--dir", default=None,
+                   help="where to put it (default: $LABELEMB_DATA/<name> or "
+                   "~/.cache/labelemb/<name>)")
+    d.add_argument("--base-url", "--url", dest="base_url", default=None,
+                   help="fetch the files from this base URL instead of the official mirrors")
+    d.set_defaults(func=_download)
+    i = sub.add_parser("info", help="where a dataset is found, its splits and class names")
+    i.add_argument("name", help=f"one of {sorted(DATASETS)}, a folder of class folders or an .npz")
+    i.add_argument("--data-dir", default=None)
+    i.set_defaults(func=_info)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _download(args: argparse.Namespace) -> int:
+    try:
+        path = download_dataset(args.name, args.dir, args.base_url)
+    except DownloadError as err:
+        print(f"labelemb: error: {err}")
+        return 1
+    print(f"{args.name} ready in {path}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    if args.name in DATASETS:
+        print("searched, in order: " + ", ".join(str(d) for d in search_dirs(args.name, args.data_dir)))
+    ds = load_dataset(args.name, args.data_dir)
+    dev = 0 if ds.dev_y is None else len(ds.dev_y)
+    print(f"{ds.name}: from {ds.source}")
+    print(f"  images {ds.in_channels}x{ds.image_size}x{ds.image_size}, {ds.num_classes} classes")
+    print(f"  train {len(ds.train_y)}, dev {dev}, test {len(ds.test_y)}")
+    print("  classes: " + ", ".join(ds.class_names))
+    return 0
