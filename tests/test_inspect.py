@@ -211,3 +211,16 @@ def test_heatmap_hide_diagonal_blanks_only_self_similarity():
                 assert np.ma.is_masked(data[r, c]) or np.isnan(data[r, c])
             else:
                 assert float(data[r, c]) == pytest.approx(float(full[r, c]))
+
+
+def test_inspect_large_vocabulary_defaults_skip_special_tokens(tmp_path):
+    from labelemb.commands.inspect import ALL_ROWS_MAX, inspect_run
+
+    V = ALL_ROWS_MAX + 100
+    names = ["<pad>", "<unk>", "<s>", "</s>"] + [f"w{j}" for j in range(V - 4)]
+    emb = CompressedLabelEmbedding(V, dim=4, class_names=names)
+    run = make_run(tmp_path, emb)
+    paths = inspect_run(run, top_k=2)
+    got = json.loads(paths["json"].read_text())
+    assert [g["label"] for g in got] == [f"w{j}" for j in range(20)]
+    assert all(len(g["nearest"]) == 2 for g in got)

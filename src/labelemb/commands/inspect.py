@@ -97,18 +97,22 @@ def inspect_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
                                              else run_dir) / "inspect"
 
     selected = resolve_classes(names, classes) if classes else None
+    # Default picks skip special tokens (<pad>, <unk>, <s>, </s> head a vocabulary).
+    ordinary = [i for i, n in enumerate(names) if not (n.startswith("<") and n.endswith(">"))]
+    ordinary = ordinary or list(range(C))
     if selected is not None:
         shown = rows = selected
     else:
-        shown = list(range(C)) if C <= HEATMAP_MAX else list(range(15))
+        shown = list(range(C)) if C <= HEATMAP_MAX else ordinary[:15]
         if C > HEATMAP_MAX:
-            log(f"inspect: {C} classes; the heatmap shows the first 15 (choose with --classes)")
+            log(f"inspect: {C} classes; the heatmap shows 15 (choose with --classes/--words): "
+                + ", ".join(names[i] for i in shown))
         if not compressed or C <= ALL_ROWS_MAX:
             rows = list(range(C))
         else:
-            rows = list(range(20))
-            log(f"inspect: compressed embedding over {C} labels; nearest labels of the first "
-                "20 only (choose words with --words)")
+            rows = ordinary[:20]
+            log(f"inspect: compressed embedding over {C} labels; nearest labels of 20 of them "
+                "(choose words with --words)")
 
     def bar(it):
         return progress(it, total=len(it), desc="embedding rows")
