@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..engine.progress import log
-from ..engine.rundir import CONFIG, METRICS, RESULT, RUN_FORMAT, is_complete, iter_run_dirs, \
-    read_json, read_metrics
+from ..engine.rundir import (CONFIG, METRICS, RESULT, RUN_FORMAT, is_complete, iter_run_dirs,
+                             read_json, read_metrics)
 
 __all__ = [
     "Run", "IncompleteRunError", "RunFormatError", "load_run", "load_runs", "expand_run_dirs",
