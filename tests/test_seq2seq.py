@@ -1,0 +1,234 @@
+"""Seq2seq model, label-embedding loss on token sequences, greedy and beam decoding."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from labelemb import CompressedLabelEmbedding, LabelSmoothingLoss
+from labelemb.data.parallel_text import ParallelCorpus, collate
+from labelemb.data.vocab import BOS, EOS, PAD, UNK, Vocab
+from labelemb.engine.seq2seq import build_criterion, decode_corpus, nearest_labels, sequence_loss
+from labelemb.models.beam import beam_search, greedy_decode
+from labelemb.models.seq2seq import Seq2Seq, Seq2SeqConfig
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny ops: a second thread only adds contention on a shared 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_model(seed=0, src_v=20, tgt_v=12, layers=1, dropout=0.0, aux=True, share=False):
+    torch.manual_seed(seed)
+    cfg = Seq2SeqConfig(src_v, tgt_v, emb_dim=16, hidden=24, layers=layers, dropout=dropout,
+                        share_embeddings=share)
+    return Seq2Seq(cfg, aux_head=aux)
+
+
+def random_batch(seed, n=5, src_v=20, tgt_v=12):
+    g = torch.Generator().manual_seed(seed)
+
+    def sent(v):
+        length = int(torch.randint(1, 7, (1,), generator=g))
+        return torch.randint(4, v, (length,), generator=g).tolist()
+
+    return collate([sent(src_v) for _ in range(n)], [sent(tgt_v) for _ in range(n)])
+
+
+def test_shapes_and_modes():
+    b = random_batch(0)
+    logits, aux = make_model()(b.src, b.src_lengths, b.tgt_in)
+    assert logits.shape == aux.shape == (5, b.tgt_in.shape[1], 12)
+    logits, aux = make_model(aux=False)(b.src, b.src_lengths, b.tgt_in)
+    assert aux is None and logits.shape[-1] == 12
+    shared = make_model(src_v=12, share=True)
+    assert shared.src_embed is shared.tgt_embed
+    with pytest.raises(ValueError, match="share_embeddings needs one vocabulary"):
+        make_model(src_v=20, tgt_v=12, share=True)
+
+
+def test_aux_head_gradient_never_reaches_the_encoder():
+    b = random_batch(1)
+    model = make_model()
+    _, aux = model(b.src, b.src_lengths, b.tgt_in)
+    aux.sum().backward()
+    assert model.encoder.weight_ih_l0.grad is None
+    assert model.head.aux_fc.weight.grad is not None
+
+
+def _pad_columns(x, extra):
+    return torch.cat([x, torch.full((x.shape[0], extra), PAD, dtype=x.dtype)], 1)
+
+
+@pytest.mark.parametrize("mode", ["emb", "baseline"])
+def test_appending_pad_changes_neither_loss_nor_any_gradient(mode):
+    """Full model + loss: PAD columns on source and target leave loss and every gradient
+    (model and label embedding) unchanged."""
+    vocab = Vocab([f"w{i}" for i in range(8)])  # 12 target ids
+    model = make_model(seed=3, layers=2, aux=(mode == "emb"))
+    b = random_batch(2, n=6)
+    if mode == "emb":
+        # Make half the targets what the auxiliary head predicts, so the masked
+        # embedding term (only where argmax aux == y) is active.
+        with torch.no_grad():
+            _, aux = model(b.src, b.src_lengths, b.tgt_in)
+        pred = aux.argmax(-1)
+        take = (torch.arange(b.tgt_out.numel()).reshape(b.tgt_out.shape) % 2 == 0) & (b.tgt_out != PAD)
+        b.tgt_out = torch.where(take, pred, b.tgt_out)
+
+    def loss_and_grads(batch):
+        torch.manual_seed(0)
+        crit = build_criterion(mode, vocab, label_dim=6, warmup_steps=0)  # all terms on
+        model.zero_grad()
+        loss, terms = sequence_loss(model, crit, batch)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        grads.update({f"crit.{n}": p.grad.clone() for n, p in crit.named_parameters()
+                      if p.grad is not None})
+        return loss.detach(), terms, grads
+
+    loss, terms, grads = loss_and_grads(b)
+    if mode == "emb":
+        assert set(terms) == {"ce", "soft_ce", "aux_ce", "aux_hinge", "embedding_ce"}
+        assert float(terms["embedding_ce"]) > 0 and "crit.embedding.A.weight" in grads
+    padded = type(b)(_pad_columns(b.src, 3), b.src_lengths, _pad_columns(b.tgt_in, 4),
+                     _pad_columns(b.tgt_out, 4), b.index)
+    loss2, terms2, grads2 = loss_and_grads(padded)
+    torch.testing.assert_close(loss2, loss, rtol=1e-5, atol=1e-6)
+    assert grads.keys() == grads2.keys()
+    for name in grads:
+        torch.testing.assert_close(grads2[name], grads[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_beam_one_equals_greedy():
+    for seed in range(4):
+        model = make_model(seed=seed, layers=2).eval()
+        b = random_batch(10 + seed, n=7)
+        g = greedy_decode(model, b.src, b.src_lengths, max_len=9)
+        bs = beam_search(model, b.src, b.src_lengths, beam=1, max_len=9)
+        assert bs.tokens == g.tokens
+        assert bs.attention == g.attention
+        assert bs.scores == pytest.approx(g.scores, abs=1e-5)
+
+
+def _teacher_forced(model, b, tokens):
+    """log p(tokens + EOS | src) under the model, per sentence."""
+    t = collate([[0]] * len(tokens), tokens)
+    return model.sequence_log_prob(b.src, b.src_lengths, t.tgt_in, t.tgt_out).tolist()
+
+
+@pytest.fixture(scope="module")
+def half_trained():
+    """A model trained for 10 updates to map 1-3 source words onto 3 target words: unsure
+    enough that greedy often misses the best sequence, with best lengths from 0 to 3."""
+    torch.manual_seed(0)
+    model = make_model(seed=0, src_v=10, tgt_v=7, aux=False)
+    g = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    crit = LabelSmoothingLoss(0.0, ignore_index=PAD)
+    for _ in range(10):
+        srcs = [torch.randint(4, 10, (int(torch.randint(1, 4, (1,), generator=g)),), generator=g)
+                for _ in range(16)]
+        b = collate([s.tolist() for s in srcs], [(4 + s % 3).tolist() for s in srcs])
+        loss, _ = sequence_loss(model, crit, b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    g = torch.Generator().manual_seed(1)
+    srcs = [torch.randint(4, 10, (int(torch.randint(1, 4, (1,), generator=g)),), generator=g).tolist()
+            for _ in range(12)]
+    return model.eval(), srcs
+
+
+def _exact_best(model, srcs, max_len, length_norm):
+    seqs = [list(s) for n in range(max_len + 1) for s in itertools.product([UNK, 4, 5, 6], repeat=n)]
+    best = []
+    for src in srcs:
+        row = collate([src] * len(seqs), seqs)
+        scores = model.sequence_log_prob(row.src, row.src_lengths, row.tgt_in, row.tgt_out)
+        norm = scores / torch.tensor([len(s) + 1.0 for s in seqs]) ** length_norm
+        best.append(seqs[int(norm.argmax())])
+    return best, len(seqs)
+
+
+@pytest.mark.parametrize("length_norm", [0.0, 1.0])
+def test_wide_beam_is_exact_search(half_trained, length_norm):
+    """With a beam wider than the number of prefixes, beam search must find the best of all
+    sequences (enumerated here): proves scoring, pruning and stopping are right."""
+    model, srcs = half_trained
+    b = collate(srcs, [[]] * len(srcs))
+    best, n_seqs = _exact_best(model, srcs, 3, length_norm)
+    assert len({len(x) for x in best}) >= 2  # the check covers short and long answers
+    got = beam_search(model, b.src, b.src_lengths, beam=n_seqs, max_len=3, length_norm=length_norm)
+    assert got.tokens == best
+    assert got.scores == pytest.approx(_teacher_forced(model, b, got.tokens), abs=1e-4)
+
+
+def test_beam_on_a_half_trained_model(half_trained):
+    model, srcs = half_trained
+    b = collate(srcs, [[]] * len(srcs))
+    g = greedy_decode(model, b.src, b.src_lengths, max_len=3)
+    best, _ = _exact_best(model, srcs, 3, 0.0)
+    assert sum(x != y for x, y in zip(g.tokens, best)) >= 2  # greedy is not enough here
+    one = beam_search(model, b.src, b.src_lengths, beam=1, max_len=3)
+    assert one.tokens == g.tokens and one.scores == pytest.approx(g.scores, abs=1e-5)
+    for k in (2, 3, 5):
+        bs = beam_search(model, b.src, b.src_lengths, beam=k, max_len=3)
+        assert bs.scores == pytest.approx(_teacher_forced(model, b, bs.tokens), abs=1e-4)
+        assert all(sb >= sg - 1e-5 for sb, sg in zip(bs.scores, g.scores))
+
+
+def test_decoding_rejects_bad_arguments():
+    model = make_model().eval()
+    b = random_batch(0)
+    with pytest.raises(ValueError, match="beam"):
+        beam_search(model, b.src, b.src_lengths, beam=0)
+    with pytest.raises(ValueError, match="max_len"):
+        greedy_decode(model, b.src, b.src_lengths, max_len=0)
+
+
+def test_unk_replacement_copies_the_most_attended_source_word():
+    src_vocab = Vocab(["a", "b"])
+    tgt_vocab = Vocab(["x", "y"])
+    model = make_model(src_v=len(src_vocab), tgt_v=len(tgt_vocab)).eval()
+    with torch.no_grad():  # a model that always writes <unk>
+        model.head.fc.weight.zero_()
+        model.head.fc.bias.fill_(-10.0)
+        model.head.fc.bias[UNK] = 10.0
+    corpus = ParallelCorpus(["a Zürich b Hanoi", "Paris"], ["x", "y"])
+    plain = decode_corpus(model, corpus, src_vocab, tgt_vocab, max_len=3)
+    assert plain == [["<unk>"] * 3] * 2
+    replaced = decode_corpus(model, corpus, src_vocab, tgt_vocab, max_len=3, unk_replace=True)
+    b = collate([src_vocab.encode(corpus.src_tokens(i)) for i in range(2)], [[], []])
+    positions = greedy_decode(model, b.src, b.src_lengths, max_len=3).attention
+    for i in range(2):
+        assert replaced[i] == [corpus.src_tokens(i)[p] for p in positions[i]]
+    assert replaced[1] == ["Paris"] * 3  # an out-of-vocabulary word is copied as written
+
+
+def test_nearest_labels_reads_only_the_asked_rows():
+    """V = 300,000: a V x V matrix would need 360 GB, so building one would fail here."""
+    words = [f"w{i}" for i in range(300_000 - 4)]
+    vocab = Vocab(words)
+    emb = CompressedLabelEmbedding(len(vocab), dim=2)
+    with torch.no_grad():
+        emb.A.weight.zero_()
+        emb.B.weight.zero_()
+        emb.B.bias.zero_()
+        emb.A.weight[vocab.stoi["w7"]] = torch.tensor([1.0, 0.0])
+        for rank, (w, val) in enumerate([("w7", 9.0), ("w3", 5.0), ("w100", 4.0), ("w9", 3.0)]):
+            emb.B.weight[vocab.stoi[w], 0] = val
+        emb.B.bias[PAD] = 50.0  # specials never count as neighbours
+        emb.B.bias[EOS] = 50.0
+    near = nearest_labels(emb, vocab, ["w7"], k=3)
+    assert [w for w, _ in near["w7"]] == ["w3", "w100", "w9"]  # itself left out
+    p = near["w7"]
+    assert p[0][1] > p[1][1] > p[2][1]
+    with pytest.raises(ValueError, match="not in the target vocabulary"):
+        nearest_labels(emb, vocab, ["nope"])
