@@ -1,0 +1,225 @@
+"""`labelemb train` on the real Fashion-MNIST: accuracy, determinism, exact resume, run dirs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from labelemb.cli import main
+from labelemb.data.registry import load_dataset
+from labelemb.embedding import load_embedding
+from labelemb.engine import rundir
+from labelemb.engine.checkpoint import load_checkpoint
+from labelemb.engine.classification import (
+    TrainConfig, expected_calibration_error, parse_seeds, run_training,
+)
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+pytestmark = pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist")
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return load_dataset("fashion-mnist", data_dir=FASHION)
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    recs = rundir.read_metrics(run_dir / rundir.METRICS)
+    for r in recs:
+        r.pop("seconds")
+    return recs
+
+
+def _same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], torch.Tensor):
+            assert torch.equal(a[k], b[k]), k
+        elif isinstance(a[k], dict):
+            _same_state(a[k], b[k])
+        else:
+            assert a[k] == b[k], k
+
+
+@pytest.mark.slow
+def test_mlp_emb_one_epoch_on_5000_images_beats_25_percent(fashion, tmp_path):
+    (run,) = run_training(TrainConfig(model="mlp", modes=["emb"], epochs=1, train_subset=5000,
+                                      out=str(tmp_path)), dataset=fashion)
+    (rec,) = rundir.read_metrics(run / rundir.METRICS)
+    assert rec["test_error"] < 0.25, rec
+    # The contract of engine/rundir.py, every key present.
+    assert set(rec) == {"epoch", "train_loss", "terms", "train_error", "dev_error", "test_error",
+                        "test_loss", "test_ece", "seconds", "lr"}
+    assert set(rec["terms"]) == {"ce", "soft_ce", "aux_ce", "aux_hinge", "embedding_ce"}
+    assert rec["dev_error"] is not None and 0 <= rec["test_ece"] <= 1 and rec["lr"] == 1e-3
+    cfg = rundir.read_json(run / rundir.CONFIG)
+    assert (cfg["dataset"], cfg["model"], cfg["mode"], cfg["seed"]) == ("fashion-mnist", "mlp", "emb", 0)
+    assert cfg["class_names"][0] == "T-shirt/top" and cfg["train_size"] == 5000
+    assert cfg["test_size"] == 10000 and cfg["dev_size"] == 5000
+    emb = load_embedding(run / rundir.EMBEDDING)
+    assert emb.class_names == cfg["class_names"]
+    assert not torch.equal(emb.weight, torch.eye(10))  # it learned
+    assert rundir.read_json(run / rundir.RESULT)["test_error"] == rec["test_error"]
+    assert (tmp_path / "summary.md").read_text().count("| emb |") == 1
+
+
+@pytest.mark.slow
+def test_two_runs_with_one_seed_are_identical(fashion, tmp_path):
+    kw = dict(model="cnn", modes=["emb", "ols"], epochs=2, train_subset=400, test_subset=300, dev_subset=200,
+              augment=True, seeds=[3], summary=False)
+    a = run_training(TrainConfig(out=str(tmp_path / "a"), **kw), dataset=fashion)
+    b = run_training(TrainConfig(out=str(tmp_path / "b"), **kw), dataset=fashion)
+    for ra, rb in zip(a, b):
+        assert _metrics(ra) == _metrics(rb)
+        _same_state(load_checkpoint(ra / rundir.CHECKPOINT)["model"],
+                    load_checkpoint(rb / rundir.CHECKPOINT)["model"])
+    c = run_training(TrainConfig(out=str(tmp_path / "c"), **{**kw, "seeds": [4]}), dataset=fashion)
+    assert _metrics(c[0]) != _metrics(a[0])  # the seed matters
+
+
+@pytest.mark.slow
+def test_modes_share_init_and_data_order(fashion, tmp_path):
+    # Same seed: baseline and ls see the same first batches from the same initial weights, so
+    # with smoothing 0 "ls" is the baseline exactly.
+    runs = run_training(TrainConfig(model="mlp", modes=["baseline", "ls"], epochs=1,
+                                    train_subset=300, test_subset=200, dev_subset=200, smoothing=0.0,
+                                    out=str(tmp_path), summary=False), dataset=fashion)
+    assert _metrics(runs[0]) == _metrics(runs[1])
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(fashion, tmp_path):
+    args = ["--model", "mlp", "--modes", "emb", "--epochs", "3", "--train-subset", "3000",
+            "--test-subset", "500", "--dev-subset", "500", "--augment", "--seeds", "1"]
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labelemb", "train", *args, "--out", str(killed),
+         "--data-dir", str(FASHION)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    ckpt = killed / "emb" / "seed-1" / rundir.CHECKPOINT
+    deadline = time.monotonic() + 120
+    while not ckpt.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)  # no clean-up handlers run: a real crash
+    proc.wait()
+    proc.stderr.close()
+    run = killed / "emb" / "seed-1"
+    assert not rundir.is_complete(run)
+    done = len(rundir.read_metrics(run / rundir.METRICS))
+    assert 1 <= done < 3
+
+    rc = main(["train", *args, "--out", str(killed), "--data-dir", str(FASHION), "--resume"])
+    assert rc == 0 and rundir.is_complete(run)
+    ref = main(["train", *args, "--out", str(tmp_path / "ref"), "--data-dir", str(FASHION)])
+    assert ref == 0
+    ref_run = tmp_path / "ref" / "emb" / "seed-1"
+    assert _metrics(run) == _metrics(ref_run)
+    assert len(_metrics(run)) == 3
+    _same_state(load_checkpoint(run / rundir.CHECKPOINT)["model"],
+                load_checkpoint(ref_run / rundir.CHECKPOINT)["model"])
+    assert torch.equal(load_embedding(run / rundir.EMBEDDING).weight,
+                       load_embedding(ref_run / rundir.EMBEDDING).weight)
+
+
+@pytest.mark.slow
+def test_resume_extends_ols_and_lr_schedule_exactly(fashion, tmp_path):
+    kw = dict(model="mlp", modes=["ols"], train_subset=500, test_subset=200, dev_subset=200,
+              summary=False,
+              lr_milestones=[1], seeds=[2])
+    run_training(TrainConfig(epochs=1, out=str(tmp_path / "r"), **kw), dataset=fashion)
+    (run,) = run_training(TrainConfig(epochs=3, resume=True, out=str(tmp_path / "r"), **kw),
+                          dataset=fashion)
+    (ref,) = run_training(TrainConfig(epochs=3, out=str(tmp_path / "u"), **kw), dataset=fashion)
+    assert _metrics(run) == _metrics(ref)
+    assert [r["lr"] for r in _metrics(run)] == pytest.approx([1e-3, 2e-4, 2e-4])
+    a, b = load_checkpoint(run / rundir.CHECKPOINT), load_checkpoint(ref / rundir.CHECKPOINT)
+    _same_state(a["criterion"], b["criterion"])  # OLS soft labels and running sums
+    assert not torch.equal(a["criterion"]["soft_labels"], torch.eye(10))
+    # A finished run is skipped by --resume, and refused without it.
+    run_training(TrainConfig(epochs=3, resume=True, out=str(tmp_path / "r"), **kw), dataset=fashion)
+    assert len(_metrics(run)) == 3
+    with pytest.raises(ValueError, match="--resume"):
+        run_training(TrainConfig(epochs=3, out=str(tmp_path / "r"), **kw), dataset=fashion)
+    with pytest.raises(ValueError, match="batch_size"):
+        run_training(TrainConfig(epochs=4, resume=True, batch_size=50, out=str(tmp_path / "r"),
+                                 **kw), dataset=fashion)
+
+
+@pytest.mark.slow
+def test_emb_fixed_uses_the_earlier_runs_embedding_frozen(fashion, tmp_path):
+    kw = dict(model="mlp", train_subset=300, test_subset=200, dev_subset=200, epochs=1,
+              summary=False)
+    (emb_run,) = run_training(TrainConfig(modes=["emb"], out=str(tmp_path / "a"), **kw),
+                              dataset=fashion)
+    (fixed,) = run_training(TrainConfig(modes=["emb-fixed"], out=str(tmp_path / "b"),
+                                        embedding=str(tmp_path / "a"), **kw), dataset=fashion)
+    (rec,) = rundir.read_metrics(fixed / rundir.METRICS)
+    assert set(rec["terms"]) == {"ce", "soft_ce"}  # eq. 17: no auxiliary head
+    state = load_checkpoint(fixed / rundir.CHECKPOINT)
+    assert not any(k.startswith("head.aux_fc") for k in state["model"])
+    assert torch.equal(state["criterion"]["embedding.inner.weight"],
+                       load_embedding(emb_run / rundir.EMBEDDING).weight)
+    assert not (fixed / rundir.EMBEDDING).exists()
+    with pytest.raises(FileNotFoundError, match="embedding.safetensors"):
+        run_training(TrainConfig(modes=["emb-fixed"], out=str(tmp_path / "c"),
+                                 embedding=str(tmp_path / "b"), **kw), dataset=fashion)
+    with pytest.raises(ValueError, match="--embedding"):
+        run_training(TrainConfig(modes=["emb-fixed"], out=str(tmp_path / "d"), **kw),
+                     dataset=fashion)
+
+
+def test_own_npz_data_trains_end_to_end(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (60, 8, 8), dtype=np.uint8)
+    y = np.arange(60) % 3
+    x[y == 1] //= 4  # a learnable difference between the classes
+    np.savez(tmp_path / "toy.npz", x=x, y=y, class_names=np.array(["a", "b", "c"]))
+    rc = main(["train", "--dataset", str(tmp_path / "toy.npz"), "--model", "mlp", "--modes",
+               "baseline,emb,ls,ols", "--epochs", "2", "--batch-size", "16", "--seeds", "0,1",
+               "--out", str(tmp_path / "out")])
+    assert rc == 0
+    dirs = sorted(p.relative_to(tmp_path / "out").as_posix()
+                  for p in rundir.iter_run_dirs(tmp_path / "out"))
+    assert dirs == [f"{m}/seed-{s}" for m in ("baseline", "emb", "ls", "ols") for s in (0, 1)]
+    cfg = json.loads((tmp_path / "out" / "emb" / "seed-1" / "config.json").read_text())
+    assert cfg["class_names"] == ["a", "b", "c"] and cfg["dataset"] == "toy"
+    table = (tmp_path / "out" / "summary.md").read_text()
+    assert "| ols |" in table and table.strip() in capsys.readouterr().out
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
+    assert main(["train", "--dataset", "imagenet", "--out", str(tmp_path)]) == 2
+    assert "unknown dataset 'imagenet'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--modes", "baseline,mixup"])
+    assert parse_seeds("0-3,7,2") == [0, 1, 2, 3, 7]
+    with pytest.raises(ValueError, match="--seeds"):
+        parse_seeds("a-b")
+
+
+def test_ece_matches_a_direct_computation():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(500, 4, generator=g) * 3, 1)
+    target = torch.randint(0, 4, (500,), generator=g)
+    conf, pred = probs.max(1)
+    ece = 0.0
+    for b in range(15):
+        lo, hi = b / 15, (b + 1) / 15
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.float().mean() * abs((pred[m] == target[m]).float().mean() - conf[m].mean())
+    assert expected_calibration_error(probs, target) == pytest.approx(float(ece), abs=1e-6)
+    assert expected_calibration_error(torch.eye(3), torch.arange(3)) == pytest.approx(0.0)
