@@ -198,6 +198,9 @@ def test_lcsts_malformed(tmp_path):
         read_lcsts(p)
     with pytest.raises(ValueError, match="empty"):
         read_lcsts(write(tmp_path / "empty.txt", ""))
+    p = write(tmp_path / "stray.txt", PART_I.replace("    <summary>\n", "", 1))
+    with pytest.raises(ValueError, match=r"stray\.txt:2: text '修改后的立法法全文公布' outside any field"):
+        read_lcsts(p)
 
 
 # ----------------------------------------------------------------------------- vocabulary

@@ -89,6 +89,8 @@ def read_lcsts(path: str | os.PathLike, min_score: int | None = None) -> Paralle
                 doc[field] = "".join(buf).strip()
                 field, buf = None, []
                 continue
+            if not piece.startswith("<"):
+                raise ValueError(f"{path}:{lineno}: text {piece.strip()[:40]!r} outside any field")
             name = piece.strip("</>").split()[0]
             if piece.startswith("</"):
                 if name != "doc":

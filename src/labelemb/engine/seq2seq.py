@@ -423,7 +423,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             optimizer.step()
             step += 1
             ntok = batch.num_tokens
-            acc["loss"] += float(loss) * ntok
+            acc["loss"] += float(loss.detach()) * ntok
             acc["tokens"] += ntok
             for k, v in terms.items():
                 acc["terms"][k] = acc["terms"].get(k, 0.0) + float(v) * ntok

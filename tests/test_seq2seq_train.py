@@ -1,0 +1,207 @@
+"""Seq2seq end to end through the CLI: learning, run directory, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pytest
+import torch
+
+from labelemb.cli import main
+from labelemb.data.parallel_text import collate
+from labelemb.engine.rundir import read_metrics
+from labelemb.engine.seq2seq import load_run
+from labelemb.embedding import load_embedding
+from labelemb.models.beam import beam_search, greedy_decode
+
+TINY = ["--emb-dim", "32", "--hidden", "64", "--layers", "1", "--dropout", "0",
+        "--label-dim", "16", "--batch-size", "32", "--threads", "1", "--max-len", "12"]
+
+
+def write_permutation_corpus(d, n_train=1500, n_dev=100, n_test=100, vocab=24, seed=0):
+    """Target = source with every word replaced by its image under a fixed permutation."""
+    rng = random.Random(seed)
+    perm = list(range(vocab))
+    rng.shuffle(perm)
+    d.mkdir(parents=True, exist_ok=True)
+    mapping = {f"s{i}": f"t{perm[i]}" for i in range(vocab)}
+    for split, n in (("train", n_train), ("dev", n_dev), ("test", n_test)):
+        src, tgt = [], []
+        for _ in range(n):
+            words = [f"s{rng.randrange(vocab)}" for _ in range(rng.randint(3, 8))]
+            src.append(" ".join(words))
+            tgt.append(" ".join(mapping[w] for w in words))
+        (d / f"{split}.src").write_text("\n".join(src) + "\n", encoding="utf-8")
+        (d / f"{split}.tgt").write_text("\n".join(tgt) + "\n", encoding="utf-8")
+    return mapping
+
+
+@pytest.fixture(autouse=True)
+def keep_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_emb_model_learns_a_permutation_to_bleu_above_90(tmp_path, capsys):
+    mapping = write_permutation_corpus(tmp_path / "data")
+    run = tmp_path / "run"
+    rc = main(["seq2seq", "train", "--task", "parallel", "--data-dir", str(tmp_path / "data"),
+               "--mode", "emb", "--out", str(run), *TINY, "--epochs", "10", "--max-steps", "400",
+               "--eval-every", "50", "--warmup-steps", "50", "--beam", "3"])
+    assert rc == 0
+    result = json.loads((run / "result.json").read_text())
+    assert result["test_bleu"] > 90, result
+    records = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in records][:2] == [50, 100]
+    assert {"step", "epoch", "train_loss", "terms", "dev_bleu", "seconds"} <= set(records[0])
+    assert set(records[-1]["terms"]) == {"ce", "soft_ce", "aux_ce", "aux_hinge", "embedding_ce"}
+    assert max(r["dev_bleu"] for r in records) == pytest.approx(result["best_dev_bleu"])
+    config = json.loads((run / "config.json").read_text())
+    assert (config["task"], config["mode"], config["dataset"]) == ("seq2seq", "emb", "parallel")
+    emb = load_embedding(run / "embedding.safetensors")
+    model, criterion, src_vocab, tgt_vocab, _ = load_run(run)
+    assert emb.class_names == tgt_vocab.itos
+    torch.testing.assert_close(emb.A.weight, criterion.embedding.A.weight)
+    hyp = (run / "test.hyp.txt").read_text(encoding="utf-8").splitlines()
+    assert len(hyp) == 100
+
+    # translate: the learned mapping, from the saved run
+    src = tmp_path / "in.txt"
+    src.write_text("s1 s2 s3 s4 s5\ns7 s7 s0\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["seq2seq", "translate", str(run), "--input", str(src), "--beam", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    expect = [" ".join(mapping[w] for w in line.split()) for line in src.read_text().splitlines()]
+    assert out == expect
+
+    assert main(["seq2seq", "evaluate", str(run), "--split", "dev", "--beam", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["bleu"] == pytest.approx(result["best_dev_bleu"])
+    assert main(["seq2seq", "neighbours", str(run), "t1", "t2", "-k", "5", "--json"]) == 0
+    near = json.loads(capsys.readouterr().out)
+    assert len(near["t1"]) == 5 and "t1" not in [w for w, _ in near["t1"]]
+
+    # Under the trained model, beam search never finishes below greedy.
+    lines = (tmp_path / "data" / "test.src").read_text().splitlines()[:40]
+    b = collate([src_vocab.encode(x.split()) for x in lines], [[]] * len(lines))
+    g = greedy_decode(model, b.src, b.src_lengths, max_len=12)
+    for k in (2, 5):
+        bs = beam_search(model, b.src, b.src_lengths, beam=k, max_len=12)
+        assert all(sb >= sg - 1e-5 for sb, sg in zip(bs.scores, g.scores))
+
+
+def _train(tmp_path, out, *extra, data="data"):
+    return main(["seq2seq", "train", "--task", "parallel", "--data-dir", str(tmp_path / data),
+                 "--out", str(tmp_path / out), *TINY, "--eval-every", "3", *extra])
+
+
+def test_resume_continues_exactly(tmp_path):
+    write_permutation_corpus(tmp_path / "data", n_train=200, n_dev=10, n_test=10)
+    common = ["--dropout", "0.3", "--layers", "2", "--warmup-steps", "2"]
+    assert _train(tmp_path, "straight", *common, "--max-steps", "9") == 0
+    assert _train(tmp_path, "resumed", *common, "--max-steps", "6") == 0
+    assert _train(tmp_path, "resumed", *common, "--max-steps", "9", "--resume") == 0
+    a = read_metrics(tmp_path / "straight" / "metrics.jsonl")
+    b = read_metrics(tmp_path / "resumed" / "metrics.jsonl")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [3, 6, 9]
+    for ra, rb in zip(a, b):
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-5)
+    sa = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    sb = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    for key in ("model", "criterion"):
+        for name in sa[key]:
+            torch.testing.assert_close(sa[key][name], sb[key][name], msg=name)
+    assert int(sb["criterion"]["num_updates"]) == 9  # warm-up position survives the resume
+
+
+def test_existing_run_needs_resume(tmp_path, capsys):
+    write_permutation_corpus(tmp_path / "data", n_train=50, n_dev=5, n_test=5)
+    assert _train(tmp_path, "run", "--max-steps", "1") == 0
+    assert _train(tmp_path, "run", "--max-steps", "1") == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("short", r"train\.src has 50 lines.*train\.tgt has 49"),
+    ("bytes", r"dev\.tgt:3: not valid UTF-8"),
+    ("empty", r"test\.src is empty"),
+])
+def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, capsys, breakage, message):
+    d = tmp_path / "data"
+    write_permutation_corpus(d, n_train=50, n_dev=5, n_test=5)
+    if breakage == "short":
+        lines = (d / "train.tgt").read_text().splitlines()
+        (d / "train.tgt").write_text("\n".join(lines[:-1]) + "\n")
+    elif breakage == "bytes":
+        lines = (d / "dev.tgt").read_bytes().split(b"\n")
+        lines[2] = b"t1 \xe9t\xe9"  # Latin-1, not UTF-8
+        (d / "dev.tgt").write_bytes(b"\n".join(lines))
+    else:
+        (d / "test.src").write_text("")
+    assert _train(tmp_path, "run", "--max-steps", "1") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("labelemb: error:") and "Traceback" not in err
+    import re
+
+    assert re.search(message, err), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_vocabulary_from_another_run_is_refused(tmp_path, capsys):
+    write_permutation_corpus(tmp_path / "data", n_train=50, n_dev=5, n_test=5)
+    write_permutation_corpus(tmp_path / "other", n_train=50, n_dev=5, n_test=5, seed=1)
+    assert _train(tmp_path, "a", "--max-steps", "1") == 0
+    assert _train(tmp_path, "b", "--max-steps", "1", data="other") == 0
+    shutil.copy(tmp_path / "b" / "vocab.tgt.json", tmp_path / "a" / "vocab.tgt.json")
+    src = tmp_path / "in.txt"
+    src.write_text("s1 s2\n")
+    capsys.readouterr()
+    assert main(["seq2seq", "translate", str(tmp_path / "a"), "--input", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "vocab.tgt.json is a vocabulary from another run" in err
+
+
+LCSTS_DOC = """<doc id={i}>
+    <human_label>{score}</human_label>
+    <summary>
+        {summary}
+    </summary>
+    <short_text>
+        {text}
+    </short_text>
+</doc>
+"""
+
+
+def test_lcsts_task_end_to_end(tmp_path):
+    rng = random.Random(0)
+    chars = "北京上海深圳机场新闻经济手机技术"
+    d = tmp_path / "lcsts"
+    d.mkdir()
+    for name, n in (("PART_I.txt", 40), ("PART_II.txt", 6), ("PART_III.txt", 6)):
+        docs = []
+        for i in range(n):
+            text = "".join(rng.choice(chars) for _ in range(12))
+            docs.append(LCSTS_DOC.format(i=i, score=1 + i % 5, summary=text[:4], text=text))
+        body = "".join(docs)
+        if name == "PART_I.txt":  # the training file has no human labels
+            body = "".join(line + "\n" for line in body.splitlines() if "human_label" not in line)
+        (d / name).write_text(body, encoding="utf-8")
+    run = tmp_path / "run"
+    rc = main(["seq2seq", "train", "--task", "lcsts", "--data-dir", str(d), "--out", str(run),
+               "--emb-dim", "16", "--hidden", "24", "--label-dim", "8", "--batch-size", "8",
+               "--max-steps", "4", "--eval-every", "2", "--threads", "1", "--lcsts-min-score", "3"])
+    assert rc == 0
+    result = json.loads((run / "result.json").read_text())
+    assert {"test_rouge1", "test_rouge2", "test_rougeL"} <= set(result)
+    assert result["test_pairs"] == 3  # labels 1 2 3 4 5 1: three are >= 3
+    rec = read_metrics(run / "metrics.jsonl")[-1]
+    assert {"dev_rouge1", "dev_rouge2", "dev_rougeL"} <= set(rec)
+    config = json.loads((run / "config.json").read_text())
+    assert config["model_config"]["share_embeddings"] is True
+    assert (run / "vocab.src.json").read_text() == (run / "vocab.tgt.json").read_text()
+    hyp = (run / "test.hyp.txt").read_text(encoding="utf-8").splitlines()
+    assert len(hyp) == 3 and all(" " not in h for h in hyp)  # characters joined back
