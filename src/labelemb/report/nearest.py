@@ -14,6 +14,7 @@ over a vocabulary of ``V`` words, ``k`` words cost ``k x V`` values, never ``V x
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 from ..embedding import FixedLabelEmbedding
 
 __all__ = [
-    "Neighbour", "softmax_rows", "nearest_labels", "resolve_classes", "class_names_of",
+    "Neighbour", "embedding_rows", "softmax_rows", "nearest_labels", "resolve_classes", "class_names_of",
     "nearest_to_markdown", "nearest_to_json",
 ]
 
@@ -48,9 +49,9 @@ def class_names_of(embedding: nn.Module) -> list[str]:
 
 
 @torch.no_grad()
-def softmax_rows(embedding: nn.Module, indices: Sequence[int], batch_size: int = 1024,
-                 progress=None) -> Tensor:
-    """``softmax(e_i)`` for each ``i`` in ``indices``: shape ``(len(indices), C)``, float32.
+def embedding_rows(embedding: nn.Module, indices: Sequence[int], batch_size: int = 1024,
+                   progress=None) -> Tensor:
+    """The label-embedding logits ``e_i`` for each ``i`` in ``indices``: ``(len(indices), C)``.
 
     Rows are built ``batch_size`` at a time through the embedding's forward, so a compressed
     embedding never materialises ``C x C``. ``progress`` optionally wraps the batch iterator.
@@ -60,11 +61,16 @@ def softmax_rows(embedding: nn.Module, indices: Sequence[int], batch_size: int =
     starts = range(0, len(idx), batch_size)
     if progress is not None:
         starts = progress(starts)
-    out = [torch.softmax(embedding(idx[s:s + batch_size].to(device)).float(), dim=1).cpu()
-           for s in starts]
+    out = [embedding(idx[s:s + batch_size].to(device)).float().cpu() for s in starts]
     if not out:
         return torch.empty(0, embedding.num_classes)
     return torch.cat(out)
+
+
+def softmax_rows(embedding: nn.Module, indices: Sequence[int], batch_size: int = 1024,
+                 progress=None) -> Tensor:
+    """``softmax(e_i)`` for each ``i`` in ``indices``: ``(len(indices), C)``, float32."""
+    return torch.softmax(embedding_rows(embedding, indices, batch_size, progress), dim=1)
 
 
 def resolve_classes(names: Sequence[str], requested: Iterable[str | int]) -> list[int]:
@@ -109,13 +115,15 @@ def nearest_labels(embedding: nn.Module, indices: Sequence[int] | None = None, k
     names = list(names) if names is not None else class_names_of(embedding)
     indices = list(range(C)) if indices is None else list(indices)
     k = min(k, C - 1)
-    probs = softmax_rows(embedding, indices, batch_size=batch_size, progress=progress)
+    logits = embedding_rows(embedding, indices, batch_size=batch_size, progress=progress)
+    probs = torch.softmax(logits, dim=1)
     result: dict[int, list[Neighbour]] = {}
     for row, i in enumerate(indices):
-        p = probs[row].clone()
-        p[i] = -1.0  # exclude the label itself (probabilities are >= 0)
-        # stable sort on -p: equal probabilities keep index order
-        order = torch.sort(-p, stable=True).indices[:k].tolist()
+        # Rank by the logits e_i: the same order as softmax(e_i) (monotone), without the
+        # rounding of the float32 softmax that can swap near-equal labels.
+        e = logits[row].clone()
+        e[i] = -math.inf  # exclude the label itself
+        order = torch.sort(e, descending=True, stable=True).indices[:k].tolist()
         result[i] = [Neighbour(j, names[j], float(probs[row, j])) for j in order]
     return result
 
