@@ -10,7 +10,7 @@ import sys
 from . import __version__
 
 # Modules that register sub-commands, in the order `labelemb --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("labelemb.commands.report", "labelemb.commands.inspect", "labelemb.commands.train", "labelemb.commands.data", "labelemb.commands.seq2seq")
+COMMAND_MODULES: tuple[str, ...] = ("labelemb.commands.demo", "labelemb.commands.report", "labelemb.commands.inspect", "labelemb.commands.train", "labelemb.commands.data", "labelemb.commands.seq2seq")
 
 
 def build_parser() -> argparse.ArgumentParser:
