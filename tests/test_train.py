@@ -72,7 +72,8 @@ def test_mlp_emb_one_epoch_on_5000_images_beats_25_percent(fashion, tmp_path):
 
 @pytest.mark.slow
 def test_two_runs_with_one_seed_are_identical(fashion, tmp_path):
-    kw = dict(model="cnn", modes=["emb", "ols"], epochs=2, train_subset=400, test_subset=300, dev_subset=200,
+    kw = dict(model="cnn", modes=["emb", "ols"], epochs=2, train_subset=250,
+              test_subset=200, dev_subset=100,
               augment=True, seeds=[3], summary=False)
     a = run_training(TrainConfig(out=str(tmp_path / "a"), **kw), dataset=fashion)
     b = run_training(TrainConfig(out=str(tmp_path / "b"), **kw), dataset=fashion)
@@ -80,8 +81,9 @@ def test_two_runs_with_one_seed_are_identical(fashion, tmp_path):
         assert _metrics(ra) == _metrics(rb)
         _same_state(load_checkpoint(ra / rundir.CHECKPOINT)["model"],
                     load_checkpoint(rb / rundir.CHECKPOINT)["model"])
-    c = run_training(TrainConfig(out=str(tmp_path / "c"), **{**kw, "seeds": [4]}), dataset=fashion)
-    assert _metrics(c[0]) != _metrics(a[0])  # the seed matters
+    c = run_training(TrainConfig(out=str(tmp_path / "c"), **{**kw, "seeds": [4], "epochs": 1,
+                                                          "modes": ["emb"]}), dataset=fashion)
+    assert _metrics(c[0])[0] != _metrics(a[0])[0]  # the seed matters
 
 
 @pytest.mark.slow

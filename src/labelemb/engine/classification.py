@@ -44,7 +44,8 @@ from ..loss import LabelEmbeddingLoss
 from ..models.classifier import MODELS, Classifier, build_model
 from . import rundir
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .progress import log, progress
+from .progress import log as _log_line
+from .progress import progress
 from .seed import seed_everything
 
 __all__ = [
@@ -267,6 +268,29 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
+def log(msg: str) -> None:
+    """A log line from rank 0 only."""
+    if _dist()[0] == 0:
+        _log_line(msg)
+
+
+@torch.no_grad()
+def _check_ranks_agree(model: nn.Module, criterion: nn.Module, run_dir: Path) -> None:
+    """Every rank must end with rank 0's weights, embedding and OLS soft labels: rank 0 alone
+    writes the files, so a silent divergence would go unnoticed otherwise."""
+    state = {**{f"model.{k}": v for k, v in model.state_dict().items()},
+             **{f"criterion.{k}": v for k, v in criterion.state_dict().items()}}
+    for k, v in state.items():
+        if not v.is_floating_point() or k.endswith(("running_mean", "running_var")):
+            continue  # BatchNorm statistics are rank 0's by DDP's buffer broadcast
+        ref = v.clone()
+        dist.broadcast(ref, 0)
+        diverged = torch.tensor(float(not torch.equal(ref, v)), device=v.device)
+        dist.all_reduce(diverged)
+        if diverged.item():
+            raise RuntimeError(f"{run_dir}: ranks disagree on {k} after training")
+
+
 def _barrier() -> None:
     if _dist()[1] > 1:
         dist.barrier()
@@ -407,6 +431,8 @@ def train_one(
             f"({stats['seconds']:.1f}s)")
         _barrier()
 
+    if world > 1:
+        _check_ranks_agree(model, criterion, run_dir)
     if is_main:
         history = rundir.read_metrics(run_dir / rundir.METRICS)
         final = history[-1] if history else record
@@ -446,7 +472,9 @@ def _train_epoch(
     term_sums: dict[str, Tensor] = {}
     seen = 0
     trainable_crit = [p for p in criterion.parameters() if p.requires_grad]
-    for b in progress(range(n_batches), total=n_batches, desc=desc):
+    batches = progress(range(n_batches), total=n_batches, desc=desc) if rank == 0 \
+        else range(n_batches)
+    for b in batches:
         idx = order[b * bs:(b + 1) * bs]
         x = ds.train_x[idx.to(ds.train_x.device)]
         if cfg.augment:
@@ -520,6 +548,29 @@ def run_training(
     (it is not modified).
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    started_dist = _maybe_init_distributed(config)
+    try:
+        return _run_training(config, dataset)
+    finally:
+        if started_dist:
+            dist.destroy_process_group()
+
+
+def _maybe_init_distributed(config: Any) -> bool:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1) join the process group: NCCL on CUDA, else gloo."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available() \
+            or dist.is_initialized():
+        return False
+    device = (config.get("device") if isinstance(config, dict)
+              else getattr(config, "device", None)) or ""
+    cuda = torch.cuda.is_available() and not str(device).startswith("cpu")
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return True
+
+
+def _run_training(config: Any, dataset: ImageDataset | None) -> list[Path]:
     cfg = TrainConfig.from_any(config)
     ds = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir,
                                                           cfg.cifar100_labels)
