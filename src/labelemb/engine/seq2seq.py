@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,7 +25,7 @@ from torch import nn
 from .. import __version__
 from ..baselines import LabelSmoothingLoss
 from ..data.parallel_text import (
-    ParallelCorpus, batch_indices, collate, encode_corpus, load_parallel_dir, tokenize,
+    ParallelCorpus, batch_indices, collate, encode_corpus, load_parallel_dir,
 )
 from ..data.vocab import PAD, SPECIALS, UNK, Vocab
 from ..embedding import CompressedLabelEmbedding, save_embedding
@@ -358,7 +358,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         f"{len(src_vocab)}/{len(tgt_vocab)}, {sum(p.numel() for p in params):,} parameters, {device}")
 
     fingerprints = {"src": src_vocab.fingerprint, "tgt": tgt_vocab.fingerprint}
-    acc: dict[str, Any] = {"loss": 0.0, "tokens": 0, "terms": {}, "seconds": 0.0}
+    acc: dict[str, Any] = {"loss": 0.0, "tokens": 0, "terms": {}, "term_tokens": {}, "seconds": 0.0}
 
     def evaluate_and_checkpoint(epoch_done: int, resume_at: tuple[int, int]) -> None:
         """Score dev, keep best.pt, write checkpoint.pt (resuming at ``resume_at`` =
@@ -373,7 +373,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         n = max(acc["tokens"], 1)
         record = {
             "step": step, "epoch": epoch_done, "train_loss": acc["loss"] / n,
-            "terms": {k: v / n for k, v in acc["terms"].items()},
+            "terms": {k: v / acc["term_tokens"][k] for k, v in acc["terms"].items()},
             **{f"dev_{k}": v for k, v in dev_scores.items()}, "dev_loss": dev_loss,
             "seconds": acc["seconds"], "total_seconds": seconds, "lr": cfg.lr,
         }
@@ -396,7 +396,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         log(f"update {step} epoch {epoch_done}: train loss {record['train_loss']:.4f}, dev "
             + ", ".join(f"{k} {v:.2f}" for k, v in dev_scores.items())
             + f", best {metric} {best['score']:.2f} at update {best['step']}")
-        acc.update(loss=0.0, tokens=0, terms={}, seconds=0.0)
+        acc.update(loss=0.0, tokens=0, terms={}, term_tokens={}, seconds=0.0)
         model.train()
 
     def out_of_steps() -> bool:
@@ -425,8 +425,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             ntok = batch.num_tokens
             acc["loss"] += float(loss.detach()) * ntok
             acc["tokens"] += ntok
-            for k, v in terms.items():
+            for k, v in terms.items():  # soft_ce is absent during the warm-up
                 acc["terms"][k] = acc["terms"].get(k, 0.0) + float(v) * ntok
+                acc["term_tokens"][k] = acc["term_tokens"].get(k, 0) + ntok
             dt = time.perf_counter() - t0
             seconds += dt
             acc["seconds"] += dt
@@ -514,12 +515,15 @@ def nearest_labels(
         raise ValueError(f"k must be >= 1, got {k}")
     device = next(embedding.parameters(), torch.empty(0)).device
     ids = torch.tensor([vocab.stoi[w] for w in words], device=device)
-    probs = torch.softmax(embedding(ids).float(), dim=-1)
-    probs[:, : len(SPECIALS)] = -1.0
-    probs[torch.arange(len(words)), ids] = -1.0
-    values, index = probs.topk(min(k, len(vocab) - len(SPECIALS) - 1), dim=-1)
+    logits = embedding(ids).float()  # (len(words), V)
+    probs = torch.softmax(logits, dim=-1)
+    # Rank by logits: float32 softmax can round near-ties to equal probabilities.
+    masked = logits.clone()
+    masked[:, : len(SPECIALS)] = float("-inf")
+    masked[torch.arange(len(words)), ids] = float("-inf")
+    index = masked.topk(min(k, len(vocab) - len(SPECIALS) - 1), dim=-1).indices
     return {
-        w: [(vocab.itos[int(i)], float(v)) for v, i in zip(values[r], index[r])]
+        w: [(vocab.itos[int(i)], float(probs[r, i])) for i in index[r]]
         for r, w in enumerate(words)
     }
 
