@@ -25,7 +25,8 @@ _TRAIN_OPTIONS: list[tuple[str, dict]] = [
     ("--vocab-size", dict(type=int, default=50_000, help="vocabulary cap, specials included")),
     ("--min-count", dict(type=int, default=1, help="drop tokens seen fewer times")),
     ("--share-vocab", dict(action=_BOOL, help="one vocabulary for both sides (lcsts default)")),
-    ("--max-train-len", dict(type=int, default=100, help="drop training pairs longer (tokens)")),
+    ("--max-train-len", dict(type=int, help="drop training pairs with a longer side "
+                                            "(iwslt 100 tokens, lcsts 150 characters; 0: keep all)")),
     ("--max-train-pairs", dict(type=int, help="use only the first N training pairs")),
     ("--dev-max-pairs", dict(type=int, help="score only the first N dev pairs")),
     ("--emb-dim", dict(type=int, help="word embedding size (iwslt 512, lcsts 400)")),

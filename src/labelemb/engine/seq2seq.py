@@ -74,7 +74,7 @@ class TrainConfig:
     vocab_size: int = 50_000
     min_count: int = 1
     share_vocab: bool | None = None
-    max_train_len: int | None = 100
+    max_train_len: int | None = None  # 0: no limit
     max_train_pairs: int | None = None
     dev_max_pairs: int | None = None
     # model
@@ -113,6 +113,8 @@ class TrainConfig:
                 d[key] = value
         if d["device"] is None:
             d["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+        if d["max_train_len"] == 0:
+            d["max_train_len"] = None
         cfg = TrainConfig(**d)
         for name in ("batch_size", "eval_every", "epochs", "vocab_size", "min_count", "label_dim",
                      "beam", "dev_beam", "max_len"):
@@ -130,11 +132,12 @@ class TrainConfig:
 
 _IWSLT = dict(
     src_lang="en", tgt_lang="vi", tokenize="words", share_vocab=False, epochs=25, beam=10,
-    max_len=100, select="bleu", **MODEL_PRESETS["iwslt15"],
+    max_len=100, max_train_len=100, select="bleu", **MODEL_PRESETS["iwslt15"],
 )
+# Weibo posts have at most 140 characters: 150 drops only malformed pairs.
 _LCSTS = dict(
-    tokenize="chars", share_vocab=True, epochs=10, beam=1, max_len=50, select="rougeL",
-    **MODEL_PRESETS["lcsts"],
+    tokenize="chars", share_vocab=True, epochs=10, beam=1, max_len=50, max_train_len=150,
+    select="rougeL", **MODEL_PRESETS["lcsts"],
 )
 #: Per-task defaults: the paper's settings (Section 3.3 and the authors' code).
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
