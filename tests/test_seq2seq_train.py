@@ -202,6 +202,31 @@ def test_lcsts_task_end_to_end(tmp_path):
     assert {"dev_rouge1", "dev_rouge2", "dev_rougeL"} <= set(rec)
     config = json.loads((run / "config.json").read_text())
     assert config["model_config"]["share_embeddings"] is True
+    assert config["settings"]["max_train_len"] == 150  # posts of up to 140 characters stay
+    assert config["num_pairs"] == {"train": 40, "dev": 3, "test": 3}
     assert (run / "vocab.src.json").read_text() == (run / "vocab.tgt.json").read_text()
     hyp = (run / "test.hyp.txt").read_text(encoding="utf-8").splitlines()
     assert len(hyp) == 3 and all(" " not in h for h in hyp)  # characters joined back
+
+
+def test_iwslt15_task_end_to_end(tmp_path):
+    d = tmp_path / "iwslt15"
+    d.mkdir()
+    rng = random.Random(0)
+    en, vi = "the a science climate big speak minutes".split(), "khoa học khí hậu lớn nói phút".split()
+    for prefix, n in (("train", 30), ("tst2012", 4), ("tst2013", 5)):
+        rows = [[rng.randrange(7) for _ in range(rng.randint(2, 6))] for _ in range(n)]
+        (d / f"{prefix}.en").write_text("".join(" ".join(en[i] for i in r) + "\n" for r in rows))
+        (d / f"{prefix}.vi").write_text("".join(" ".join(vi[i] for i in r) + "\n" for r in rows))
+    run = tmp_path / "run"
+    rc = main(["seq2seq", "train", "--task", "iwslt15", "--data-dir", str(d), "--out", str(run),
+               "--emb-dim", "16", "--hidden", "16", "--label-dim", "8", "--batch-size", "8",
+               "--max-steps", "2", "--eval-every", "2", "--threads", "1", "--beam", "4",
+               "--max-len", "8"])
+    assert rc == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset"] == "iwslt15" and config["num_pairs"] == {"train": 30, "dev": 4, "test": 5}
+    assert config["model_config"]["layers"] == 2 and config["settings"]["dropout"] == 0.2
+    result = json.loads((run / "result.json").read_text())
+    assert "test_bleu" in result and result["beam"] == 4
+    assert len((run / "test.hyp.txt").read_text(encoding="utf-8").splitlines()) == 5
