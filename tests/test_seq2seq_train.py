@@ -103,6 +103,9 @@ def test_resume_continues_exactly(tmp_path):
     common = ["--dropout", "0.3", "--layers", "2", "--warmup-steps", "2"]
     assert _train(tmp_path, "straight", *common, "--max-steps", "9") == 0
     assert _train(tmp_path, "resumed", *common, "--max-steps", "6") == 0
+    # Killed after checkpoint.pt was written but before its metrics line was:
+    log = tmp_path / "resumed" / "metrics.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:-1]))
     assert _train(tmp_path, "resumed", *common, "--max-steps", "9", "--resume") == 0
     a = read_metrics(tmp_path / "straight" / "metrics.jsonl")
     b = read_metrics(tmp_path / "resumed" / "metrics.jsonl")

@@ -36,7 +36,7 @@ from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .progress import log, progress
 from .rundir import CHECKPOINT, CONFIG, EMBEDDING, METRICS, RESULT, RUN_FORMAT, MetricsWriter
-from .rundir import read_json, write_json
+from .rundir import read_json, read_metrics, write_json
 from .seed import seed_everything
 from .text_metrics import bleu, rouge
 
@@ -343,6 +343,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         n_evals, best, seconds = ckpt["n_evals"], ckpt["best"], ckpt["seconds"]
         set_rng_state(ckpt["rng"])
         writer.truncate_after(n_evals)  # records logged after this checkpoint are redone
+        if len(read_metrics(writer.path)) < n_evals and ckpt.get("last_record"):
+            writer.write(json.loads(ckpt["last_record"]))  # killed between checkpoint and log
         log(f"resumed {run_dir} at update {step} (epoch {epoch}, batch {batch_in_epoch})")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -393,7 +395,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "optimizer": optimizer.state_dict(), "model_config": mcfg.to_dict(),
             "mode": cfg.mode, "step": step, "epoch": resume_at[0], "batch_in_epoch": resume_at[1],
             "n_evals": n_evals, "best": best, "seconds": seconds, "rng": rng_state(),
-            "vocab_fingerprints": fingerprints,
+            "vocab_fingerprints": fingerprints, "last_record": json.dumps(record),
         }, run_dir / CHECKPOINT)
         writer.write(record)  # after the checkpoint: a resume never logs an evaluation twice
         log(f"update {step} epoch {epoch_done}: train loss {record['train_loss']:.4f}, dev "
