@@ -323,7 +323,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         ckpt = None
         src_vocab, tgt_vocab = build_vocabs(train_set, cfg)
 
-    gen = seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     mcfg = model_config(cfg, src_vocab, tgt_vocab)
     model = build_model(mcfg, cfg.mode).to(device)
     criterion = build_criterion(cfg.mode, tgt_vocab, cfg.label_dim, cfg.warmup_steps).to(device)
