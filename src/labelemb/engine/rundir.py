@@ -9,7 +9,10 @@ A run directory holds
   and flushed as it happens. Errors are fractions in [0, 1]. Classification keys: ``epoch``
   (1-based), ``train_loss``, ``terms`` (dict of loss terms), ``train_error``, ``dev_error``
   (or null), ``test_error``, ``test_loss``, ``test_ece``, ``seconds`` (training time of the
-  epoch), ``lr``.
+  epoch), ``lr``. Seq2seq keys (one record per evaluation): ``step``, ``epoch``,
+  ``train_loss``, ``terms``, ``dev_bleu`` or ``dev_rouge1``/``dev_rouge2``/``dev_rougeL``,
+  ``dev_loss``, ``seconds`` (training time since the previous evaluation), ``total_seconds``,
+  ``lr``, ``best_step``.
 * ``embedding.safetensors``: the label embedding (modes that have one), with class names.
 * ``checkpoint.pt``: the latest state for ``--resume``.
 * ``result.json``: written last; its presence means the run finished.
