@@ -129,9 +129,14 @@ class _ChunkedLabelEmbeddingLoss(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_loss: Tensor, _grad_terms: Tensor) -> tuple[Tensor | None, ...]:
-        grads = tuple(
-            None if g is None else (g * grad_loss.to(g.dtype)) for g in ctx.grads
-        )
+        if ctx.grads is None:
+            raise RuntimeError(
+                "the chunked label embedding loss was already backpropagated: its gradients "
+                "are computed in forward and handed out once; call the loss again"
+            )
+        grads, ctx.grads = ctx.grads, None  # hand the buffers over, no copy
+        if float(grad_loss) != 1.0:  # loss.backward() passes 1: skip a pass over every grad
+            grads = tuple(None if g is None else g.mul_(grad_loss.to(g.dtype)) for g in grads)
         return (None, None, *grads)
 
 

@@ -1,0 +1,249 @@
+"""The chunked head + loss equals LabelEmbeddingHead + label_embedding_loss, gradients included."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from labelemb import (
+    CompressedLabelEmbedding,
+    FixedLabelEmbedding,
+    LabelEmbedding,
+    LabelEmbeddingHead,
+    LabelEmbeddingLoss,
+    label_embedding_loss,
+)
+from labelemb.chunked import ChunkedLabelEmbeddingLoss, chunked_label_embedding_loss
+
+F_DIM, C = 6, 7
+KINDS = ["full", "compressed", "fixed", "fixed-no-aux"]
+
+
+def _setup(kind, n=24, seed=0, dtype=torch.float64, ignored=True):
+    """Features, targets (some ignored, about half predicted right by the aux head), head, emb."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    head = LabelEmbeddingHead(F_DIM, C, aux=kind != "fixed-no-aux").to(dtype)
+    if kind == "full":
+        emb = LabelEmbedding(C).to(dtype)
+        with torch.no_grad():
+            emb.weight.add_(torch.randn(C, C, generator=g, dtype=dtype))
+    elif kind == "compressed":
+        emb = CompressedLabelEmbedding(C, 4).to(dtype)  # ReLU leaves some entries at 0
+    else:
+        emb = FixedLabelEmbedding(torch.randn(C, C, generator=g)).to(dtype)
+    h = torch.randn(n, F_DIM, generator=g, dtype=dtype)
+    y = torch.randint(0, C, (n,), generator=g)
+    if head.aux_fc is not None:
+        with torch.no_grad():
+            head.aux_fc.weight.mul_(4.0)
+            right = head(h)[1].argmax(1)
+        y[: n // 2] = right[: n // 2]
+    if ignored:
+        y[::5] = -100
+    return h.requires_grad_(True), y, head, emb
+
+
+def _grads(loss, tensors):
+    return torch.autograd.grad(loss, tensors, allow_unused=True)
+
+
+def _trainable(h, head, emb):
+    return [h, *head.parameters(), *(p for p in emb.parameters() if p.requires_grad)]
+
+
+def _assert_same(ref, got, tensors, ref_grads, got_grads, rtol=1e-9, atol=1e-9):
+    assert list(ref.terms) == list(got.terms)
+    torch.testing.assert_close(got.loss, ref.loss, rtol=rtol, atol=atol)
+    for k in ref.terms:
+        torch.testing.assert_close(got.terms[k], ref.terms[k], rtol=rtol, atol=atol, msg=k)
+    for t, a, b in zip(tensors, ref_grads, got_grads):
+        a = torch.zeros_like(t) if a is None else a
+        assert b is not None, f"no gradient for a tensor of shape {tuple(t.shape)}"
+        torch.testing.assert_close(b, a, rtol=rtol, atol=atol)
+
+
+# kind x hinge x reduction x mask_wrong x warm-up, with the other options cycling through
+# their values, so every value of every option meets every embedding kind.
+CASES = list(itertools.product(KINDS, ["l1", "l2", "abs"], ["mean", "sum"], [True, False],
+                               [False, True]))
+OTHER = list(itertools.product(["correct", "valid"], ["sum", "mean"], [0.5, None, 0.0, 1.0]))
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_loss_and_every_gradient_equal_unchunked(case):
+    kind, hinge, reduction, mask_wrong, warming_up = CASES[case]
+    normalizer, hinge_reduction, beta = OTHER[case % len(OTHER)]
+    options = dict(hinge=hinge, reduction=reduction, mask_wrong=mask_wrong,
+                   embedding_normalizer=normalizer, hinge_reduction=hinge_reduction, beta=beta,
+                   alpha=0.3, tau=1.5, warmup_steps=3, step=1 if warming_up else 3)
+    h, y, head, emb = _setup(kind, seed=case)
+    tensors = _trainable(h, head, emb)
+    ref = label_embedding_loss(*head(h), y, emb, **options)
+    ref_grads = _grads(ref.loss, tensors)
+    assert ref.terms["ce"] > 0
+    for chunk_size in (5, 8, 100):  # 5 does not divide the 24 targets, 8 does, 100 > N
+        got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=chunk_size, **options)
+        _assert_same(ref, got, tensors, ref_grads, _grads(got.loss, tensors))
+
+
+def test_embedding_ce_is_active_in_the_cases():
+    # The equality above would be vacuous if the aux head never got a target right.
+    h, y, head, emb = _setup("compressed")
+    out = chunked_label_embedding_loss(h, y, head, emb, chunk_size=5)
+    assert out.terms["embedding_ce"] > 0
+    assert any(p.grad is None for p in emb.parameters())
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in emb.parameters())
+
+
+@pytest.mark.parametrize("kind", ["full", "compressed"])
+def test_float32_matches_to_float32_tolerance(kind):
+    h, y, head, emb = _setup(kind, n=300, dtype=torch.float32)
+    tensors = _trainable(h, head, emb)
+    ref = label_embedding_loss(*head(h), y, emb)
+    got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=64)
+    _assert_same(ref, got, tensors, _grads(ref.loss, tensors), _grads(got.loss, tensors),
+                 rtol=1e-4, atol=1e-6)
+
+
+def test_scaled_loss_scales_every_gradient():
+    h, y, head, emb = _setup("compressed")
+    tensors = _trainable(h, head, emb)
+    ref = label_embedding_loss(*head(h), y, emb)
+    got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=5)
+    _assert_same(ref, got, tensors, _grads(2.5 * ref.loss, tensors),
+                 _grads(2.5 * got.loss, tensors))
+
+
+def test_sequence_features_with_padding():
+    # (B, T, F) decoder states and (B, T) targets with padding, as a seq2seq model has them.
+    h, y, head, emb = _setup("compressed", n=24)
+    h3, y3 = h.detach().reshape(4, 6, F_DIM).requires_grad_(True), y.reshape(4, 6)
+    tensors = _trainable(h3, head, emb)
+    logits, aux = head(h3)
+    ref = label_embedding_loss(logits.transpose(1, 2), aux.transpose(1, 2), y3, emb)
+    got = chunked_label_embedding_loss(h3, y3, head, emb, chunk_size=7)
+    _assert_same(ref, got, tensors, _grads(ref.loss, tensors), _grads(got.loss, tensors))
+
+
+def test_all_targets_ignored_gives_zero_loss_and_zero_gradients():
+    h, y, head, emb = _setup("full")
+    y = torch.full_like(y, -100)
+    out = chunked_label_embedding_loss(h, y, head, emb, chunk_size=5)
+    assert out.loss.item() == 0.0
+    grads = _grads(out.loss, _trainable(h, head, emb))
+    assert all(g is not None and g.abs().sum() == 0 for g in grads)
+
+
+def test_never_builds_an_n_by_c_tensor():
+    n, c, chunk = 64, 50, 16
+
+    class Sizes(TorchDispatchMode):
+        largest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor) and t.dim() == 2:
+                    # only the C-wide tensors matter; parameter-shaped ones are (C, F)/(C, dim)
+                    if t.shape[1] == c:
+                        Sizes.largest = max(Sizes.largest, t.shape[0])
+            return out
+
+    torch.manual_seed(0)
+    head = LabelEmbeddingHead(F_DIM, c)
+    emb = CompressedLabelEmbedding(c, 8)
+    h = torch.randn(n, F_DIM, requires_grad=True)
+    y = torch.randint(0, c, (n,))
+    with Sizes():
+        out = chunked_label_embedding_loss(h, y, head, emb, chunk_size=chunk, mask_wrong=False)
+        out.loss.backward()
+    assert Sizes.largest == chunk
+    with Sizes():  # the unchunked path does build (N, C) tensors: the probe sees them
+        label_embedding_loss(*head(h), y, emb)[0].backward()
+    assert Sizes.largest == n
+
+
+def test_module_matches_label_embedding_loss_through_warmup():
+    h, y, head, emb = _setup("compressed")
+    emb_copy = CompressedLabelEmbedding(C, 4).to(torch.float64)
+    emb_copy.load_state_dict(emb.state_dict())
+    chunked = ChunkedLabelEmbeddingLoss.from_preset("seq2seq", emb, warmup_steps=2,
+                                                     chunk_size=5)
+    plain = LabelEmbeddingLoss.from_preset("seq2seq", emb_copy, warmup_steps=2)
+    assert chunked.state_dict().keys() == plain.state_dict().keys()
+    for step in range(3):
+        a = chunked(h, y, head)
+        b = plain(*head(h), y)
+        assert ("soft_ce" in a.terms) == (step >= 2) == ("soft_ce" in b.terms)
+        torch.testing.assert_close(a.loss, b.loss)
+    assert int(chunked.num_updates) == 3
+    # a checkpoint of one loads into the other
+    plain.load_state_dict(chunked.state_dict())
+
+
+def test_no_grad_evaluation_computes_the_same_loss_without_gradients():
+    h, y, head, emb = _setup("compressed")
+    ref = label_embedding_loss(*head(h), y, emb)
+    with torch.no_grad():
+        got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=5)
+    assert got.loss.grad_fn is None
+    torch.testing.assert_close(got.loss, ref.loss.detach())
+
+
+def test_autocast_computes_in_float32():
+    h, y, head, emb = _setup("compressed", dtype=torch.float32)
+    ref = chunked_label_embedding_loss(h, y, head, emb)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = chunked_label_embedding_loss(h.bfloat16(), y, head, emb)
+        got.loss.backward()
+    assert got.loss.dtype == torch.float32
+    assert h.grad.dtype == torch.float32 and head.fc.weight.grad.dtype == torch.float32
+    torch.testing.assert_close(got.loss, ref.loss.detach(), rtol=2e-2, atol=2e-2)
+
+
+def test_second_backward_is_refused():
+    h, y, head, emb = _setup("full")
+    out = chunked_label_embedding_loss(h, y, head, emb)
+    out.loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="already backpropagated"):
+        out.loss.backward()
+
+
+@pytest.mark.parametrize(
+    "change, error, match",
+    [
+        (dict(reduction="none"), ValueError, "reduction"),
+        (dict(chunk_size=0), ValueError, "chunk_size"),
+        (dict(hinge="l3"), ValueError, "hinge"),
+        (dict(target=torch.tensor([0, 1, 99])), ValueError, "outside"),
+        (dict(target=torch.tensor([0, 1])), ValueError, "target shape"),
+        (dict(target=torch.tensor([0.0, 1.0, 2.0])), TypeError, "target"),
+        (dict(features=torch.randn(3, F_DIM + 1)), ValueError, "features"),
+        (dict(features=torch.tensor([[float("nan")] * F_DIM] * 3)), ValueError, "NaN"),
+        (dict(head=LabelEmbeddingHead(F_DIM, C + 1)), ValueError, "classes"),
+        (dict(head=LabelEmbeddingHead(F_DIM, C, aux=False)), ValueError, "aux"),
+        (dict(head=torch.nn.Linear(F_DIM, C)), TypeError, "LabelEmbeddingHead"),
+        (dict(embedding=torch.nn.Embedding(C, C)), TypeError, "embedding"),
+        (dict(warmup_steps=5), ValueError, "step"),
+    ],
+)
+def test_bad_input_is_named(change, error, match):
+    kwargs = dict(features=torch.randn(3, F_DIM), target=torch.tensor([0, 1, 2]),
+                  head=LabelEmbeddingHead(F_DIM, C), embedding=LabelEmbedding(C))
+    options = {k: change.pop(k) for k in list(change) if k not in kwargs}
+    kwargs.update(change)
+    with pytest.raises(error, match=match):
+        chunked_label_embedding_loss(kwargs["features"], kwargs["target"], kwargs["head"],
+                                     kwargs["embedding"], **options)
+
+
+def test_module_refuses_reduction_none_and_bad_chunk_size():
+    with pytest.raises(ValueError, match="reduction"):
+        ChunkedLabelEmbeddingLoss(LabelEmbedding(C), reduction="none")
+    with pytest.raises(ValueError, match="chunk_size"):
+        ChunkedLabelEmbeddingLoss(LabelEmbedding(C), chunk_size=-1)
