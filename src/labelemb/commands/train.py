@@ -87,6 +87,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoothing", type=float, default=0.1, help="ls: label smoothing epsilon")
     p.add_argument("--ols-alpha", type=float, default=0.5, help="ols: weight of the hard CE")
     p.add_argument("--eval-batch-size", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice); 1 is much faster on "
+                   "a machine shared with other jobs. Results are bit-identical only for the "
+                   "same thread count")
     p.add_argument("--cifar100-labels", choices=("fine", "coarse"), default="fine")
 
 

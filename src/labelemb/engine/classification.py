@@ -94,6 +94,7 @@ class TrainConfig:
     smoothing: float = 0.1
     ols_alpha: float = 0.5
     eval_batch_size: int = 1000
+    threads: int | None = None
     cifar100_labels: str = "fine"
     summary: bool = True
 
@@ -302,7 +303,8 @@ def _barrier() -> None:
 def _run_config(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int, n_params: int,
                 device: torch.device) -> dict[str, Any]:
     d = dataclasses.asdict(cfg)
-    for k in ("modes", "seeds", "resume", "overwrite", "out", "summary", "device", "data_dir"):
+    for k in ("modes", "seeds", "resume", "overwrite", "out", "summary", "device", "data_dir",
+              "threads"):
         d.pop(k)
     return {
         "run_format": rundir.RUN_FORMAT, "labelemb_version": __version__,
@@ -543,7 +545,7 @@ def run_training(
     """Train every ``(mode, seed)`` of ``config``; returns their run directories.
 
     Writes ``OUT/<mode>/seed-<k>/`` per run and, after all runs, ``OUT/summary.md`` (the
-    report's result table) which is also printed. ``dataset``: an already loaded
+    report's result table over every run in ``OUT``) which is also printed. ``dataset``: an already loaded
     :class:`~labelemb.data.registry.ImageDataset` to use instead of ``config.dataset``
     (it is not modified).
     """
@@ -572,6 +574,10 @@ def _maybe_init_distributed(config: Any) -> bool:
 
 def _run_training(config: Any, dataset: ImageDataset | None) -> list[Path]:
     cfg = TrainConfig.from_any(config)
+    if cfg.threads is not None:
+        if cfg.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {cfg.threads!r}")
+        torch.set_num_threads(cfg.threads)
     ds = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir,
                                                           cfg.cifar100_labels)
     cfg = cfg.resolved(ds)
@@ -596,7 +602,9 @@ def _run_training(config: Any, dataset: ImageDataset | None) -> list[Path]:
         for mode in cfg.modes:
             run_dirs.append(train_one(cfg, ds, mode, seed, out / mode / f"seed-{seed}", device))
     if cfg.summary and rank == 0:
-        text = summary_table(run_dirs)
+        # Every finished run under OUT, so a later call (e.g. emb-fixed) is compared with the
+        # baseline trained earlier into the same folder.
+        text = summary_table(sorted(set(run_dirs) | set(rundir.iter_run_dirs(out))))
         from .checkpoint import atomic_write_text
 
         atomic_write_text(out / "summary.md", text + "\n")
