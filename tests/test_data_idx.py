@@ -104,3 +104,22 @@ def test_real_fashion_mnist_has_55k_5k_10k():
     assert sorted(ds.test_y.unique().tolist()) == list(range(10))
     # Fashion-MNIST's test set is balanced: 1,000 per class.
     assert ds.test_y.bincount().tolist() == [1000] * 10
+
+
+def test_cli_data_info_names_the_folder_and_splits(tmp_path, capsys):
+    from labelemb.cli import main
+
+    d = tmp_path / "fashion-mnist"
+    d.mkdir()
+    rng = np.random.default_rng(2)
+    _write_idx(d / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (5002, 28, 28), np.uint8), gz=True)
+    _write_idx(d / "train-labels-idx1-ubyte.gz", rng.integers(0, 10, 5002, np.uint8), gz=True)
+    _write_idx(d / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (3, 28, 28), np.uint8), gz=True)
+    _write_idx(d / "t10k-labels-idx1-ubyte.gz", rng.integers(0, 10, 3, np.uint8), gz=True)
+    assert main(["data", "info", "fashion-mnist", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"from {d}" in out and "train 2, dev 5000, test 3" in out and "Ankle boot" in out
+    labels = d / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(gzip.compress(bytes([0, 0, 8, 1]) + struct.pack(">I", 3) + bytes([0, 1, 10])))
+    assert main(["data", "info", "fashion-mnist", "--data-dir", str(tmp_path)]) == 2
+    assert "t10k labels out of range" in capsys.readouterr().err
