@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from labelemb.cli import main
-from test_report import assert_png, check_table_against_metrics, parse_table, records
+from test_report import assert_png, check_table_against_metrics, numbers, parse_table, records
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.skipif(
@@ -83,3 +83,60 @@ def test_inspect_real_embedding(runs, tmp_path, capsys):
     assert md.count("\n| ") == 3 and "| Coat |" in md
     # the trained embedding moved away from its identity initialisation
     assert statistics.pstdev([E[i][j] for i in range(10) for j in range(10) if i != j]) > 0
+
+
+def write_parallel_corpus(d: Path, n_train: int = 200, n_eval: int = 20) -> None:
+    """A tiny word-substitution corpus: target word tK for source word sK."""
+    import random
+
+    rng = random.Random(0)
+    d.mkdir(parents=True)
+    for split, n in (("train", n_train), ("dev", n_eval), ("test", n_eval)):
+        rows = [[rng.randrange(12) for _ in range(rng.randint(3, 6))] for _ in range(n)]
+        (d / f"{split}.src").write_text("".join(" ".join(f"s{i}" for i in r) + "\n" for r in rows))
+        (d / f"{split}.tgt").write_text("".join(" ".join(f"t{i}" for i in r) + "\n" for r in rows))
+
+
+@pytest.mark.slow
+def test_report_and_inspect_of_real_seq2seq_runs(tmp_path, capsys):
+    import torch
+    from safetensors import safe_open
+
+    write_parallel_corpus(tmp_path / "data")
+    runs = tmp_path / "runs"
+    for mode in MODES:
+        assert main(["seq2seq", "train", "--task", "parallel", "--data-dir", str(tmp_path / "data"),
+                     "--mode", mode, "--out", str(runs / mode), "--emb-dim", "16",
+                     "--hidden", "32", "--layers", "1", "--label-dim", "8", "--batch-size", "32",
+                     "--threads", "1", "--max-len", "10", "--epochs", "2", "--eval-every", "4",
+                     "--beam", "1", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(runs), "--out", str(tmp_path / "rep")]) == 0
+    rows = parse_table(capsys.readouterr().out)
+    bleu = {m: json.loads((runs / m / "result.json").read_text())["test_bleu"] for m in MODES}
+    for m in MODES:
+        row = rows[("parallel", "lstm-attention", m)]
+        assert row["test bleu"] == f"{bleu[m]:.2f} (n=1)"
+        best = max(r["dev_bleu"] for r in records(runs / m))
+        assert row["best dev score"] == f"{best:.2f} (n=1) bleu"
+    assert numbers(rows[("parallel", "lstm-attention", "emb")]["change vs baseline"]) == \
+        pytest.approx([bleu["emb"] - bleu["baseline"]], abs=0.0051)
+    assert_png(tmp_path / "rep" / "curves_parallel_lstm-attention.png", (640, 400))
+
+    # nearest target words of the real compressed embedding, recomputed from its tensors
+    out = tmp_path / "insp"
+    assert main(["inspect", str(runs / "emb"), "--words", "t3", "t7", "--top-k", "3",
+                 "--out", str(out)]) == 0
+    with safe_open(str(runs / "emb" / "embedding.safetensors"), framework="pt") as f:
+        names = json.loads(f.metadata()["class_names"])
+        A, B, b = (f.get_tensor(k).double() for k in ("A", "B", "bias"))
+    got = json.loads((out / "nearest.json").read_text())
+    assert [g["label"] for g in got] == ["t3", "t7"]
+    for g in got:
+        i = names.index(g["label"])
+        e = torch.relu(A[i] @ B.T + b)  # e_i = ReLU(A[i] B + b), one row only
+        p = torch.softmax(e, 0).tolist()
+        expect = sorted((j for j in range(len(names)) if j != i), key=lambda j: (-p[j], j))[:3]
+        assert [n["index"] for n in g["nearest"]] == expect
+        assert [n["probability"] for n in g["nearest"]] == pytest.approx(
+            [p[j] for j in expect], rel=1e-4)

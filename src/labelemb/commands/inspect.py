@@ -103,12 +103,12 @@ def inspect_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
     if selected is not None:
         shown = rows = selected
     else:
-        shown = list(range(C)) if C <= HEATMAP_MAX else ordinary[:15]
-        if C > HEATMAP_MAX:
+        shown = ordinary if len(ordinary) <= HEATMAP_MAX else ordinary[:15]
+        if len(ordinary) > HEATMAP_MAX:
             log(f"inspect: {C} classes; the heatmap shows 15 (choose with --classes/--words): "
                 + ", ".join(names[i] for i in shown))
         if not compressed or C <= ALL_ROWS_MAX:
-            rows = list(range(C))
+            rows = ordinary
         else:
             rows = ordinary[:20]
             log(f"inspect: compressed embedding over {C} labels; nearest labels of 20 of them "

@@ -24,8 +24,8 @@ from torch import Tensor, nn
 from ..embedding import FixedLabelEmbedding
 
 __all__ = [
-    "Neighbour", "embedding_rows", "softmax_rows", "nearest_labels", "resolve_classes", "class_names_of",
-    "nearest_to_markdown", "nearest_to_json",
+    "Neighbour", "embedding_rows", "softmax_rows", "nearest_labels", "resolve_classes",
+    "class_names_of", "nearest_to_markdown", "nearest_to_json",
 ]
 
 
