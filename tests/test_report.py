@@ -264,3 +264,19 @@ def test_seq2seq_runs_get_a_score_table_and_curves(tmp_path, capsys):
     assert_png(out / "curves_iwslt15_lstm-attention.png", (640, 400))
     assert_png(out / "curves_toy_mlp.png", (640, 400))
     assert "dev bleu" in (out / "curves_iwslt15_lstm-attention.svg").read_text()
+
+
+def test_default_out_dir_is_report_in_the_common_parent(tmp_path, capsys):
+    a = write_run(tmp_path / "runs", "baseline", 0)
+    b = write_run(tmp_path / "runs", "emb", 0)
+    assert main(["report", str(a), str(b)]) == 0
+    assert (tmp_path / "runs" / "report" / "report.md").is_file()
+    assert (tmp_path / "runs" / "report" / "curves_toy_mlp.png").is_file()
+
+
+def test_equal_means_print_zero_change_not_minus_zero(tmp_path):
+    a = write_run(tmp_path, "baseline", 0)
+    b = write_run(tmp_path, "emb", 0)
+    (b / "metrics.jsonl").write_text((a / "metrics.jsonl").read_text())
+    row = parse_table(build_table([tmp_path]))[("toy", "mlp", "emb")]
+    assert row["error reduction"] == "+0.00 (↓0.0%)"

@@ -175,12 +175,17 @@ def _reduction(s: ModeSummary) -> str:
         return ""
     if s.baseline is None:
         return "no baseline"
-    absolute = 100 * s.abs_reduction  # type: ignore[operator]
+    absolute = _no_negative_zero(100 * s.abs_reduction, 2)  # type: ignore[operator]
     rel = s.rel_reduction
     if rel is None:
         return f"{absolute:+.2f}"
     arrow = "↓" if rel >= 0 else "↑"
     return f"{absolute:+.2f} ({arrow}{100 * abs(rel):.1f}%)"
+
+
+def _no_negative_zero(x: float, decimals: int) -> float:
+    """``x``, but 0.0 where it would print as ``-0.00``."""
+    return 0.0 if round(x, decimals) == 0 else x
 
 
 def _epochs(epochs: list[int]) -> str:
@@ -354,7 +359,7 @@ def format_score_table(summaries: Sequence[ScoreSummary]) -> str:
     for s in summaries:
         d = s.delta()
         change = "" if s.mode == BASELINE else (
-            "no baseline" if d is None else f"{d:+.2f} {s.select}")
+            "no baseline" if d is None else f"{_no_negative_zero(d, 2):+.2f} {s.select}")
         dev = _score(s.best_dev)
         rows.append((
             s.dataset, s.model, s.mode, *[_score(s.test.get(m)) for m in metrics], change,
