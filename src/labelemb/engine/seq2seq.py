@@ -509,28 +509,17 @@ def nearest_labels(
 ) -> dict[str, list[tuple[str, float]]]:
     """The ``k`` labels each word's learned soft target puts most weight on (paper Table 5).
 
-    The soft target of word ``w`` is ``softmax(e_w)``, one row of the label embedding; only
-    the rows of the asked words are built (``len(words) x V``), never ``V x V``. The word
-    itself and the special symbols are left out.
+    :func:`labelemb.report.nearest.nearest_labels` over the asked words' rows only (never
+    ``V x V``), leaving out the word itself and the special symbols.
     """
+    from ..report.nearest import nearest_labels as _nearest
+
     unknown = [w for w in words if w not in vocab.stoi]
     if unknown:
         raise ValueError(f"not in the target vocabulary: {unknown}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    device = next(embedding.parameters(), torch.empty(0)).device
-    ids = torch.tensor([vocab.stoi[w] for w in words], device=device)
-    logits = embedding(ids).float()  # (len(words), V)
-    probs = torch.softmax(logits, dim=-1)
-    # Rank by logits: float32 softmax can round near-ties to equal probabilities.
-    masked = logits.clone()
-    masked[:, : len(SPECIALS)] = float("-inf")
-    masked[torch.arange(len(words)), ids] = float("-inf")
-    index = masked.topk(min(k, len(vocab) - len(SPECIALS) - 1), dim=-1).indices
-    return {
-        w: [(vocab.itos[int(i)], float(probs[r, i])) for i in index[r]]
-        for r, w in enumerate(words)
-    }
+    ids = [vocab.stoi[w] for w in words]
+    near = _nearest(embedding, ids, k=k, names=vocab.itos, exclude=range(len(SPECIALS)))
+    return {w: [(n.name, n.probability) for n in near[i]] for w, i in zip(words, ids)}
 
 
 def translate_lines(

@@ -102,26 +102,31 @@ def resolve_classes(names: Sequence[str], requested: Iterable[str | int]) -> lis
 
 
 def nearest_labels(embedding: nn.Module, indices: Sequence[int] | None = None, k: int = 5,
-                   names: Sequence[str] | None = None, batch_size: int = 1024, progress=None
-                   ) -> dict[int, list[Neighbour]]:
+                   names: Sequence[str] | None = None, batch_size: int = 1024, progress=None,
+                   exclude: Sequence[int] = ()) -> dict[int, list[Neighbour]]:
     """The ``k`` labels most similar to each label in ``indices`` (default: all).
 
     Returns ``{i: [Neighbour, ...]}`` in the order of ``indices``, most similar first, ``i``
-    never among its own neighbours; ``k`` is capped at ``C - 1``.
+    and the labels in ``exclude`` (e.g. a vocabulary's special symbols) never among the
+    neighbours; ``k`` is capped at the number of labels left.
     """
     if k < 1:
         raise ValueError(f"k (--top-k) must be >= 1, got {k}")
     C = embedding.num_classes
     names = list(names) if names is not None else class_names_of(embedding)
     indices = list(range(C)) if indices is None else list(indices)
-    k = min(k, C - 1)
+    exclude = sorted(set(int(j) for j in exclude))
+    k = min(k, C - 1 - len([j for j in exclude if 0 <= j < C]))
     logits = embedding_rows(embedding, indices, batch_size=batch_size, progress=progress)
+    logits_ranked = logits.clone()
+    if exclude:
+        logits_ranked[:, exclude] = -math.inf
     probs = torch.softmax(logits, dim=1)
     result: dict[int, list[Neighbour]] = {}
     for row, i in enumerate(indices):
         # Rank by the logits e_i: the same order as softmax(e_i) (monotone), without the
         # rounding of the float32 softmax that can swap near-equal labels.
-        e = logits[row].clone()
+        e = logits_ranked[row]
         e[i] = -math.inf  # exclude the label itself
         order = torch.sort(e, descending=True, stable=True).indices[:k].tolist()
         result[i] = [Neighbour(j, names[j], float(probs[row, j])) for j in order]
