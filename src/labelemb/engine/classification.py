@@ -247,10 +247,11 @@ def evaluate(
         logits = _forward_logits(model, to_float(x[i:i + batch_size], ds.mean, ds.std)).float()
         losses.append(F.cross_entropy(logits, y[i:i + batch_size], reduction="sum"))
         probs.append(logits.softmax(1))
-    p = torch.cat(probs)
+    # On the CPU: CUDA's index_add_ (inside the ECE) sums in a nondeterministic order.
+    p, y = torch.cat(probs).cpu(), y.cpu()
     return {
         "error": float((p.argmax(1) != y).float().mean()),
-        "loss": float(torch.stack(losses).sum() / len(y)),
+        "loss": float(torch.stack(losses).sum().cpu() / len(y)),
         "ece": expected_calibration_error(p, y),
     }
 
