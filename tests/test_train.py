@@ -227,3 +227,31 @@ def test_ece_matches_a_direct_computation():
             ece += m.float().mean() * abs((pred[m] == target[m]).float().mean() - conf[m].mean())
     assert expected_calibration_error(probs, target) == pytest.approx(float(ece), abs=1e-6)
     assert expected_calibration_error(torch.eye(3), torch.arange(3)) == pytest.approx(0.0)
+
+
+def test_cifar100_recipe_on_cifar_format_files(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    d = tmp_path / "cifar100" / "cifar-100-python"
+    d.mkdir(parents=True)
+    with open(d / "meta", "wb") as f:
+        pickle.dump({b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+                     b"coarse_label_names": [f"c{i}".encode() for i in range(20)]}, f, protocol=2)
+    for part, n in (("train", 13), ("test", 5)):
+        with open(d / part, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                         b"fine_labels": rng.integers(0, 100, n).tolist(),
+                         b"coarse_labels": rng.integers(0, 20, n).tolist()}, f, protocol=2)
+    runs = run_training(TrainConfig(dataset="cifar100", data_dir=str(tmp_path),
+                                    model="resnet8-std", modes=["baseline", "emb"], epochs=2,
+                                    batch_size=4, out=str(tmp_path / "out"), summary=False))
+    cfg = rundir.read_json(runs[1] / rundir.CONFIG)
+    # The CIFAR-100 recipe: crop+flip, lr x0.2 at 40 and 80, no dev set.
+    assert cfg["augment"] is True and cfg["lr_milestones"] == [40, 80] and cfg["lr_gamma"] == 0.2
+    assert cfg["num_classes"] == 100 and cfg["dev_size"] == 0 and cfg["model"] == "resnet8-std"
+    recs = rundir.read_metrics(runs[1] / rundir.METRICS)
+    assert [r["dev_error"] for r in recs] == [None, None]
+    assert load_embedding(runs[1] / rundir.EMBEDDING).class_names[7] == "f7"
