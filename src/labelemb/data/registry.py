@@ -281,8 +281,10 @@ def download_dataset(
     for fname, checksum in spec.files:
         target = dest / fname
         algo, expected = checksum.split(":", 1)
+        fresh = True
         if target.is_file() and file_digest(target, algo) == expected:
             log(f"{target} present, checksum ok")
+            fresh = False
         else:
             last: Exception | None = None
             for base in bases:
@@ -297,6 +299,8 @@ def download_dataset(
             if last is not None:
                 raise last
         if fname.endswith((".tar.gz", ".tgz", ".tar")):
+            if not fresh and _has_files(spec, dest):
+                continue  # unpacked before from this very archive
             extract_tar(target, dest)
             log(f"unpacked {target.name} in {dest}")
     return dest
