@@ -1,0 +1,154 @@
+"""Time of one training step, label embedding network over the cross-entropy baseline.
+
+One step = forward, loss, backward, Adam step, on the same backbone (same initial weights) and
+the same batch. The baseline is what a user would write without the method: the model with a
+single output layer and ``F.cross_entropy``. The label embedding network adds the auxiliary
+layer on detached features, a ``LabelEmbedding(10)`` and ``LabelEmbeddingLoss`` with the
+authors' classification settings; Adam covers the extra parameters too.
+
+Both are timed in one process, alternating rounds (see ``_common.interleaved``), and the
+ratio of the medians is printed for each model.
+
+    python benchmarks/train_step.py                 # MNIST CNN, MLP, CIFAR ResNet-8
+    python benchmarks/train_step.py --models mlp    # one model
+    python benchmarks/train_step.py --quick         # smoke run (tiny batch, few steps)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from _common import interleaved, machine, median  # noqa: E402
+from labelemb import LabelEmbedding, LabelEmbeddingLoss  # noqa: E402
+from labelemb.models.classifier import build_model  # noqa: E402
+
+#: model -> (in_channels, image_size, batch size, target ratio, rounds, steps per round)
+SETUPS = {
+    "cnn": (1, 28, 100, 1.03, 20, 10),
+    "mlp": (1, 28, 100, 1.08, 40, 50),
+    "resnet8": (3, 32, 128, 1.03, 6, 1),
+}
+
+
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+def batches(name: str, batch: int, count: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """``count`` distinct batches stacked: ``(count, batch, ...)`` images and labels.
+
+    Every step gets a new batch, so neither model memorises one batch (a memorised batch
+    drives gradients towards zero, into float denormals, and times arithmetic that real
+    training never sees). MNIST-shaped models read real Fashion-MNIST when it is on the
+    machine; otherwise, and for CIFAR shapes, the images are Gaussian noise.
+    """
+    in_channels, size = SETUPS[name][:2]
+    g = torch.Generator().manual_seed(seed)
+    images = os.path.join(FASHION_MNIST, "train-images-idx3-ubyte.gz")
+    if (in_channels, size) == (1, 28) and os.path.exists(images):
+        from labelemb.data.idx import read_idx
+
+        n = min(count * batch, 60_000)
+        x = torch.from_numpy(read_idx(images, ndim=3)[:n].copy()).float().div_(255.0)
+        x = (x - x.mean()) / x.std()
+        y = torch.from_numpy(read_idx(images.replace("images-idx3", "labels-idx1"), 1)[:n]
+                             .astype("int64"))
+        count = n // batch
+        return (x[:count * batch].reshape(count, batch, 1, 28, 28),
+                y[:count * batch].reshape(count, batch))
+    x = torch.randn(count, batch, in_channels, size, size, generator=g)
+    return x, torch.randint(0, 10, (count, batch), generator=g)
+
+
+def make_steps(name: str, batch: int, count: int, seed: int = 0):
+    """Two step functions: ``{"baseline": ..., "label_embedding": ...}``, and their losses.
+
+    Both walk the same ``count`` batches in the same order.
+    """
+    in_channels, size = SETUPS[name][:2]
+    num_classes = 10
+    xs, ys = batches(name, batch, count, seed)
+    torch.manual_seed(seed)
+    base = build_model(name, in_channels, size, num_classes, aux=False)
+    torch.manual_seed(seed)
+    emb_model = build_model(name, in_channels, size, num_classes, aux=True)
+    criterion = LabelEmbeddingLoss(LabelEmbedding(num_classes))
+    base_opt = torch.optim.Adam(base.parameters(), lr=1e-3)
+    emb_opt = torch.optim.Adam([*emb_model.parameters(), *criterion.parameters()], lr=1e-3)
+    base.train()
+    emb_model.train()
+    last: dict[str, Tensor] = {}
+    position = {"baseline": 0, "label_embedding": 0}
+
+    def next_batch(which: str) -> tuple[Tensor, Tensor]:
+        i = position[which] % len(xs)
+        position[which] += 1
+        return xs[i], ys[i]
+
+    def baseline_step() -> None:
+        x, y = next_batch("baseline")
+        base_opt.zero_grad(set_to_none=True)
+        logits, _ = base(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        base_opt.step()
+        last["baseline"] = loss.detach()
+
+    def label_embedding_step() -> None:
+        x, y = next_batch("label_embedding")
+        emb_opt.zero_grad(set_to_none=True)
+        logits, aux_logits = emb_model(x)
+        loss, _ = criterion(logits, aux_logits, y)
+        loss.backward()
+        emb_opt.step()
+        last["label_embedding"] = loss.detach()
+
+    return {"baseline": baseline_step, "label_embedding": label_embedding_step}, last
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", choices=sorted(SETUPS), default=list(SETUPS))
+    parser.add_argument("--rounds", type=int, help="alternating rounds (default per model)")
+    parser.add_argument("--steps", type=int, help="steps per round (default per model)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: batch 4, 2 rounds")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    print(machine())
+    results = {}
+    for name in args.models:
+        _, _, batch, target, rounds, steps = SETUPS[name]
+        if args.quick:
+            batch, rounds, steps = 4, 2, 1
+        rounds = args.rounds or rounds
+        steps = args.steps or steps
+        fns, last = make_steps(name, batch, count=rounds * steps + 2)
+        times = interleaved(fns, rounds=rounds, steps_per_round=steps, warmup=2)
+        for k, v in last.items():
+            if not torch.isfinite(v):
+                raise RuntimeError(f"{name}: {k} loss is not finite: {v}")
+        base_ms = 1e3 * median(times["baseline"])
+        emb_ms = 1e3 * median(times["label_embedding"])
+        ratio = emb_ms / base_ms
+        results[name] = dict(batch=batch, baseline_ms=base_ms, label_embedding_ms=emb_ms,
+                             ratio=ratio, target=target, steps=len(times["baseline"]))
+        print(f"{name:8s} batch {batch:4d}  baseline {base_ms:9.2f} ms  label embedding "
+              f"{emb_ms:9.2f} ms  ratio {ratio:.3f} (target <= {target})  "
+              f"[{len(times['baseline'])} steps each]", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "results": results}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
