@@ -346,7 +346,8 @@ def _forward_and_gradients(
     emb_scale = 1.0
     if plan.reduction == "mean":
         by_correct = plan.embedding_normalizer == "correct" and plan.mask_wrong
-        emb_scale = 1.0 / (n_correct + 1e-8) if by_correct else norm
+        # the authors' 1 / (n_correct + 1e-8); in float32 the 1e-8 only matters at 0
+        emb_scale = 1.0 / max(n_correct, 1e-8) if by_correct else norm
     for k in ("ce", "soft_ce", "aux_ce"):
         sums[k] = sums[k] * norm
     sums["aux_hinge"] = sums["aux_hinge"] * c_hinge
