@@ -68,7 +68,7 @@ def batches(name: str, batch: int, count: int, seed: int = 0) -> tuple[Tensor, T
     return x, torch.randint(0, 10, (count, batch), generator=g)
 
 
-def make_steps(name: str, batch: int, count: int, seed: int = 0):
+def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool | None = None):
     """Two step functions: ``{"baseline": ..., "label_embedding": ...}``, and their losses.
 
     Both walk the same ``count`` batches in the same order.
@@ -81,8 +81,9 @@ def make_steps(name: str, batch: int, count: int, seed: int = 0):
     torch.manual_seed(seed)
     emb_model = build_model(name, in_channels, size, num_classes, aux=True)
     criterion = LabelEmbeddingLoss(LabelEmbedding(num_classes))
-    base_opt = torch.optim.Adam(base.parameters(), lr=1e-3)
-    emb_opt = torch.optim.Adam([*emb_model.parameters(), *criterion.parameters()], lr=1e-3)
+    base_opt = torch.optim.Adam(base.parameters(), lr=1e-3, foreach=foreach)
+    emb_opt = torch.optim.Adam([*emb_model.parameters(), *criterion.parameters()], lr=1e-3,
+                               foreach=foreach)
     base.train()
     emb_model.train()
     last: dict[str, Tensor] = {}
@@ -120,10 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="alternating rounds (default per model)")
     parser.add_argument("--steps", type=int, help="steps per round (default per model)")
     parser.add_argument("--quick", action="store_true", help="smoke run: batch 4, 2 rounds")
+    parser.add_argument("--foreach", action="store_true",
+                        help="Adam(foreach=True) on both sides (default: PyTorch's default, "
+                             "a per-tensor loop on CPU)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
-    print(machine())
+    print(machine() + ("; Adam(foreach=True)" if args.foreach else "; Adam defaults"))
     results = {}
     for name in args.models:
         _, _, batch, target, rounds, steps = SETUPS[name]
@@ -131,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             batch, rounds, steps = 4, 2, 1
         rounds = args.rounds or rounds
         steps = args.steps or steps
-        fns, last = make_steps(name, batch, count=rounds * steps + 2)
+        fns, last = make_steps(name, batch, count=rounds * steps + 2,
+                               foreach=True if args.foreach else None)
         times = interleaved(fns, rounds=rounds, steps_per_round=steps, warmup=2)
         for k, v in last.items():
             if not torch.isfinite(v):

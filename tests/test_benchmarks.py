@@ -56,3 +56,10 @@ def test_embedding_size_quick_counts_real_parameters(tmp_path):
     c, dim = r["num_classes"], r["dim"]
     assert r["compressed_mib"] == pytest.approx((2 * c * dim + c) * 4 / 2**20)
     assert r["full_mib"] == pytest.approx(c * c * 4 / 2**20)
+
+
+def test_profile_step_quick_prints_the_phase_table():
+    stdout = _run("profile_step.py")
+    for phase in ("forward", "loss", "backward", "optimizer", "sum"):
+        assert any(line.startswith(phase) for line in stdout.splitlines()), phase
+    assert "aten::" in stdout  # the profiler table
