@@ -35,8 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(SETUPS), default="mlp")
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: all)")
     parser.add_argument("--quick", action="store_true", help="batch 4, 6 steps")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
     in_channels, size, batch = SETUPS[args.model][:3]
     steps = args.steps
     if args.quick:

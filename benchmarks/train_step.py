@@ -120,12 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", choices=sorted(SETUPS), default=list(SETUPS))
     parser.add_argument("--rounds", type=int, help="alternating rounds (default per model)")
     parser.add_argument("--steps", type=int, help="steps per round (default per model)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: all)")
     parser.add_argument("--quick", action="store_true", help="smoke run: batch 4, 2 rounds")
     parser.add_argument("--foreach", action="store_true",
                         help="Adam(foreach=True) on both sides (default: PyTorch's default, "
                              "a per-tensor loop on CPU)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     print(machine() + ("; Adam(foreach=True)" if args.foreach else "; Adam defaults"))
     results = {}
