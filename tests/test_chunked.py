@@ -66,10 +66,10 @@ def _assert_same(ref, got, tensors, ref_grads, got_grads, rtol=1e-9, atol=1e-9):
         torch.testing.assert_close(b, a, rtol=rtol, atol=atol)
 
 
-# kind x hinge x reduction x mask_wrong x warm-up, with the other options cycling through
-# their values, so every value of every option meets every embedding kind.
-CASES = list(itertools.product(KINDS, ["l1", "l2", "abs"], ["mean", "sum"], [True, False],
-                               [False, True]))
+# kind x hinge x reduction x mask_wrong, with the other options (warm-up included) cycling
+# through their values, so every value of every option meets every embedding kind.
+CASES = [(*c, (i + i // 2) % 2 == 1) for i, c in enumerate(itertools.product(
+    KINDS, ["l1", "l2", "abs"], ["mean", "sum"], [True, False]))]
 OTHER = list(itertools.product(["correct", "valid"], ["sum", "mean"], [0.5, None, 0.0, 1.0]))
 
 
