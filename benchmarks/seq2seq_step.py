@@ -43,7 +43,8 @@ def child(args: argparse.Namespace) -> dict:
     preset = dict(PRESETS["iwslt15"])
     model = Seq2Seq(Seq2SeqConfig(args.vocab, args.vocab, **preset), aux_head=args.mode == "emb")
     model.to(device)
-    criterion = build_criterion(args.mode, vocab, args.label_dim, warmup_steps=0).to(device)
+    criterion = build_criterion(args.mode, vocab, args.label_dim, warmup_steps=0,
+                                chunked=args.chunked_loss).to(device)
     params = list(model.parameters()) + list(criterion.parameters())
     optimizer = torch.optim.Adam(params, lr=1e-3)
     g = torch.Generator().manual_seed(0)
@@ -66,7 +67,8 @@ def child(args: argparse.Namespace) -> dict:
         times.append(time.perf_counter() - t0)
     out = {
         "mode": args.mode, "vocab": args.vocab, "batch": args.batch, "src_len": args.src_len,
-        "tgt_len": args.tgt_len, "label_dim": args.label_dim, "device": str(device),
+        "tgt_len": args.tgt_len, "label_dim": args.label_dim,
+        "chunked_loss": args.chunked_loss, "device": str(device),
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "params": sum(p.numel() for p in params), "terms": sorted(terms),
         "rss_after_build_mib": round(built, 1), "peak_rss_mib": round(rss_mib(), 1),
@@ -87,6 +89,8 @@ def main() -> None:
     p.add_argument("--tgt-len", type=int, default=30)
     p.add_argument("--label-dim", type=int, default=512)
     p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--chunked-loss", action="store_true",
+                   help="emb: labelemb.chunked head + loss (no (B*T) x V tensor)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -98,8 +102,8 @@ def main() -> None:
     rows = []
     for mode in args.modes:
         cmd = [sys.executable, __file__, "--child", mode] + [
-            f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-            if k not in ("modes", "child")
+            f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')}={v}"
+            for k, v in vars(args).items() if k not in ("modes", "child") and v is not False
         ]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:

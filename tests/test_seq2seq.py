@@ -232,3 +232,42 @@ def test_nearest_labels_reads_only_the_asked_rows():
     assert p[0][1] > p[1][1] > p[2][1]
     with pytest.raises(ValueError, match="not in the target vocabulary"):
         nearest_labels(emb, vocab, ["nope"])
+
+
+def test_chunked_loss_trains_the_same_as_the_plain_loss():
+    """--chunked-loss: same loss, terms and gradients as head + LabelEmbeddingLoss, PAD included."""
+    from labelemb.chunked import ChunkedLabelEmbeddingLoss
+    from labelemb.data.parallel_text import collate
+    from labelemb.data.vocab import Vocab
+    from labelemb.engine.seq2seq import build_criterion, sequence_loss
+    from labelemb.models.seq2seq import Seq2Seq, Seq2SeqConfig
+
+    torch.manual_seed(0)
+    vocab = Vocab([f"w{i}" for i in range(26)])
+    V = len(vocab)
+    model = Seq2Seq(Seq2SeqConfig(V, V, emb_dim=8, hidden=12, layers=1, dropout=0.0))
+    g = torch.Generator().manual_seed(1)
+    src = [torch.randint(4, V, (n,), generator=g).tolist() for n in (5, 3, 6)]
+    tgt = [torch.randint(4, V, (n,), generator=g).tolist() for n in (4, 6, 2)]  # padded
+    batch = collate(src, tgt)
+    plain = build_criterion("emb", vocab, label_dim=6, warmup_steps=0)
+    chunked = build_criterion("emb", vocab, label_dim=6, warmup_steps=0, chunked=True)
+    assert isinstance(chunked, ChunkedLabelEmbeddingLoss)
+    chunked.load_state_dict(plain.state_dict())  # same embedding, same keys
+    params = [*model.parameters()]
+
+    def run(criterion):
+        for p in [*params, *criterion.parameters()]:
+            p.grad = None
+        loss, terms = sequence_loss(model, criterion, batch)
+        loss.backward()
+        return loss.detach(), terms, [p.grad.clone() for p in params if p.grad is not None], \
+            [p.grad.clone() for p in criterion.parameters()]
+
+    a, b = run(plain), run(chunked)
+    torch.testing.assert_close(a[0], b[0])
+    assert set(a[1]) == set(b[1])
+    for k in a[1]:
+        torch.testing.assert_close(a[1][k], b[1][k], msg=k)
+    for x, y in zip(a[2] + a[3], b[2] + b[3]):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6)

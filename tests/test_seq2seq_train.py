@@ -233,3 +233,26 @@ def test_iwslt15_task_end_to_end(tmp_path):
     result = json.loads((run / "result.json").read_text())
     assert "test_bleu" in result and result["beam"] == 4
     assert len((run / "test.hyp.txt").read_text(encoding="utf-8").splitlines()) == 5
+
+
+def test_chunked_loss_run_matches_the_plain_run(tmp_path):
+    """`--chunked-loss` changes memory, not training: same losses, same weights, reloadable."""
+    from labelemb.chunked import ChunkedLabelEmbeddingLoss
+
+    write_permutation_corpus(tmp_path / "data", n_train=120, n_dev=10, n_test=10)
+    common = ["--warmup-steps", "2", "--max-steps", "6", "--dropout", "0"]
+    assert _train(tmp_path, "plain", *common) == 0
+    assert _train(tmp_path, "chunked", *common, "--chunked-loss") == 0
+    a = read_metrics(tmp_path / "plain" / "metrics.jsonl")
+    b = read_metrics(tmp_path / "chunked" / "metrics.jsonl")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [3, 6]
+    for ra, rb in zip(a, b):
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-4)
+        assert ra["terms"] == pytest.approx(rb["terms"], rel=1e-4, abs=1e-6)
+    _, criterion, _, _, config = load_run(tmp_path / "chunked")
+    assert isinstance(criterion, ChunkedLabelEmbeddingLoss)
+    sa = torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=True)
+    sb = torch.load(tmp_path / "chunked" / "checkpoint.pt", weights_only=True)
+    for name in sa["model"]:
+        torch.testing.assert_close(sa["model"][name], sb["model"][name], rtol=1e-3, atol=1e-5,
+                                   msg=name)

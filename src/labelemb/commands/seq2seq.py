@@ -42,6 +42,9 @@ _TRAIN_OPTIONS: list[tuple[str, dict]] = [
     ("--max-steps", dict(type=int, help="stop after N updates")),
     ("--warmup-steps", dict(type=int, default=20_000,
                             help="updates before the soft-target term starts (default 20000)")),
+    ("--chunked-loss", dict(action=_BOOL, default=False,
+                            help="emb: head + loss in chunks of tokens, no (B*T) x V tensor "
+                                 "(same loss, far less memory for big vocabularies)")),
     ("--eval-every", dict(type=int, default=500, help="updates between dev evaluations")),
     ("--beam", dict(type=int, help="beam for the test set (iwslt 10, lcsts 1)")),
     ("--dev-beam", dict(type=int, default=1, help="beam for dev evaluations (default greedy)")),

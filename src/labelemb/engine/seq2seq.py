@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..chunked import ChunkedLabelEmbeddingLoss
 from .. import __version__
 from ..baselines import LabelSmoothingLoss
 from ..data.parallel_text import (
@@ -91,6 +92,8 @@ class TrainConfig:
     epochs: int | None = None
     max_steps: int | None = None
     warmup_steps: int = 20_000
+    # head + loss in chunks of tokens (labelemb.chunked): no (B*T) x V tensor is held
+    chunked_loss: bool = False
     eval_every: int = 500
     # decoding
     beam: int | None = None
@@ -192,19 +195,26 @@ def build_model(mcfg: Seq2SeqConfig, mode: str) -> Seq2Seq:
 
 
 def build_criterion(mode: str, tgt_vocab: Vocab, label_dim: int = 512,
-                    warmup_steps: int = 20_000) -> nn.Module:
+                    warmup_steps: int = 20_000, chunked: bool = False) -> nn.Module:
     """``emb``: the seq2seq preset over a compressed label embedding, PAD ignored in every
-    term. ``baseline``: cross-entropy, PAD ignored."""
+    term; ``chunked`` computes head and loss together in chunks of tokens (same loss and
+    gradients, same state-dict keys, a fraction of the memory). ``baseline``: cross-entropy,
+    PAD ignored."""
     if mode == "baseline":
         return LabelSmoothingLoss(0.0, ignore_index=PAD)
     embedding = CompressedLabelEmbedding(len(tgt_vocab), label_dim, class_names=tgt_vocab.itos)
-    return LabelEmbeddingLoss.from_preset(
+    loss_class = ChunkedLabelEmbeddingLoss if chunked else LabelEmbeddingLoss
+    return loss_class.from_preset(
         "seq2seq", embedding, ignore_index=PAD, warmup_steps=warmup_steps
     )
 
 
 def sequence_loss(model: Seq2Seq, criterion: nn.Module, batch) -> tuple[torch.Tensor, dict]:
-    """Loss of one batch: ``(B, T, V)`` logits flattened to ``(B*T, V)``."""
+    """Loss of one batch: ``(B, T, V)`` logits flattened to ``(B*T, V)``, or, with a chunked
+    criterion, the ``(B*T, H)`` states and the model's head."""
+    if isinstance(criterion, ChunkedLabelEmbeddingLoss):
+        states = model.features(batch.src, batch.src_lengths, batch.tgt_in)
+        return criterion(states.flatten(0, 1), batch.tgt_out.reshape(-1), model.head)
     logits, aux_logits = model(batch.src, batch.src_lengths, batch.tgt_in)
     vocab = logits.shape[-1]
     return criterion(
@@ -326,7 +336,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     seed_everything(cfg.seed)
     mcfg = model_config(cfg, src_vocab, tgt_vocab)
     model = build_model(mcfg, cfg.mode).to(device)
-    criterion = build_criterion(cfg.mode, tgt_vocab, cfg.label_dim, cfg.warmup_steps).to(device)
+    criterion = build_criterion(cfg.mode, tgt_vocab, cfg.label_dim, cfg.warmup_steps,
+                                cfg.chunked_loss).to(device)
     params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     src_ids, tgt_ids = encode_corpus(train_set, src_vocab, tgt_vocab)
@@ -498,7 +509,8 @@ def load_run(run_dir: str | Path, which: str = BEST, device: str | torch.device 
     model.eval()
     settings = config["settings"]
     criterion = build_criterion(ckpt["mode"], tgt_vocab, settings["label_dim"],
-                                settings["warmup_steps"]).to(device)
+                                settings["warmup_steps"],
+                                settings.get("chunked_loss", False)).to(device)
     criterion.load_state_dict(ckpt["criterion"])
     return model, criterion, src_vocab, tgt_vocab, config
 

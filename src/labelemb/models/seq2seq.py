@@ -145,12 +145,17 @@ class Seq2Seq(nn.Module):
         attentional, weights = self.attend(dec, enc)
         return attentional, state, weights
 
+    def features(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """The attentional states ``(B, T, H)`` that the head turns into logits (teacher
+        forcing); a chunked loss takes these instead of ``(B, T, V)`` logits."""
+        enc = self.encode(src, src_lengths)
+        attentional, _, _ = self.decode(tgt_in, enc)
+        return attentional
+
     def forward(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor
     ) -> tuple[Tensor, Tensor | None]:
-        enc = self.encode(src, src_lengths)
-        attentional, _, _ = self.decode(tgt_in, enc)
-        return self.head(attentional)
+        return self.head(self.features(src, src_lengths, tgt_in))
 
     @torch.no_grad()
     def step(
