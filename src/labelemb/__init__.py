@@ -5,6 +5,7 @@ label embeddings) and :mod:`labelemb.loss` / :mod:`labelemb.functional` (the fiv
 """
 
 from .baselines import LabelSmoothingLoss, OnlineLabelSmoothingLoss
+from .chunked import ChunkedLabelEmbeddingLoss, chunked_label_embedding_loss
 from .embedding import (
     CompressedLabelEmbedding,
     FixedLabelEmbedding,
@@ -29,6 +30,8 @@ __all__ = [
     "PRESETS",
     "LossOutput",
     "label_embedding_loss",
+    "ChunkedLabelEmbeddingLoss",
+    "chunked_label_embedding_loss",
     "LabelSmoothingLoss",
     "OnlineLabelSmoothingLoss",
     "__version__",
