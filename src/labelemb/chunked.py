@@ -156,25 +156,25 @@ class _GradAccumulator:
     def wants(self, name: str) -> bool:
         return self.shapes.get(name) is not None
 
-    def addmm(self, name: str, a: Tensor, b: Tensor, alpha: float = 1.0) -> None:
-        """``grad[name] += alpha * a @ b``."""
+    def _target(self, name: str) -> tuple[Tensor, float]:
+        """The gradient buffer and the ``beta`` to add into it: 0 on first use, so the
+        uninitialised buffer is overwritten (BLAS ignores it when beta is 0), else 1."""
         g = self.grads.get(name)
         if g is None:
             g = self.grads[name] = torch.empty(self.shapes[name], dtype=self.dtype,
                                                device=self.device)
-            g.addmm_(a, b, beta=0.0, alpha=alpha)
-        else:
-            g.addmm_(a, b, alpha=alpha)
+            return g, 0.0
+        return g, 1.0
+
+    def addmm(self, name: str, a: Tensor, b: Tensor, alpha: float = 1.0) -> None:
+        """``grad[name] += alpha * a @ b``."""
+        g, beta = self._target(name)
+        g.addmm_(a, b, beta=beta, alpha=alpha)
 
     def addmv(self, name: str, a: Tensor, v: Tensor, alpha: float = 1.0) -> None:
         """``grad[name] += alpha * a @ v``."""
-        g = self.grads.get(name)
-        if g is None:
-            g = self.grads[name] = torch.empty(self.shapes[name], dtype=self.dtype,
-                                               device=self.device)
-            g.addmv_(a, v, beta=0.0, alpha=alpha)
-        else:
-            g.addmv_(a, v, alpha=alpha)
+        g, beta = self._target(name)
+        g.addmv_(a, v, beta=beta, alpha=alpha)
 
     def rows(self, name: str) -> Tensor:
         """The buffer itself, zero-initialised, for row-wise ``index_add_``/``index_copy_``."""
