@@ -28,7 +28,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -43,7 +43,9 @@ from ..embedding import FixedLabelEmbedding, LabelEmbedding, save_embedding
 from ..loss import LabelEmbeddingLoss
 from ..models.classifier import MODELS, Classifier, build_model
 from . import rundir
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ..report.table import build_table
+from .checkpoint import (atomic_write_text, load_checkpoint, rng_state, save_checkpoint,
+                         set_rng_state)
 from .progress import log as _log_line
 from .progress import progress
 from .seed import seed_everything
@@ -605,37 +607,7 @@ def _run_training(config: Any, dataset: ImageDataset | None) -> list[Path]:
     if cfg.summary and rank == 0:
         # Every finished run under OUT, so a later call (e.g. emb-fixed) is compared with the
         # baseline trained earlier into the same folder.
-        text = summary_table(sorted(set(run_dirs) | set(rundir.iter_run_dirs(out))))
-        from .checkpoint import atomic_write_text
-
+        text = build_table(sorted(set(run_dirs) | set(rundir.iter_run_dirs(out))))
         atomic_write_text(out / "summary.md", text + "\n")
         print(text, flush=True)
     return run_dirs
-
-
-def summary_table(run_dirs: Sequence[Path]) -> str:
-    """The report's table when :mod:`labelemb.report.table` is there, else mean ± std."""
-    try:
-        from ..report.table import build_table
-    except ImportError:
-        build_table = None
-    if build_table is not None:
-        return build_table(run_dirs)
-    return _minimal_table(run_dirs)
-
-
-def _minimal_table(run_dirs: Iterable[Path]) -> str:
-    groups: dict[str, list[float]] = {}
-    for d in run_dirs:
-        cfg = rundir.read_json(Path(d) / rundir.CONFIG)
-        recs = rundir.read_metrics(Path(d) / rundir.METRICS)
-        if recs:
-            groups.setdefault(cfg["mode"], []).append(100 * recs[-1]["test_error"])
-    lines = ["| mode | test error (%) | n |", "| --- | --- | --- |"]
-    for mode, errs in groups.items():
-        mean = sum(errs) / len(errs)
-        std = (math.sqrt(sum((e - mean) ** 2 for e in errs) / (len(errs) - 1))
-               if len(errs) > 1 else None)
-        lines.append(f"| {mode} | {mean:.2f}{f' ± {std:.2f}' if std is not None else ''} | "
-                     f"{len(errs)} |")
-    return "\n".join(lines)
