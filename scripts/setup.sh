@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything labelemb needs on a fresh Debian/Ubuntu machine with Python >= 3.10:
-# the real Fashion-MNIST (Debian package), the CPU build of torch 2.13.0, and this project.
+# the real Fashion-MNIST and a C compiler (Debian packages), the CPU build of torch 2.13.0,
+# and this project.
 #   scripts/setup.sh          the package
 #   scripts/setup.sh --dev    plus the test tools
 set -euo pipefail
@@ -9,12 +10,18 @@ PY=${PYTHON:-python3}
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
 
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+# Debian packages: the real Fashion-MNIST, and a C compiler for the compiled loss
+# (labelemb.native; without one the loss runs its PyTorch code, slower on small models).
+packages=""
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || packages="dataset-fashion-mnist"
+command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || packages="$packages gcc libc6-dev"
+if [ -n "$packages" ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq dataset-fashion-mnist
+  # shellcheck disable=SC2086
+  $sudo apt-get install -y -qq $packages
 fi
 # torch first and pinned: the project's loose `torch>=2.1` is then already satisfied, so pip
 # never pulls a newer build with gigabytes of CUDA packages.

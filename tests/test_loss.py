@@ -48,9 +48,9 @@ OPTION_GRID = [
 
 @pytest.mark.parametrize("options", OPTION_GRID, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_each_term_matches_reference(options, reduction):
+def test_each_term_matches_reference(options, reduction, backend):
     z1, z2, y, emb = _inputs()
-    out = label_embedding_loss(z1, z2, y, emb, reduction=reduction, **options)
+    out = label_embedding_loss(z1, z2, y, emb, reduction=reduction, backend=backend, **options)
     ref_total, ref_terms = reference_loss(z1, z2, y, emb.weight.detach(), reduction=reduction, **options)
     assert set(out.terms) == set(ref_terms)
     for k, v in ref_terms.items():
@@ -58,11 +58,11 @@ def test_each_term_matches_reference(options, reduction):
     torch.testing.assert_close(out.loss, ref_total.to(out.loss.dtype))
 
 
-def test_reduction_none_is_per_target_and_sums_to_sum():
+def test_reduction_none_is_per_target_and_sums_to_sum(backend):
     z1, z2, y, emb = _inputs()
     y[2] = -100
-    none = label_embedding_loss(z1, z2, y, emb, reduction="none")
-    summed = label_embedding_loss(z1, z2, y, emb, reduction="sum")
+    none = label_embedding_loss(z1, z2, y, emb, reduction="none", backend=backend)
+    summed = label_embedding_loss(z1, z2, y, emb, reduction="sum", backend=backend)
     assert none.loss.shape == y.shape
     assert none.loss[2] == 0
     torch.testing.assert_close(none.loss.sum(), summed.loss)
@@ -71,7 +71,7 @@ def test_reduction_none_is_per_target_and_sums_to_sum():
         torch.testing.assert_close(none.terms[k].sum(), summed.terms[k])
 
 
-def test_spatial_logits_equal_flattened():
+def test_spatial_logits_equal_flattened(backend):
     """(N, C, d1, d2) logits give the same loss as the flattened (N*d1*d2, C) rows."""
     g = torch.Generator().manual_seed(1)
     z1 = torch.randn(3, C, 4, 2, generator=g, dtype=torch.float64)
@@ -79,11 +79,11 @@ def test_spatial_logits_equal_flattened():
     y = torch.randint(0, C, (3, 4, 2), generator=g)
     y[0, 1, 1] = -100
     emb = LabelEmbedding(C).double()
-    a = label_embedding_loss(z1, z2, y, emb)
+    a = label_embedding_loss(z1, z2, y, emb, backend=backend)
     rows = lambda z: z.permute(0, 2, 3, 1).reshape(-1, C)  # noqa: E731
-    b = label_embedding_loss(rows(z1), rows(z2), y.reshape(-1), emb)
+    b = label_embedding_loss(rows(z1), rows(z2), y.reshape(-1), emb, backend=backend)
     torch.testing.assert_close(a.loss, b.loss)
-    none = label_embedding_loss(z1, z2, y, emb, reduction="none")
+    none = label_embedding_loss(z1, z2, y, emb, reduction="none", backend=backend)
     assert none.loss.shape == y.shape
 
 
@@ -101,7 +101,7 @@ def _grads(params):
     return [None if p.grad is None else p.grad.clone() for p in params]
 
 
-def test_gradient_routing_matches_the_method():
+def test_gradient_routing_matches_the_method(backend):
     """Backbone and W1 learn from ce+soft_ce only; W2 from aux_ce+hinge; E from embedding_ce."""
     backbone, head, emb = _tiny_model()
     x = torch.randn(16, 4)
@@ -123,7 +123,7 @@ def test_gradient_routing_matches_the_method():
         "E": [emb.weight],
     }
     all_params = [p for ps in params.values() for p in ps]
-    criterion = LabelEmbeddingLoss(emb, **opts)
+    criterion = LabelEmbeddingLoss(emb, backend=backend, **opts)
     loss, _ = criterion(*head(backbone(x)), y)
     loss.backward()
     got = {k: _grads(ps) for k, ps in params.items()}
@@ -153,9 +153,10 @@ def test_gradient_routing_matches_the_method():
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("ignore_index", [-100, 0])
-def test_padding_changes_neither_loss_nor_any_gradient(reduction, ignore_index):
+def test_padding_changes_neither_loss_nor_any_gradient(reduction, ignore_index, backend):
     backbone, head, emb = _tiny_model(seed=3)
-    criterion = LabelEmbeddingLoss(emb, reduction=reduction, ignore_index=ignore_index, alpha=0.3)
+    criterion = LabelEmbeddingLoss(emb, reduction=reduction, ignore_index=ignore_index, alpha=0.3,
+                                   backend=backend)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(10, 4, generator=g)
     y = torch.randint(1, 3, (10,), generator=g)
@@ -179,21 +180,21 @@ def test_padding_changes_neither_loss_nor_any_gradient(reduction, ignore_index):
         torch.testing.assert_close(a, b)
 
 
-def test_all_targets_ignored_is_finite_and_zero():
+def test_all_targets_ignored_is_finite_and_zero(backend):
     z1, z2, y, emb = _inputs()
     z1.requires_grad_()
-    out = label_embedding_loss(z1, z2, torch.full_like(y, -100), emb)
+    out = label_embedding_loss(z1, z2, torch.full_like(y, -100), emb, backend=backend)
     assert torch.isfinite(out.loss) and out.loss == 0
     out.loss.backward()
     assert torch.count_nonzero(z1.grad) == 0
 
 
-def test_no_correct_aux_prediction_is_finite():
+def test_no_correct_aux_prediction_is_finite(backend):
     z1, z2, y, emb = _inputs()
     z2 = torch.zeros_like(z2)
     z2[torch.arange(len(y)), (y + 1) % C] = 10.0  # every aux prediction wrong
     emb.requires_grad_(True)
-    out = label_embedding_loss(z1, z2, y, emb)
+    out = label_embedding_loss(z1, z2, y, emb, backend=backend)
     assert torch.isfinite(out.loss)
     assert out.terms["embedding_ce"] == 0
     out.loss.backward()
@@ -201,10 +202,10 @@ def test_no_correct_aux_prediction_is_finite():
     assert torch.count_nonzero(emb.weight.grad) == 0
 
 
-def test_warmup_switches_soft_term_on_after_steps():
+def test_warmup_switches_soft_term_on_after_steps(backend):
     z1, z2, y, emb = _inputs()
-    off = label_embedding_loss(z1, z2, y, emb, warmup_steps=3, step=2)
-    on = label_embedding_loss(z1, z2, y, emb, warmup_steps=3, step=3)
+    off = label_embedding_loss(z1, z2, y, emb, warmup_steps=3, step=2, backend=backend)
+    on = label_embedding_loss(z1, z2, y, emb, warmup_steps=3, step=3, backend=backend)
     assert "soft_ce" not in off.terms and "soft_ce" in on.terms
     torch.testing.assert_close(on.loss - off.loss, 0.5 * on.terms["soft_ce"])
     with pytest.raises(ValueError, match="step"):
@@ -240,11 +241,11 @@ def test_presets_are_the_authors_settings():
         LabelEmbeddingLoss.from_preset("nope", emb)
 
 
-def test_fixed_embedding_reduces_to_eq17_without_aux_head():
+def test_fixed_embedding_reduces_to_eq17_without_aux_head(backend):
     z1, _, y, emb = _inputs()
     fixed = FixedLabelEmbedding(emb.weight.detach())
     z1 = z1.clone().requires_grad_()
-    out = label_embedding_loss(z1, None, y, fixed)
+    out = label_embedding_loss(z1, None, y, fixed, backend=backend)
     assert set(out.terms) == {"ce", "soft_ce"}
     ref_total, _ = reference_loss(z1, None, y, emb.weight.detach(), trainable=False)
     torch.testing.assert_close(out.loss, ref_total)
@@ -257,11 +258,11 @@ def test_fixed_embedding_reduces_to_eq17_without_aux_head():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_autocast_computes_in_float32(dtype):
+def test_autocast_computes_in_float32(dtype, backend):
     torch.manual_seed(0)
     model = nn.Linear(8, 16)
     head = LabelEmbeddingHead(16, 10)
-    crit = LabelEmbeddingLoss(LabelEmbedding(10))
+    crit = LabelEmbeddingLoss(LabelEmbedding(10), backend=backend)
     x = torch.randn(32, 8) * 30
     y = torch.randint(0, 10, (32,))
     ref, _ = crit(*head(model(x)), y)
@@ -300,18 +301,18 @@ def _good():
         (lambda a: a["z2"].__setitem__((1, 1), float("inf")), ValueError, "aux_logits contain NaN"),
     ],
 )
-def test_bad_input_raises_clear_error(mutate, error, match):
+def test_bad_input_raises_clear_error(mutate, error, match, backend):
     z1, z2, y, emb = _good()
     a = dict(z1=z1, z2=z2, y=y, emb=emb)
     mutate(a)
     with pytest.raises(error, match=match):
-        label_embedding_loss(a["z1"], a["z2"], a["y"], a["emb"])
+        label_embedding_loss(a["z1"], a["z2"], a["y"], a["emb"], backend=backend)
 
 
-def test_validation_can_be_switched_off():
+def test_validation_can_be_switched_off(backend):
     z1, z2, y, emb = _good()
     z1[0, 0] = float("nan")
-    out = label_embedding_loss(z1, z2, y, emb, validate=False)
+    out = label_embedding_loss(z1, z2, y, emb, validate=False, backend=backend)
     assert torch.isnan(out.loss)
 
 
@@ -322,6 +323,7 @@ def test_validation_can_be_switched_off():
         (dict(hinge="l3"), "hinge"), (dict(hinge_reduction="max"), "hinge_reduction"),
         (dict(embedding_normalizer="x"), "embedding_normalizer"),
         (dict(reduction="avg"), "reduction"), (dict(warmup_steps=-1), "warmup_steps"),
+        (dict(backend="cuda"), "backend"),
     ],
 )
 def test_bad_options_are_named(options, match):

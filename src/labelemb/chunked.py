@@ -533,7 +533,11 @@ class ChunkedLabelEmbeddingLoss(LabelEmbeddingLoss):
     """
 
     def __init__(self, embedding: nn.Module, chunk_size: int | None = None, **options: Any):
+        if "backend" in options:
+            raise TypeError("ChunkedLabelEmbeddingLoss has no backend option: it always runs "
+                            "its own chunked autograd Function")
         super().__init__(embedding, **options)
+        del self.options["backend"]
         _embedding_kind(embedding)
         if self.options["reduction"] == "none":
             raise ValueError("reduction must be 'mean' or 'sum' for ChunkedLabelEmbeddingLoss")

@@ -23,21 +23,26 @@ from __future__ import annotations
 
 import math
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import native as _native
+from .embedding import LabelEmbedding
+
 __all__ = ["LossOutput", "label_embedding_loss", "check_classification_inputs", "check_options"]
 
 Reduction = Literal["mean", "sum", "none"]
 Hinge = Literal["l1", "l2", "abs"]
+Backend = Literal["auto", "native", "autograd"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 _HINGES = ("l1", "l2", "abs")
 _HINGE_REDUCTIONS = ("sum", "mean")
 _EMBEDDING_NORMALIZERS = ("correct", "valid")
+_BACKENDS = ("auto", "native", "autograd")
 
 
 class LossOutput(NamedTuple):
@@ -156,6 +161,7 @@ def label_embedding_loss(
     ignore_index: int = -100,
     reduction: Reduction = "mean",
     validate: bool = True,
+    backend: Backend = "auto",
 ) -> LossOutput:
     """The label embedding network loss (eq. 14), or eq. 17 with a frozen embedding.
 
@@ -182,6 +188,11 @@ def label_embedding_loss(
         ignore_index: targets with this value add nothing to any term or gradient.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-target, target-shaped).
         validate: check target range and finiteness of the logits (one sync).
+        backend: ``"autograd"`` runs the code below, term by term (the definition; supports
+            double backward). ``"native"`` computes the loss and its gradients in one compiled
+            call (:mod:`labelemb.native`: CPU, float32/float64, small batches; same results,
+            a fraction of the time on small models). ``"auto"`` (default) takes ``"native"``
+            where it applies and is built, else ``"autograd"``.
 
     Returns:
         :class:`LossOutput` ``(loss, terms)``; ``terms`` holds the unweighted, detached terms
@@ -191,7 +202,7 @@ def label_embedding_loss(
     num_classes = getattr(embedding, "num_classes", None)
     check_options(beta=beta, tau=tau, alpha=alpha, hinge=hinge, hinge_reduction=hinge_reduction,
                   embedding_normalizer=embedding_normalizer, reduction=reduction,
-                  warmup_steps=warmup_steps)
+                  warmup_steps=warmup_steps, backend=backend)
     if aux_logits is None and trainable:
         raise ValueError(
             "aux_logits is None but the embedding is trainable: pass the head's second output "
@@ -199,16 +210,37 @@ def label_embedding_loss(
         )
     if warmup_steps > 0 and step is None:
         raise ValueError("step is required when warmup_steps > 0")
+    # The compiled path checks targets and logits itself, in its first loop over the rows.
+    use_native = backend != "autograd" and _native.supports(logits, aux_logits)
+    if backend == "native" and not use_native:
+        # A malformed input gets its own error first.
+        check_classification_inputs(logits, target, aux_logits=aux_logits,
+                                    num_classes=num_classes, validate=False)
+        raise ValueError(
+            "backend='native' needs CPU float32/float64 logits of at most "
+            f"{_native.MAX_ELEMENTS} elements and a built library ({_native.status()}); "
+            "use backend='auto'"
+        )
     check_classification_inputs(
         logits, target, aux_logits=aux_logits, num_classes=num_classes,
-        ignore_index=ignore_index, validate=validate,
+        ignore_index=ignore_index, validate=validate and not use_native,
     )
     soft_on = warmup_steps == 0 or step >= warmup_steps  # type: ignore[operator]
     w_ce, w_soft = (1.0, 1.0) if beta is None else (float(beta), 1.0 - float(beta))
 
     # float32 maths whatever the autocast dtype: sums of log-probabilities overflow in fp16.
     z1 = _full_precision(_as_rows(logits))
-    t = target.reshape(-1)
+    t = target if target.dim() == 1 else target.reshape(-1)
+    need_embedding_ce = aux_logits is not None and trainable
+    if use_native:
+        return _native_loss(
+            z1, None if aux_logits is None else _full_precision(_as_rows(aux_logits)), t, target,
+            embedding, soft_on=soft_on, embedding_ce=need_embedding_ce, w_ce=w_ce,
+            w_soft=w_soft, tau=tau, alpha=alpha, hinge=hinge, hinge_reduction=hinge_reduction,
+            mask_wrong=mask_wrong, embedding_normalizer=embedding_normalizer,
+            ignore_index=ignore_index, reduction=reduction, validate=validate,
+        )
+
     valid = t != ignore_index
     t_safe = t.masked_fill(~valid, 0).unsqueeze(1)  # any in-range index; masked out below
 
@@ -216,7 +248,6 @@ def label_embedding_loss(
     log_p1 = F.log_softmax(z1, dim=1)
     terms["ce"] = -log_p1.gather(1, t_safe).squeeze(1)
 
-    need_embedding_ce = aux_logits is not None and trainable
     if soft_on or need_embedding_ce:
         log_e = F.log_softmax(_full_precision(embedding(t_safe.squeeze(1))), dim=1)  # log e'
     if soft_on:
@@ -273,8 +304,45 @@ def label_embedding_loss(
     return LossOutput(total, {k: v.detach() for k, v in sums.items()})
 
 
+def _native_loss(z1: Tensor, z2: Tensor | None, t: Tensor, target: Tensor, embedding: nn.Module,
+                 *, soft_on: bool, embedding_ce: bool, reduction: str,
+                 **options: Any) -> LossOutput:
+    """The same loss through :mod:`labelemb.native`, from rows ``z1, z2 (M, C)``, ``t (M,)``."""
+    # A full embedding's matrix goes in whole and the kernel reads row y itself (for a reduced
+    # loss; per-target losses need per-target rows, which backward scales one by one).
+    by_target = (type(embedding) is LabelEmbedding and reduction != "none"
+                 and embedding.weight.dtype == z1.dtype)
+    if by_target:
+        e = embedding.weight
+    elif soft_on or embedding_ce:
+        # Any in-range index serves the ignored targets (the kernel skips them): one op, not a
+        # mask. Out-of-range targets are reported by the kernel.
+        e = embedding(t.clamp(0, z1.shape[1] - 1))
+    else:
+        e = None
+    loss, stacked = _native.native_label_embedding_loss(
+        z1, z2, e, t, e_by_target=by_target, soft_on=soft_on, embedding_ce=embedding_ce,
+        reduction=reduction, **options)
+    names = _term_names(soft_on, z2 is not None, embedding_ce)
+    if reduction == "none" and target.dim() != 1:  # per-target values in target's shape
+        loss, stacked = loss.view(target.shape), stacked.view(len(names), *target.shape)
+    return LossOutput(loss, dict(zip(names, stacked.unbind())))
+
+
+def _term_names(soft_on: bool, has_aux: bool, embedding_ce: bool) -> list[str]:
+    """Names of the computed terms, in the order both backends compute them."""
+    names = ["ce"]
+    if soft_on:
+        names.append("soft_ce")
+    if has_aux:
+        names += ["aux_ce", "aux_hinge"]
+        if embedding_ce:
+            names.append("embedding_ce")
+    return names
+
+
 def check_options(*, beta, tau, alpha, hinge, hinge_reduction, embedding_normalizer, reduction,
-                  warmup_steps, **_: object) -> None:
+                  warmup_steps, backend="auto", **_: object) -> None:
     """Raise ``ValueError`` naming the first option whose value is out of range."""
     if beta is not None and not 0.0 <= float(beta) <= 1.0:
         raise ValueError(f"beta must be in [0, 1] or None, got {beta!r}")
@@ -295,3 +363,5 @@ def check_options(*, beta, tau, alpha, hinge, hinge_reduction, embedding_normali
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
         raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")

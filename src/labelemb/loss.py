@@ -38,7 +38,8 @@ class LabelEmbeddingLoss(nn.Module):
         **options: see :func:`labelemb.functional.label_embedding_loss` (``beta``, ``tau``,
             ``alpha``, ``hinge``, ``hinge_reduction``, ``mask_wrong``,
             ``embedding_normalizer``, ``warmup_steps``, ``ignore_index``, ``reduction``,
-            ``validate``). Defaults are the ``"classification"`` preset.
+            ``validate``, ``backend``). Defaults are the ``"classification"`` preset and
+            ``backend="auto"`` (the compiled loss where it applies).
 
     Shape:
         logits, aux_logits ``(N, C)`` or ``(N, C, d1, ...)``; target ``(N)`` or
@@ -69,7 +70,7 @@ class LabelEmbeddingLoss(nn.Module):
             )
         self.embedding = embedding
         self.options = {**PRESETS["classification"], "ignore_index": -100, "reduction": "mean",
-                        "validate": True, **options}
+                        "validate": True, "backend": "auto", **options}
         # Fail now, not at the first batch, on a bad option value.
         check_options(**self.options)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
@@ -86,12 +87,12 @@ class LabelEmbeddingLoss(nn.Module):
         return int(self.embedding.num_classes)
 
     def forward(self, logits: Tensor, aux_logits: Tensor | None, target: Tensor) -> LossOutput:
-        out = label_embedding_loss(
-            logits, aux_logits, target, self.embedding, step=int(self.num_updates),
-            **self.options,
-        )
+        # The step is read only when a warm-up needs it (a tensor-to-int costs a sync on GPU).
+        step = int(self.num_updates) if self.options["warmup_steps"] else None
+        out = label_embedding_loss(logits, aux_logits, target, self.embedding, step=step,
+                                   **self.options)
         if self.training and torch.is_grad_enabled():
-            self.num_updates += 1
+            self.num_updates.add_(1)  # in place: no Module.__setattr__ on every step
         return out
 
     @torch.no_grad()
@@ -105,6 +106,6 @@ class LabelEmbeddingLoss(nn.Module):
 
 _OPTION_NAMES = {
     "beta", "tau", "alpha", "hinge", "hinge_reduction", "mask_wrong", "embedding_normalizer",
-    "warmup_steps", "ignore_index", "reduction", "validate",
+    "warmup_steps", "ignore_index", "reduction", "validate", "backend",
 }
 

@@ -1,0 +1,269 @@
+"""The compiled loss (labelemb.native) against the term-by-term autograd definition.
+
+tests/test_loss.py runs every reference test on both backends; here the two are compared
+directly over more shapes, dtypes, embeddings and options, and the compiled path's own
+behaviour (build, cache, fallback, backward rules) is checked for real: a C compiler runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from labelemb import (
+    CompressedLabelEmbedding,
+    FixedLabelEmbedding,
+    LabelEmbedding,
+    LabelEmbeddingLoss,
+    label_embedding_loss,
+)
+from labelemb import native
+
+pytestmark = pytest.mark.usefixtures("_native_required")
+
+
+@pytest.fixture
+def _native_required(request):
+    from conftest import _native_or_skip
+
+    _native_or_skip()
+
+
+def _make_embedding(kind: str, c: int, dtype: torch.dtype, seed: int):
+    torch.manual_seed(seed)
+    if kind == "full":
+        emb = LabelEmbedding(c)
+        with torch.no_grad():
+            emb.weight.add_(0.5 * torch.randn(c, c))
+    elif kind == "compressed":
+        emb = CompressedLabelEmbedding(c, 6)
+    else:
+        emb = FixedLabelEmbedding(torch.randn(c, c))
+    return emb.to(dtype)
+
+
+def _case(rows: int, c: int, dtype: torch.dtype, seed: int, aux: bool = True):
+    g = torch.Generator().manual_seed(seed)
+    z1 = (torch.randn(rows, c, generator=g, dtype=dtype) * 3).requires_grad_()
+    z2 = (torch.randn(rows, c, generator=g, dtype=dtype) * 3) if aux else None
+    y = torch.randint(0, c, (rows,), generator=g)
+    if aux:
+        # about half the aux predictions right, so embedding_ce has rows on both sides
+        z2[: rows // 2].scatter_add_(1, y[: rows // 2, None],
+                                     torch.full((rows // 2, 1), 12.0, dtype=dtype))
+        z2.requires_grad_()
+    y[::5] = -100
+    return z1, z2, y
+
+
+def _is_native(loss: torch.Tensor) -> bool:
+    """Whether the compiled loss made ``loss`` (through any reshaping views)."""
+    fn = loss.grad_fn
+    while fn is not None and type(fn).__name__.startswith("View"):
+        fn = fn.next_functions[0][0]
+    return type(fn).__name__ == "_NativeLossBackward"
+
+
+def _run(backend, z1, z2, y, emb, weights=None, **options):
+    params = [z1, *([z2] if z2 is not None else []), *emb.parameters()]
+    for p in params:
+        p.grad = None
+    out = label_embedding_loss(z1, z2, y, emb, backend=backend, **options)
+    total = out.loss if weights is None else (out.loss * weights).sum()
+    if total.requires_grad:
+        total.backward()
+    return out, [None if p.grad is None else p.grad.clone() for p in params]
+
+
+OPTIONS = [
+    dict(),
+    dict(hinge="l2", alpha=0.05),
+    dict(hinge="abs", alpha=0.3, hinge_reduction="mean"),
+    dict(beta=None, embedding_normalizer="valid"),
+    dict(mask_wrong=False, tau=0.7),
+    dict(beta=1.0),
+    dict(warmup_steps=10, step=3),  # soft_ce off
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("kind", ["full", "compressed", "fixed"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("rows, classes", [(40, 7), (5, 12)], ids=["rows>C", "rows<C"])
+def test_native_equals_autograd(dtype, kind, reduction, rows, classes):
+    tol = dict(rtol=2e-5, atol=2e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    for seed, options in enumerate(OPTIONS):
+        emb = _make_embedding(kind, classes, dtype, seed)
+        z1, z2, y = _case(rows, classes, dtype, seed, aux=kind != "fixed")
+        weights = torch.rand(rows, dtype=dtype) if reduction == "none" else None
+        a, grads_a = _run("autograd", z1, z2, y, emb, weights, reduction=reduction, **options)
+        b, grads_b = _run("native", z1, z2, y, emb, weights, reduction=reduction, **options)
+        assert _is_native(b.loss) and not _is_native(a.loss)
+        assert list(a.terms) == list(b.terms), options
+        torch.testing.assert_close(b.loss, a.loss, **tol, msg=str(options))
+        for k in a.terms:
+            torch.testing.assert_close(b.terms[k], a.terms[k], **tol, msg=f"{k} {options}")
+        for ga, gb in zip(grads_a, grads_b):
+            assert (ga is None) == (gb is None), options
+            if ga is not None:
+                torch.testing.assert_close(gb, ga, **tol, msg=str(options))
+
+
+def test_gradients_scale_with_the_incoming_gradient():
+    emb = _make_embedding("full", 7, torch.float64, 0)
+    z1, z2, y = _case(30, 7, torch.float64, 0)
+    _, plain = _run("native", z1, z2, y, emb)
+    out = label_embedding_loss(z1, z2, y, emb, backend="native")
+    for p in (z1, z2, emb.weight):
+        p.grad = None
+    (3.0 * out.loss).backward()
+    for g, p in zip(plain, (z1, z2, emb.weight)):
+        torch.testing.assert_close(p.grad, 3.0 * g)
+
+
+def test_non_contiguous_and_int32_targets():
+    emb = _make_embedding("full", 6, torch.float32, 1)
+    z1, z2, y = _case(25, 6, torch.float32, 1)
+    a, ga = _run("autograd", z1, z2, y, emb)
+    z1t = z1.detach().t().contiguous().t().requires_grad_()  # column-major storage
+    assert not z1t.is_contiguous()
+    b, gb = _run("native", z1t, z2, y.int(), emb)
+    torch.testing.assert_close(b.loss, a.loss)
+    for x, w in zip(ga[1:], gb[1:]):
+        torch.testing.assert_close(w, x)
+    torch.testing.assert_close(z1t.grad, ga[0])
+
+
+def test_backward_twice_and_double_backward_are_refused():
+    emb = _make_embedding("full", 5, torch.float64, 2)
+    z1, z2, y = _case(10, 5, torch.float64, 2)
+    out = label_embedding_loss(z1, z2, y, emb, backend="native")
+    out.loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="once"):
+        out.loss.backward()
+    out = label_embedding_loss(z1, z2, y, emb, backend="native")
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(out.loss, z1, create_graph=True)
+    # The definition does both.
+    out = label_embedding_loss(z1, z2, y, emb, backend="autograd")
+    (g,) = torch.autograd.grad(out.loss, z1, create_graph=True)
+    g.sum().backward()
+
+
+def test_no_grad_and_eval_give_the_same_loss():
+    emb = _make_embedding("compressed", 9, torch.float32, 3)
+    z1, z2, y = _case(20, 9, torch.float32, 3)
+    with_grad = label_embedding_loss(z1, z2, y, emb, backend="native")
+    with torch.no_grad():
+        without = label_embedding_loss(z1, z2, y, emb, backend="native")
+    assert without.loss.grad_fn is None
+    torch.testing.assert_close(with_grad.loss.detach(), without.loss)
+
+
+def test_bad_target_is_an_error_even_without_validation():
+    """The kernel indexes memory with the target: it always checks the range."""
+    emb = _make_embedding("full", 5, torch.float32, 4)
+    z1, z2, y = _case(10, 5, torch.float32, 4)
+    y[3] = 5
+    with pytest.raises(ValueError, match="target has class index 5"):
+        label_embedding_loss(z1, z2, y, emb, backend="native", validate=False)
+    y[3] = -7
+    with pytest.raises(ValueError, match="target has class index -7"):
+        label_embedding_loss(z1, z2, y, emb, backend="native")
+
+
+def test_auto_takes_the_definition_where_native_does_not_apply():
+    emb = LabelEmbedding(10)
+    rows = native.MAX_ELEMENTS // 10 + 1  # just over the size limit
+    z1 = torch.randn(rows, 10, requires_grad=True)
+    z2 = torch.randn(rows, 10, requires_grad=True)
+    y = torch.randint(0, 10, (rows,))
+    out = label_embedding_loss(z1, z2, y, emb)
+    assert not _is_native(out.loss)
+    with pytest.raises(ValueError, match="backend='native' needs"):
+        label_embedding_loss(z1, z2, y, emb, backend="native")
+    small = label_embedding_loss(z1[:50], z2[:50], y[:50], emb)
+    assert _is_native(small.loss)
+
+
+def test_module_trains_the_same_on_both_backends():
+    """Ten Adam steps of a small model: the same weights either way."""
+    results = []
+    for backend in ("native", "autograd"):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU())
+        from labelemb import LabelEmbeddingHead
+
+        head = LabelEmbeddingHead(16, 4)
+        crit = LabelEmbeddingLoss(LabelEmbedding(4), backend=backend, alpha=0.5)
+        params = [*model.parameters(), *head.parameters(), *crit.parameters()]
+        opt = torch.optim.Adam(params, lr=1e-2)
+        g = torch.Generator().manual_seed(1)
+        for _ in range(10):
+            x = torch.randn(32, 8, generator=g)
+            y = torch.randint(0, 4, (32,), generator=g)
+            loss, _ = crit(*head(model(x)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        results.append([p.detach().clone() for p in params])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------- build and cache
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    full_env = {**os.environ, **env, "PYTHONPATH": src}
+    return subprocess.run([sys.executable, "-W", "always", "-c", textwrap.dedent(code)],
+                          env=full_env, capture_output=True, text=True, timeout=300)
+
+
+_PROBE = """
+    import torch
+    from labelemb import LabelEmbedding, label_embedding_loss, native
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(8, 4, requires_grad=True), torch.randn(8, 4, requires_grad=True)
+    out = label_embedding_loss(z1, z2, torch.arange(8) % 4, LabelEmbedding(4))
+    out.loss.backward()
+    print("available", native.available())
+    print("status", native.status())
+    print("node", type(out.loss.grad_fn).__name__)
+    print("loss", round(out.loss.item(), 6))
+"""
+
+
+def test_builds_into_the_cache_and_reuses_it(tmp_path):
+    first = _python(_PROBE, {"LABELEMB_CACHE_DIR": str(tmp_path)})
+    assert first.returncode == 0, first.stderr
+    assert "available True" in first.stdout and "node _NativeLossBackward" in first.stdout
+    built = sorted(p.name for p in tmp_path.iterdir())
+    assert len(built) == 1 and built[0].startswith("fused_loss-") and built[0].endswith(".so")
+    mtime = (tmp_path / built[0]).stat().st_mtime_ns
+    again = _python(_PROBE, {"LABELEMB_CACHE_DIR": str(tmp_path)})
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / built[0]).stat().st_mtime_ns == mtime  # reused, not rebuilt
+    assert first.stdout.splitlines()[-1] == again.stdout.splitlines()[-1]
+
+
+def test_without_a_compiler_the_definition_runs_with_a_warning(tmp_path):
+    native_run = _python(_PROBE, {"LABELEMB_CACHE_DIR": str(tmp_path / "ok")})
+    broken = _python(_PROBE, {"LABELEMB_CACHE_DIR": str(tmp_path / "none"),
+                              "CC": str(tmp_path / "no-such-cc")})
+    assert broken.returncode == 0, broken.stderr
+    assert "available False" in broken.stdout
+    assert "RuntimeWarning" in broken.stderr and "PyTorch code instead" in broken.stderr
+    assert "node _NativeLossBackward" not in broken.stdout
+    # Same loss from both implementations.
+    assert native_run.stdout.splitlines()[-1] == broken.stdout.splitlines()[-1]
+    off = _python(_PROBE, {"LABELEMB_NATIVE": "0", "LABELEMB_CACHE_DIR": str(tmp_path / "off")})
+    assert off.returncode == 0 and "available False" in off.stdout
+    assert "disabled by LABELEMB_NATIVE=0" in off.stdout and "RuntimeWarning" not in off.stderr
+    assert not (tmp_path / "off").exists()
