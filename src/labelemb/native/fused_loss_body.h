@@ -176,7 +176,16 @@ int LE_NAME(le_loss)(const le_options *o, const int64_t *target, const LE_REAL *
                     g[y] = (LE_REAL)(g[y] - k);
                 }
                 if (o->embedding_ce && fitted[i]) {
-                    LE_NAME(softmax_row)(x2, C, (LE_REAL)(1.0 / o->tau), s);
+                    if (o->tau == 2.0) {
+                        /* softmax(z2 / 2) = normalised sqrt(softmax(z2)): a square root per
+                         * class instead of an exp (tau = 2 in both of the authors' presets) */
+                        double sum_s = 0.0;
+                        for (int64_t c = 0; c < C; ++c) sum_s += (s[c] = (LE_REAL)sqrt((double)p2[c]));
+                        const double inv = 1.0 / sum_s;
+                        for (int64_t c = 0; c < C; ++c) s[c] = (LE_REAL)(s[c] * inv);
+                    } else {
+                        LE_NAME(softmax_row)(x2, C, (LE_REAL)(1.0 / o->tau), s);
+                    }
                     double acc = 0.0; /* sum s log q */
                     for (int64_t c = 0; c < C; ++c) acc += (double)s[c] * ((double)e[e_off + c] - lse_e);
                     row[t_emb] = -acc;
