@@ -12,6 +12,8 @@ ratio of the medians is printed for each model.
     python benchmarks/train_step.py                 # MNIST CNN, MLP, CIFAR ResNet-8
     python benchmarks/train_step.py --models mlp    # one model
     python benchmarks/train_step.py --quick         # smoke run (tiny batch, few steps)
+    python benchmarks/train_step.py --models mlp --repeat 5   # five runs, their median ratio
+    python benchmarks/train_step.py --loss-backend autograd   # the term-by-term loss
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def batches(name: str, batch: int, count: int, seed: int = 0) -> tuple[Tensor, T
     return x, torch.randint(0, 10, (count, batch), generator=g)
 
 
-def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool | None = None):
+def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool | None = None,
+               loss_backend: str = "auto"):
     """Two step functions: ``{"baseline": ..., "label_embedding": ...}``, and their losses.
 
     Both walk the same ``count`` batches in the same order.
@@ -80,7 +83,7 @@ def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool |
     base = build_model(name, in_channels, size, num_classes, aux=False)
     torch.manual_seed(seed)
     emb_model = build_model(name, in_channels, size, num_classes, aux=True)
-    criterion = LabelEmbeddingLoss(LabelEmbedding(num_classes))
+    criterion = LabelEmbeddingLoss(LabelEmbedding(num_classes), backend=loss_backend)
     base_opt = torch.optim.Adam(base.parameters(), lr=1e-3, foreach=foreach)
     emb_opt = torch.optim.Adam([*emb_model.parameters(), *criterion.parameters()], lr=1e-3,
                                foreach=foreach)
@@ -125,12 +128,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--foreach", action="store_true",
                         help="Adam(foreach=True) on both sides (default: PyTorch's default, "
                              "a per-tensor loop on CPU)")
+    parser.add_argument("--loss-backend", choices=("auto", "native", "autograd"), default="auto",
+                        help="LabelEmbeddingLoss(backend=...): auto (default; the compiled loss "
+                             "where it applies), native, or autograd (term by term)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="independent interleaved runs per model; prints each ratio and "
+                             "their median (the machine's noise shows in the spread)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    print(machine() + ("; Adam(foreach=True)" if args.foreach else "; Adam defaults"))
+    from labelemb import native
+
+    print(machine() + ("; Adam(foreach=True)" if args.foreach else "; Adam defaults")
+          + f"; loss backend {args.loss_backend} ({native.status()})")
     results = {}
     for name in args.models:
         _, _, batch, target, rounds, steps = SETUPS[name]
@@ -138,20 +150,28 @@ def main(argv: list[str] | None = None) -> int:
             batch, rounds, steps = 4, 2, 1
         rounds = args.rounds or rounds
         steps = args.steps or steps
-        fns, last = make_steps(name, batch, count=rounds * steps + 2,
-                               foreach=True if args.foreach else None)
-        times = interleaved(fns, rounds=rounds, steps_per_round=steps, warmup=2)
-        for k, v in last.items():
-            if not torch.isfinite(v):
-                raise RuntimeError(f"{name}: {k} loss is not finite: {v}")
-        base_ms = 1e3 * median(times["baseline"])
-        emb_ms = 1e3 * median(times["label_embedding"])
-        ratio = emb_ms / base_ms
-        results[name] = dict(batch=batch, baseline_ms=base_ms, label_embedding_ms=emb_ms,
-                             ratio=ratio, target=target, steps=len(times["baseline"]))
-        print(f"{name:8s} batch {batch:4d}  baseline {base_ms:9.2f} ms  label embedding "
-              f"{emb_ms:9.2f} ms  ratio {ratio:.3f} (target <= {target})  "
-              f"[{len(times['baseline'])} steps each]", flush=True)
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            fns, last = make_steps(name, batch, count=rounds * steps + 2,
+                                   foreach=True if args.foreach else None,
+                                   loss_backend=args.loss_backend)
+            times = interleaved(fns, rounds=rounds, steps_per_round=steps, warmup=2)
+            for k, v in last.items():
+                if not torch.isfinite(v):
+                    raise RuntimeError(f"{name}: {k} loss is not finite: {v}")
+            base_ms = 1e3 * median(times["baseline"])
+            emb_ms = 1e3 * median(times["label_embedding"])
+            runs.append(dict(baseline_ms=base_ms, label_embedding_ms=emb_ms,
+                             ratio=emb_ms / base_ms))
+            print(f"{name:8s} batch {batch:4d}  baseline {base_ms:9.2f} ms  label embedding "
+                  f"{emb_ms:9.2f} ms  ratio {emb_ms / base_ms:.3f} (target <= {target})  "
+                  f"[{len(times['baseline'])} steps each]", flush=True)
+        ratios = sorted(r["ratio"] for r in runs)
+        results[name] = dict(batch=batch, target=target, runs=runs, ratio=median(ratios),
+                             steps=len(times["baseline"]))
+        if len(runs) > 1:
+            print(f"{name:8s} median ratio over {len(runs)} runs {median(ratios):.3f} "
+                  f"(min {ratios[0]:.3f}, max {ratios[-1]:.3f}; target <= {target})", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine(), "results": results}, f, indent=2)

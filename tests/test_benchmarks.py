@@ -31,10 +31,22 @@ def test_train_step_quick_reports_a_ratio_per_model(tmp_path):
     stdout = _run("train_step.py", "--json", str(tmp_path / "r.json"))
     results = json.loads((tmp_path / "r.json").read_text())["results"]
     assert set(results) == {"cnn", "mlp", "resnet8"}
+    assert "loss backend auto" in stdout
     for name, r in results.items():
-        assert _positive(r["baseline_ms"]) and _positive(r["label_embedding_ms"])
-        assert r["ratio"] == pytest.approx(r["label_embedding_ms"] / r["baseline_ms"])
-        assert f"ratio {r['ratio']:.3f}" in stdout
+        (run,) = r["runs"]
+        assert _positive(run["baseline_ms"]) and _positive(run["label_embedding_ms"])
+        assert run["ratio"] == pytest.approx(run["label_embedding_ms"] / run["baseline_ms"])
+        assert r["ratio"] == run["ratio"] and f"ratio {r['ratio']:.3f}" in stdout
+
+
+def test_train_step_repeats_and_reports_the_median_on_either_backend(tmp_path):
+    stdout = _run("train_step.py", "--models", "mlp", "--repeat", "3", "--loss-backend",
+                  "autograd", "--json", str(tmp_path / "r.json"))
+    r = json.loads((tmp_path / "r.json").read_text())["results"]["mlp"]
+    ratios = sorted(run["ratio"] for run in r["runs"])
+    assert len(ratios) == 3 and r["ratio"] == ratios[1]
+    assert "loss backend autograd" in stdout
+    assert f"median ratio over 3 runs {ratios[1]:.3f}" in stdout
 
 
 def test_large_vocab_quick_runs_each_variant_and_checks_chunked_equals_unchunked(tmp_path):
