@@ -267,3 +267,21 @@ def test_without_a_compiler_the_definition_runs_with_a_warning(tmp_path):
     assert off.returncode == 0 and "available False" in off.stdout
     assert "disabled by LABELEMB_NATIVE=0" in off.stdout and "RuntimeWarning" not in off.stderr
     assert not (tmp_path / "off").exists()
+
+
+def test_a_library_in_a_folder_others_can_write_is_not_loaded(tmp_path):
+    """A planted file with the right name in a world-writable cache is never loaded."""
+    private = tmp_path / "private"
+    built = _python(_PROBE, {"LABELEMB_CACHE_DIR": str(private)})
+    assert built.returncode == 0, built.stderr
+    (name,) = [p.name for p in private.iterdir()]
+    assert oct((private / name).stat().st_mode & 0o777) == oct(0o755)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    (shared / name).write_bytes(b"not a shared library")
+    run = _python(_PROBE, {"LABELEMB_CACHE_DIR": str(shared)})
+    assert run.returncode == 0, run.stderr
+    assert "available True" in run.stdout and "node _NativeLossBackward" in run.stdout
+    assert str(shared) not in run.stdout  # built and loaded elsewhere
+    assert (shared / name).read_bytes() == b"not a shared library"

@@ -10,7 +10,9 @@ the incoming gradient). Gradients then flow on from ``e`` into any label embeddi
 
 The C file is compiled on first use with the system C compiler (``$CC``, else ``cc``) into
 ``$LABELEMB_CACHE_DIR`` (default ``~/.cache/labelemb``), keyed by a hash of the source and the
-flags, and loaded with :mod:`ctypes`; no Python headers or PyTorch build are involved. Where
+flags, and loaded with :mod:`ctypes`; no Python headers or PyTorch build are involved. A
+library is loaded only from a folder, and as a file, that this user owns and no one else can
+write to; otherwise it is built afresh in a private temporary folder. Where
 there is no compiler, or ``LABELEMB_NATIVE=0``, :func:`available` is False and the loss runs
 its PyTorch definition instead, with the same results.
 
@@ -98,10 +100,19 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
     for name in _SOURCES:
         digest.update((_HERE / name).read_bytes())
     digest.update(" ".join((compiler, *_FLAGS, platform.machine(), platform.system())).encode())
-    target = _cache_dir() / f"fused_loss-{digest.hexdigest()[:16]}.so"
+    name = f"fused_loss-{digest.hexdigest()[:16]}.so"
+    try:
+        cache = _cache_dir()
+        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        cache = None
+    # A shared library is code: load one only from a folder no one else can write to.
+    if cache is None or not _private(cache) or (
+            (cache / name).exists() and not _private(cache / name)):
+        cache = Path(tempfile.mkdtemp(prefix="labelemb-native-"))  # private, this process only
+    target = cache / name
     if not target.exists():
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
             # Build beside the target, then rename: a killed build never leaves a broken .so,
             # and concurrent processes (DDP ranks) each install a complete file.
             fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
@@ -111,6 +122,7 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
                     [compiler, *_FLAGS, "-o", tmp, str(_HERE / "fused_loss.c"), "-lm"],
                     check=True, capture_output=True, text=True, timeout=120,
                 )
+                os.chmod(tmp, 0o755)  # whatever the umask: writable by the owner only
                 os.replace(tmp, target)
             finally:
                 if os.path.exists(tmp):
@@ -128,6 +140,14 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
         fn.argtypes = [ctypes.POINTER(_Options), *pointers]
         fn.restype = ctypes.c_int
     return lib, f"compiled loss in {target}"
+
+
+def _private(path: Path) -> bool:
+    """Owned by this user and writable by no one else."""
+    if not hasattr(os, "getuid"):  # not POSIX: no owner to check
+        return True
+    st = path.stat()
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
 
 
 def _library() -> ctypes.CDLL | None:
