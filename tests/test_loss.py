@@ -226,6 +226,13 @@ def test_module_counts_updates_in_training_only_and_saves_them():
     restored = LabelEmbeddingLoss(LabelEmbedding(C), warmup_steps=2)
     restored.load_state_dict(crit.state_dict())
     assert int(restored.num_updates) == 3
+    # The count lives in Python and the buffer mirrors it: a state dict taken without reading
+    # the attribute first is current, and a loaded count goes on from where it was.
+    crit.train()
+    crit(z1, z2, y)
+    assert int(crit.state_dict()["num_updates"]) == 4
+    restored(z1, z2, y)
+    assert int(restored.state_dict()["num_updates"]) == 4
 
 
 def test_presets_are_the_authors_settings():

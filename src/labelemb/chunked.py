@@ -551,10 +551,9 @@ class ChunkedLabelEmbeddingLoss(LabelEmbeddingLoss):
     ) -> LossOutput:
         out = chunked_label_embedding_loss(
             features, target, head, self.embedding, chunk_size=self.chunk_size,
-            step=int(self.num_updates), **self.options,
+            step=self._updates, **self.options,
         )
-        if self.training and torch.is_grad_enabled():
-            self.num_updates += 1
+        self._count_update()
         return out
 
     def extra_repr(self) -> str:

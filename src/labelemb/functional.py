@@ -305,12 +305,17 @@ def label_embedding_loss(
 
 
 def _native_loss(z1: Tensor, z2: Tensor | None, t: Tensor, target: Tensor, embedding: nn.Module,
-                 *, soft_on: bool, embedding_ce: bool, reduction: str,
-                 **options: Any) -> LossOutput:
+                 *, soft_on: bool, embedding_ce: bool, w_ce: float, w_soft: float, tau: float,
+                 alpha: float, hinge: str, hinge_reduction: str, mask_wrong: bool,
+                 embedding_normalizer: str, ignore_index: int, reduction: str,
+                 validate: bool) -> LossOutput:
     """The same loss through :mod:`labelemb.native`, from rows ``z1, z2 (M, C)``, ``t (M,)``."""
+    how = _native.plan(soft_on, z2 is not None, embedding_ce, w_ce, w_soft, tau, alpha, hinge,
+                       hinge_reduction, mask_wrong, embedding_normalizer, ignore_index,
+                       reduction, validate)
     # A full embedding's matrix goes in whole and the kernel reads row y itself (for a reduced
     # loss; per-target losses need per-target rows, which backward scales one by one).
-    by_target = (type(embedding) is LabelEmbedding and reduction != "none"
+    by_target = (type(embedding) is LabelEmbedding and how.reduced
                  and embedding.weight.dtype == z1.dtype)
     if by_target:
         e = embedding.weight
@@ -320,25 +325,10 @@ def _native_loss(z1: Tensor, z2: Tensor | None, t: Tensor, target: Tensor, embed
         e = embedding(t.clamp(0, z1.shape[1] - 1))
     else:
         e = None
-    loss, stacked = _native.native_label_embedding_loss(
-        z1, z2, e, t, e_by_target=by_target, soft_on=soft_on, embedding_ce=embedding_ce,
-        reduction=reduction, **options)
-    names = _term_names(soft_on, z2 is not None, embedding_ce)
-    if reduction == "none" and target.dim() != 1:  # per-target values in target's shape
-        loss, stacked = loss.view(target.shape), stacked.view(len(names), *target.shape)
-    return LossOutput(loss, dict(zip(names, stacked.unbind())))
-
-
-def _term_names(soft_on: bool, has_aux: bool, embedding_ce: bool) -> list[str]:
-    """Names of the computed terms, in the order both backends compute them."""
-    names = ["ce"]
-    if soft_on:
-        names.append("soft_ce")
-    if has_aux:
-        names += ["aux_ce", "aux_hinge"]
-        if embedding_ce:
-            names.append("embedding_ce")
-    return names
+    loss, stacked = _native.native_label_embedding_loss(z1, z2, e, t, how, by_target)
+    if not how.reduced and target.dim() != 1:  # per-target values in target's shape
+        loss, stacked = loss.view(target.shape), stacked.view(len(how.names), *target.shape)
+    return LossOutput(loss, dict(zip(how.names, stacked.unbind())))
 
 
 def check_options(*, beta, tau, alpha, hinge, hinge_reduction, embedding_normalizer, reduction,

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import native as _native
+from .embedding import LabelEmbedding
 from .functional import LossOutput, check_options, label_embedding_loss
 
 __all__ = ["LabelEmbeddingLoss", "PRESETS"]
@@ -47,7 +49,9 @@ class LabelEmbeddingLoss(nn.Module):
 
     The number of training forward calls is kept in the ``num_updates`` buffer (saved in the
     state dict, so a resumed run keeps its warm-up position); it counts calls made in training
-    mode with gradients enabled.
+    mode with gradients enabled. The count itself is a Python int that the buffer mirrors
+    whenever it is read, saved or loaded: no tensor op, and no GPU sync for the warm-up test,
+    on every step.
 
     Example::
 
@@ -55,8 +59,6 @@ class LabelEmbeddingLoss(nn.Module):
         criterion = LabelEmbeddingLoss(LabelEmbedding(10))
         loss, terms = criterion(*head(features), target)
     """
-
-    num_updates: Tensor
 
     def __init__(self, embedding: nn.Module, **options: Any) -> None:
         super().__init__()
@@ -74,6 +76,8 @@ class LabelEmbeddingLoss(nn.Module):
         # Fail now, not at the first batch, on a bad option value.
         check_options(**self.options)
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self._updates = 0
+        self._plan_cache: tuple[tuple, _native.Plan] | None = None
 
     @classmethod
     def from_preset(cls, name: str, embedding: nn.Module, **overrides: Any) -> "LabelEmbeddingLoss":
@@ -87,13 +91,67 @@ class LabelEmbeddingLoss(nn.Module):
         return int(self.embedding.num_classes)
 
     def forward(self, logits: Tensor, aux_logits: Tensor | None, target: Tensor) -> LossOutput:
-        # The step is read only when a warm-up needs it (a tensor-to-int costs a sync on GPU).
-        step = int(self.num_updates) if self.options["warmup_steps"] else None
-        out = label_embedding_loss(logits, aux_logits, target, self.embedding, step=step,
-                                   **self.options)
-        if self.training and torch.is_grad_enabled():
-            self.num_updates.add_(1)  # in place: no Module.__setattr__ on every step
+        how = self._direct_plan(logits, aux_logits, target)
+        if how is not None:
+            # The common case: (N, C) CPU logits, a full embedding, settings already checked.
+            # Straight to the compiled loss, skipping the general checks and dispatch (most of
+            # the loss's cost on a small model); the result is the function's to the bit.
+            loss, stacked = _native.native_label_embedding_loss(
+                logits, aux_logits, self.embedding.weight, target, how, True)
+            out = LossOutput(loss, dict(zip(how.names, stacked.unbind())))
+        else:
+            out = label_embedding_loss(logits, aux_logits, target, self.embedding,
+                                       step=self._updates, **self.options)
+        self._count_update()
         return out
+
+    def _direct_plan(self, z1: Any, z2: Any, target: Any) -> _native.Plan | None:
+        """The compiled loss's plan when this call needs nothing else, else None."""
+        o = self.options
+        emb = self.embedding
+        if not (o["backend"] != "autograd" and type(emb) is LabelEmbedding
+                and o["reduction"] != "none" and type(z1) is Tensor and type(z2) is Tensor
+                and type(target) is Tensor and z1.dim() == 2 and target.dim() == 1
+                and z1.shape == z2.shape and target.shape[0] == z1.shape[0]
+                and z1.shape[1] == emb.num_classes and target.dtype == torch.int64
+                and z1.dtype == z2.dtype == emb.weight.dtype and z1.is_cpu and z2.is_cpu
+                and target.is_cpu and emb.weight.is_cpu and _native.supports(z1)):
+            return None
+        warmup = o["warmup_steps"]
+        key = (*o.values(), warmup == 0 or self._updates >= warmup)
+        cached = self._plan_cache
+        if cached is None or cached[0] != key:
+            beta = o["beta"]
+            w_ce, w_soft = (1.0, 1.0) if beta is None else (float(beta), 1.0 - float(beta))
+            how = _native.plan(key[-1], True, True, w_ce, w_soft, o["tau"], o["alpha"],
+                               o["hinge"], o["hinge_reduction"], o["mask_wrong"],
+                               o["embedding_normalizer"], o["ignore_index"], o["reduction"],
+                               o["validate"])
+            self._plan_cache = cached = (key, how)
+        return cached[1]
+
+    def _count_update(self) -> None:
+        if self.training and torch.is_grad_enabled():
+            self.__dict__["_updates"] += 1  # a plain int: past Module.__setattr__
+
+    # --- num_updates: a Python int, mirrored into the buffer for readers and state dicts ---
+    # A property, not a __getattr__ override: Module.__getattr__ serves every submodule and
+    # parameter lookup, and the loss looks those up on every call.
+    @property
+    def num_updates(self) -> Tensor:  # type: ignore[override]
+        buffer = self.__dict__["_buffers"].get("num_updates")
+        if buffer is None:  # during __init__: lets register_buffer create it
+            raise AttributeError("num_updates")
+        return buffer.fill_(self._updates)
+
+    def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+        self._buffers["num_updates"].fill_(self._updates)
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        self._buffers["num_updates"].fill_(self._updates)  # kept if the key is missing
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        self._updates = int(self._buffers["num_updates"])
 
     @torch.no_grad()
     def soft_target(self, target: Tensor) -> Tensor:

@@ -24,6 +24,7 @@ kernels win, and GPU tensors never come here.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -33,12 +34,12 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["available", "status", "supports", "native_label_embedding_loss", "MAX_ELEMENTS"]
+__all__ = ["available", "status", "supports", "plan", "native_label_embedding_loss", "MAX_ELEMENTS"]
 
 #: Largest ``N * C`` sent to the compiled loss (one thread); above it PyTorch's kernels win.
 MAX_ELEMENTS = 1 << 18
@@ -182,71 +183,66 @@ def supports(logits: Any, aux_logits: Any = None) -> bool:
 
     fp16/bf16 qualify: like the PyTorch path, the loss computes in float32.
     """
-    if not isinstance(logits, Tensor) or logits.dim() < 2 or logits.shape[1] == 0:
+    if not (isinstance(logits, Tensor) and logits.is_cpu and logits.dtype in _DTYPES
+            and logits.dim() >= 2 and logits.shape[1] > 0 and logits.numel() <= MAX_ELEMENTS):
         return False
     if aux_logits is not None and not (
-        isinstance(aux_logits, Tensor) and aux_logits.device == logits.device
-        and _compute_dtype(aux_logits) == _compute_dtype(logits)
+        isinstance(aux_logits, Tensor) and aux_logits.is_cpu
+        and (aux_logits.dtype == torch.float64) == (logits.dtype == torch.float64)
     ):
         return False
-    return (
-        logits.device.type == "cpu"
-        and logits.dtype in _DTYPES
-        and logits.numel() <= MAX_ELEMENTS
-        and _library() is not None
+    return (_state["lib"] if _state["loaded"] else _library()) is not None
+
+
+class Plan(NamedTuple):
+    """What one set of loss options means for the kernel; made once per set (cached)."""
+
+    options: bytes  # an ``_Options`` image without rows, classes and e_by_target
+    names: tuple[str, ...]  # the computed terms, in the kernel's order
+    reduced: bool
+
+
+@functools.lru_cache(maxsize=256)
+def plan(soft_on: bool, has_aux: bool, embedding_ce: bool, w_ce: float, w_soft: float,
+         tau: float, alpha: float, hinge: str, hinge_reduction: str, mask_wrong: bool,
+         embedding_normalizer: str, ignore_index: int, reduction: str, validate: bool) -> Plan:
+    """The kernel's options for one configuration of the loss (positional: a cheap cache key)."""
+    embedding_ce = embedding_ce and has_aux
+    options = _Options(
+        ignore_index=ignore_index, soft_on=soft_on, has_aux=has_aux, embedding_ce=embedding_ce,
+        mask_wrong=mask_wrong, by_correct=embedding_normalizer == "correct" and mask_wrong,
+        hinge=_HINGES[hinge], hinge_mean=hinge_reduction == "mean",
+        reduction=_REDUCTIONS[reduction], validate=validate,
+        w_ce=w_ce, w_soft=w_soft, tau=tau, alpha=alpha,
     )
-
-
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+    names = ["ce"] + ["soft_ce"] * soft_on
+    if has_aux:
+        names += ["aux_ce", "aux_hinge"] + ["embedding_ce"] * embedding_ce
+    return Plan(bytes(options), tuple(names), reduction != "none")
 
 
 def native_label_embedding_loss(
-    z1: Tensor,
-    z2: Tensor | None,
-    e: Tensor | None,
-    target: Tensor,
-    *,
-    soft_on: bool,
-    embedding_ce: bool,
-    w_ce: float,
-    w_soft: float,
-    tau: float,
-    alpha: float,
-    hinge: str,
-    hinge_reduction: str,
-    mask_wrong: bool,
-    embedding_normalizer: str,
-    ignore_index: int,
-    reduction: str,
-    validate: bool,
+    z1: Tensor, z2: Tensor | None, e: Tensor | None, target: Tensor, how: Plan,
     e_by_target: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """The loss and its stacked terms from rows ``z1, z2, e`` ``(M, C)`` and ``target (M,)``.
 
-    ``e`` (the embedding's logits for the target, any in-range index where the target is
-    ignored) is needed when ``soft_on`` or ``embedding_ce``; with ``e_by_target`` it is the
-    ``(C, C)`` matrix of a :class:`~labelemb.LabelEmbedding` instead, row ``y`` read for target
-    ``y`` (no gather, and its gradient comes straight from the kernel). Returns ``loss`` (``()`` or
-    ``(M,)`` for ``reduction="none"``) and the terms, ``(K,)`` or ``(K, M)``, in the order
-    ce, soft_ce, aux_ce, aux_hinge, embedding_ce (absent ones skipped).
+    ``how`` comes from :func:`plan`. ``e`` (the embedding's logits for the target, any
+    in-range index where the target is ignored) is needed for ``soft_ce`` or ``embedding_ce``;
+    with ``e_by_target`` it is the ``(C, C)`` matrix of a :class:`~labelemb.LabelEmbedding`
+    instead, row ``y`` read for target ``y`` (no gather, and its gradient comes straight from
+    the kernel). Returns ``loss`` (``()``, or ``(M,)`` for ``reduction="none"``) and the terms,
+    ``(K,)`` or ``(K, M)``, in the order of ``how.names``.
     """
-    if _library() is None:
+    if not _state["lib"] and _library() is None:
         raise RuntimeError(f"labelemb: the compiled loss is not available: {status()}")
-    rows, classes = z1.shape
-    options = _Options(
-        rows=rows, classes=classes, ignore_index=ignore_index, soft_on=soft_on,
-        has_aux=z2 is not None, embedding_ce=embedding_ce and z2 is not None,
-        mask_wrong=mask_wrong,
-        by_correct=embedding_normalizer == "correct" and mask_wrong,
-        hinge=_HINGES[hinge], hinge_mean=hinge_reduction == "mean",
-        reduction=_REDUCTIONS[reduction], validate=validate, e_by_target=e_by_target,
-        w_ce=w_ce, w_soft=w_soft, tau=tau, alpha=alpha,
-    )
+    options = _Options.from_buffer_copy(how.options)
+    options.rows, options.classes = z1.shape
+    options.e_by_target = e_by_target
     if e is not None and e.dtype != z1.dtype:
         e = e.to(z1.dtype)  # e.g. a float32 embedding beside float64 logits
-    n_terms = 1 + soft_on + (2 + options.embedding_ce if z2 is not None else 0)
-    terms = z1.new_empty((n_terms,) if reduction != "none" else (n_terms, rows))
+    n_terms = len(how.names)
+    terms = z1.new_empty((n_terms,) if how.reduced else (n_terms, options.rows))
     # The terms come back through an output argument: a second output of the Function would
     # cost autograd a zero gradient and a longer backward on every step.
     loss = _NativeLoss.apply(options, target, terms, z1, z2, e)
