@@ -285,3 +285,26 @@ def test_a_library_in_a_folder_others_can_write_is_not_loaded(tmp_path):
     assert "available True" in run.stdout and "node _NativeLossBackward" in run.stdout
     assert str(shared) not in run.stdout  # built and loaded elsewhere
     assert (shared / name).read_bytes() == b"not a shared library"
+
+
+def test_module_direct_path_is_the_function_to_the_bit():
+    """LabelEmbeddingLoss skips the general checks for the common case, nothing else."""
+    emb = _make_embedding("full", 7, torch.float32, 5)
+    crit = LabelEmbeddingLoss(emb, alpha=0.4, warmup_steps=2)
+    for step in range(4):  # across the warm-up switch: the cached plan follows the step
+        z1, z2, y = _case(30, 7, torch.float32, step)
+        out = crit(z1, z2, y)
+        ref = label_embedding_loss(z1, z2, y, emb, alpha=0.4, warmup_steps=2, step=step,
+                                   backend="native")
+        assert _is_native(out.loss) and list(out.terms) == list(ref.terms)
+        assert torch.equal(out.loss, ref.loss)
+        assert ("soft_ce" in out.terms) == (step >= 2)
+    crit.options["hinge"] = "abs"  # options changed in place: a new plan
+    z1, z2, y = _case(30, 7, torch.float32, 9)
+    ref = label_embedding_loss(z1, z2, y, emb, alpha=0.4, hinge="abs", backend="native")
+    assert torch.equal(crit(z1, z2, y).loss, ref.loss)
+    # Outside the common case the module takes the function's general path, same result.
+    y32 = y.int()
+    torch.testing.assert_close(crit(z1, z2, y32).loss, ref.loss)
+    with pytest.raises(ValueError, match="target shape"):
+        crit(z1, z2, y[:-1])
