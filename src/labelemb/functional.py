@@ -233,13 +233,12 @@ def label_embedding_loss(
     t = target if target.dim() == 1 else target.reshape(-1)
     need_embedding_ce = aux_logits is not None and trainable
     if use_native:
-        return _native_loss(
-            z1, None if aux_logits is None else _full_precision(_as_rows(aux_logits)), t, target,
-            embedding, soft_on=soft_on, embedding_ce=need_embedding_ce, w_ce=w_ce,
-            w_soft=w_soft, tau=tau, alpha=alpha, hinge=hinge, hinge_reduction=hinge_reduction,
-            mask_wrong=mask_wrong, embedding_normalizer=embedding_normalizer,
-            ignore_index=ignore_index, reduction=reduction, validate=validate,
-        )
+        how = native_plan(soft_on, aux_logits is not None, need_embedding_ce, beta=beta, tau=tau,
+                          alpha=alpha, hinge=hinge, hinge_reduction=hinge_reduction,
+                          mask_wrong=mask_wrong, embedding_normalizer=embedding_normalizer,
+                          ignore_index=ignore_index, reduction=reduction, validate=validate)
+        z2 = None if aux_logits is None else _full_precision(_as_rows(aux_logits))
+        return _native_loss(z1, z2, t, target, embedding, how)
 
     valid = t != ignore_index
     t_safe = t.masked_fill(~valid, 0).unsqueeze(1)  # any in-range index; masked out below
@@ -304,22 +303,27 @@ def label_embedding_loss(
     return LossOutput(total, {k: v.detach() for k, v in sums.items()})
 
 
+def native_plan(soft_on: bool, has_aux: bool, embedding_ce: bool, *, beta: float | None,
+                tau: float, alpha: float, hinge: str, hinge_reduction: str, mask_wrong: bool,
+                embedding_normalizer: str, ignore_index: int, reduction: str, validate: bool,
+                **_: object) -> _native.Plan:
+    """The compiled loss's settings for these options (cached in :func:`labelemb.native.plan`)."""
+    w_ce, w_soft = (1.0, 1.0) if beta is None else (float(beta), 1.0 - float(beta))
+    return _native.plan(soft_on, has_aux, embedding_ce, w_ce, w_soft, tau, alpha, hinge,
+                        hinge_reduction, mask_wrong, embedding_normalizer, ignore_index,
+                        reduction, validate)
+
+
 def _native_loss(z1: Tensor, z2: Tensor | None, t: Tensor, target: Tensor, embedding: nn.Module,
-                 *, soft_on: bool, embedding_ce: bool, w_ce: float, w_soft: float, tau: float,
-                 alpha: float, hinge: str, hinge_reduction: str, mask_wrong: bool,
-                 embedding_normalizer: str, ignore_index: int, reduction: str,
-                 validate: bool) -> LossOutput:
+                 how: _native.Plan) -> LossOutput:
     """The same loss through :mod:`labelemb.native`, from rows ``z1, z2 (M, C)``, ``t (M,)``."""
-    how = _native.plan(soft_on, z2 is not None, embedding_ce, w_ce, w_soft, tau, alpha, hinge,
-                       hinge_reduction, mask_wrong, embedding_normalizer, ignore_index,
-                       reduction, validate)
     # A full embedding's matrix goes in whole and the kernel reads row y itself (for a reduced
     # loss; per-target losses need per-target rows, which backward scales one by one).
     by_target = (type(embedding) is LabelEmbedding and how.reduced
                  and embedding.weight.dtype == z1.dtype)
     if by_target:
         e = embedding.weight
-    elif soft_on or embedding_ce:
+    elif "soft_ce" in how.names or "embedding_ce" in how.names:
         # Any in-range index serves the ignored targets (the kernel skips them): one op, not a
         # mask. Out-of-range targets are reported by the kernel.
         e = embedding(t.clamp(0, z1.shape[1] - 1))

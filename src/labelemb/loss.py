@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from . import native as _native
 from .embedding import LabelEmbedding
-from .functional import LossOutput, check_options, label_embedding_loss
+from .functional import LossOutput, check_options, label_embedding_loss, native_plan
 
 __all__ = ["LabelEmbeddingLoss", "PRESETS"]
 
@@ -121,13 +121,7 @@ class LabelEmbeddingLoss(nn.Module):
         key = (*o.values(), warmup == 0 or self._updates >= warmup)
         cached = self._plan_cache
         if cached is None or cached[0] != key:
-            beta = o["beta"]
-            w_ce, w_soft = (1.0, 1.0) if beta is None else (float(beta), 1.0 - float(beta))
-            how = _native.plan(key[-1], True, True, w_ce, w_soft, o["tau"], o["alpha"],
-                               o["hinge"], o["hinge_reduction"], o["mask_wrong"],
-                               o["embedding_normalizer"], o["ignore_index"], o["reduction"],
-                               o["validate"])
-            self._plan_cache = cached = (key, how)
+            self._plan_cache = cached = (key, native_plan(key[-1], True, True, **o))
         return cached[1]
 
     def _count_update(self) -> None:
