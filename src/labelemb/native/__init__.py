@@ -51,7 +51,7 @@ _SOURCES = ("fused_loss.c", "fused_loss_body.h")
 _FLAGS = ("-O2", "-fno-math-errno", "-std=c99", "-shared", "-fPIC")
 _REDUCTIONS = {"mean": 0, "sum": 1, "none": 2}
 _HINGES = {"l1": 0, "l2": 1, "abs": 2}
-_LE_BAD_TARGET, _LE_BAD_LOGITS, _LE_BAD_AUX, _LE_NO_MEMORY = 1, 2, 3, 4
+_LE_NO_MEMORY = 4  # fused_loss.c's return codes; the others are bad input, named by _raise
 
 
 class _Options(ctypes.Structure):
@@ -135,7 +135,7 @@ def _build() -> tuple[ctypes.CDLL | None, str]:
         lib = ctypes.CDLL(str(target))
     except OSError as err:
         return None, f"loading {target} failed: {err}"
-    pointers = [ctypes.c_void_p] * 10
+    pointers = [ctypes.c_void_p] * 9
     for suffix in ("f32", "f64"):
         fn = getattr(lib, f"le_loss_{suffix}")
         fn.argtypes = [ctypes.POINTER(_Options), *pointers]
@@ -273,11 +273,10 @@ class _NativeLoss(torch.autograd.Function):
         ge = torch.empty_like(e) if need_e and e is not None and o.embedding_ce else None
         reduced = o.reduction != _REDUCTIONS["none"]
         loss = z1.new_empty(() if reduced else (o.rows,))
-        bad = ctypes.c_int64(-1)
         lib = _state["lib"]
         fn = lib.le_loss_f64 if z1.dtype == torch.float64 else lib.le_loss_f32
         code = fn(ctypes.byref(o), _ptr(target), _ptr(z1), _ptr(z2), _ptr(e), _ptr(loss),
-                  _ptr(terms), _ptr(g1), _ptr(g2), _ptr(ge), ctypes.byref(bad))
+                  _ptr(terms), _ptr(g1), _ptr(g2), _ptr(ge))
         if code:
             _raise(code, o, target, z1, z2)
         ctx.grads = (g1, g2, ge)

@@ -26,10 +26,10 @@ static int LE_NAME(all_finite)(const LE_REAL *x, int64_t n) {
  * the whole classes x classes matrix E, row y read for target y, and then ge is E's gradient.
  * loss: 1 value, or `rows` with reduction none. terms: the computed terms in the order
  * ce, soft_ce, aux_ce, aux_hinge, embedding_ce (absent ones skipped), 1 value each or `rows`.
- * On a bad target or logit, *bad is the row and the return code says which. */
+ * On a bad target or logit the return code says which (the caller names the value). */
 int LE_NAME(le_loss)(const le_options *o, const int64_t *target, const LE_REAL *z1,
                      const LE_REAL *z2, const LE_REAL *e, LE_REAL *loss, LE_REAL *terms,
-                     LE_REAL *g1, LE_REAL *g2, LE_REAL *ge, int64_t *bad) {
+                     LE_REAL *g1, LE_REAL *g2, LE_REAL *ge) {
     const int64_t M = o->rows, C = o->classes;
     const int none = o->reduction == LE_NONE;
     const int need_e = o->soft_on || o->embedding_ce;
@@ -52,17 +52,19 @@ int LE_NAME(le_loss)(const le_options *o, const int64_t *target, const LE_REAL *
     }
     int code = LE_OK;
     int64_t n_valid = 0, n_fitted = 0;
-    for (int64_t i = 0; i < M && code == LE_OK; ++i) {
+    for (int64_t i = 0; i < M; ++i) {
         const int64_t y = target[i];
         fitted[i] = 0;
-        if (o->validate && !LE_NAME(all_finite)(z1 + i * C, C)) code = LE_BAD_LOGITS;
-        else if (o->validate && z2 && !LE_NAME(all_finite)(z2 + i * C, C)) code = LE_BAD_AUX;
-        if (y == o->ignore_index || code != LE_OK) {
-            if (code != LE_OK) *bad = i;
-            continue;
+        if (o->validate && !LE_NAME(all_finite)(z1 + i * C, C)) {
+            code = LE_BAD_LOGITS;
+            break;
         }
+        if (o->validate && z2 && !LE_NAME(all_finite)(z2 + i * C, C)) {
+            code = LE_BAD_AUX;
+            break;
+        }
+        if (y == o->ignore_index) continue;
         if (y < 0 || y >= C) {
-            *bad = i;
             code = LE_BAD_TARGET;
             break;
         }
