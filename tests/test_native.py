@@ -139,6 +139,33 @@ def test_non_contiguous_and_int32_targets():
     torch.testing.assert_close(z1t.grad, ga[0])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_rows_of_a_wider_matrix_are_read_in_place(dtype):
+    """The head returns z1, z2 as the two column halves of one (N, 2C) product: the kernel
+    reads them with a row stride of 2C (and a padded row stride too)."""
+    emb = _make_embedding("full", 6, dtype, 3)
+    z1, z2, y = _case(30, 6, dtype, 3)
+    a, ga = _run("autograd", z1, z2, y, emb)
+    for width in (12, 15):  # halves of (N, 2C), and rows padded past 2C
+        both = torch.zeros(30, width, dtype=dtype)
+        both[:, :6], both[:, 6:12] = z1.detach(), z2.detach()
+        both.requires_grad_()
+        v1, v2 = both[:, :6], both[:, 6:12]
+        assert v1.stride() == v2.stride() == (width, 1)
+        out = label_embedding_loss(v1, v2, y, emb, backend="native")
+        out.loss.backward()
+        torch.testing.assert_close(out.loss, a.loss)
+        torch.testing.assert_close(both.grad[:, :6], ga[0])
+        torch.testing.assert_close(both.grad[:, 6:12], ga[1])
+        assert not both.grad[:, 12:].any()
+        emb.weight.grad = None
+    bad = torch.zeros(30, 12, dtype=dtype)
+    bad[:, :6], bad[:, 6:] = z1.detach(), z2.detach()
+    bad[4, 8] = float("nan")  # in the aux half
+    with pytest.raises(ValueError, match="aux_logits"):
+        label_embedding_loss(bad[:, :6], bad[:, 6:], y, emb, backend="native")
+
+
 def test_backward_twice_and_double_backward_are_refused():
     emb = _make_embedding("full", 5, torch.float64, 2)
     z1, z2, y = _case(10, 5, torch.float64, 2)

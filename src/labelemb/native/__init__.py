@@ -75,6 +75,8 @@ class _Options(ctypes.Structure):
         ("w_soft", ctypes.c_double),
         ("tau", ctypes.c_double),
         ("alpha", ctypes.c_double),
+        ("ld1", ctypes.c_int64),
+        ("ld2", ctypes.c_int64),
     ]
 
 
@@ -249,6 +251,19 @@ def native_label_embedding_loss(
     return loss, terms
 
 
+def _rows(z: Tensor) -> tuple[Tensor, int]:
+    """``z (M, C)`` as dense rows the kernel can read, and their stride in elements.
+
+    Rows of a wider matrix (``both[:, :C]`` of a :class:`~labelemb.LabelEmbeddingHead`) are read
+    where they lie; anything else is copied to contiguous memory.
+    """
+    rows, classes = z.shape
+    if rows > 1 and (z.stride(1) == 1 or classes == 1) and z.stride(0) >= classes:
+        return z, z.stride(0)
+    z = z.contiguous()
+    return z, classes
+
+
 def _ptr(x: Tensor | None) -> int | None:
     return None if x is None else x.data_ptr()
 
@@ -261,14 +276,17 @@ class _NativeLoss(torch.autograd.Function):
         ctx: Any, o: _Options, target: Tensor, terms: Tensor, z1: Tensor, z2: Tensor | None,
         e: Tensor | None,
     ) -> Tensor:
-        z1, target = z1.contiguous(), target.contiguous()
+        target = target.contiguous()
         if target.dtype != torch.int64:
             target = target.long()
-        z2 = None if z2 is None else z2.contiguous()
+        z1, o.ld1 = _rows(z1)
+        if z2 is not None:
+            z2, o.ld2 = _rows(z2)
         e = None if e is None else e.contiguous()
         need1, need2, need_e = ctx.needs_input_grad[3:]
-        g1 = torch.empty_like(z1) if need1 else None
-        g2 = torch.empty_like(z2) if need2 and z2 is not None else None
+        dense = torch.contiguous_format  # gradients are written row after row
+        g1 = torch.empty_like(z1, memory_format=dense) if need1 else None
+        g2 = torch.empty_like(z2, memory_format=dense) if need2 and z2 is not None else None
         # e learns from embedding_ce alone (soft_ce's target is detached).
         ge = torch.empty_like(e) if need_e and e is not None and o.embedding_ce else None
         reduced = o.reduction != _REDUCTIONS["none"]

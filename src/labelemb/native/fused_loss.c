@@ -31,6 +31,9 @@ typedef struct {
     int32_t soft_on, has_aux, embedding_ce, mask_wrong, by_correct, hinge, hinge_mean, reduction,
         validate, e_by_target;
     double w_ce, w_soft, tau, alpha;
+    int64_t ld1, ld2; /* row strides of z1 and z2 in elements (>= classes): rows of a wider
+                         matrix, such as both halves of a LabelEmbeddingHead's output, are read
+                         where they lie */
 } le_options;
 
 enum { LE_MEAN = 0, LE_SUM = 1, LE_NONE = 2 };

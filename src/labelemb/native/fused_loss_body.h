@@ -55,11 +55,11 @@ int LE_NAME(le_loss)(const le_options *o, const int64_t *target, const LE_REAL *
     for (int64_t i = 0; i < M; ++i) {
         const int64_t y = target[i];
         fitted[i] = 0;
-        if (o->validate && !LE_NAME(all_finite)(z1 + i * C, C)) {
+        if (o->validate && !LE_NAME(all_finite)(z1 + i * o->ld1, C)) {
             code = LE_BAD_LOGITS;
             break;
         }
-        if (o->validate && z2 && !LE_NAME(all_finite)(z2 + i * C, C)) {
+        if (o->validate && z2 && !LE_NAME(all_finite)(z2 + i * o->ld2, C)) {
             code = LE_BAD_AUX;
             break;
         }
@@ -72,7 +72,7 @@ int LE_NAME(le_loss)(const le_options *o, const int64_t *target, const LE_REAL *
         if (o->embedding_ce) {
             int is_fitted = 1;
             if (o->mask_wrong) {
-                const LE_REAL *r = z2 + i * C;
+                const LE_REAL *r = z2 + i * o->ld2;
                 int64_t best = 0;
                 for (int64_t c = 1; c < C; ++c)
                     if (r[c] > r[best] || (isnan(r[c]) && !isnan(r[best]))) best = c;
@@ -127,7 +127,7 @@ int LE_NAME(le_loss)(const le_options *o, const int64_t *target, const LE_REAL *
                 if (ge && !o->e_by_target) ge[off + c] = 0;
             }
         } else {
-            const LE_REAL *x1 = z1 + off;
+            const LE_REAL *x1 = z1 + i * o->ld1;
             const double lse1 = LE_NAME(softmax_row)(x1, C, 1, p1);
             row[0] = lse1 - x1[y];
 
@@ -154,7 +154,7 @@ int LE_NAME(le_loss)(const le_options *o, const int64_t *target, const LE_REAL *
             }
 
             if (o->has_aux) {
-                const LE_REAL *x2 = z2 + off;
+                const LE_REAL *x2 = z2 + i * o->ld2;
                 const double aux_ce = LE_NAME(softmax_row)(x2, C, 1, p2) - x2[y];
                 const double p2y = exp(-aux_ce);
                 const double gap = p2y - o->alpha;
