@@ -37,9 +37,9 @@ def _setup(kind, n=24, seed=0, dtype=torch.float64, ignored=True):
         emb = FixedLabelEmbedding(torch.randn(C, C, generator=g)).to(dtype)
     h = torch.randn(n, F_DIM, generator=g, dtype=dtype)
     y = torch.randint(0, C, (n,), generator=g)
-    if head.aux_fc is not None:
+    if head.aux:
         with torch.no_grad():
-            head.aux_fc.weight.mul_(4.0)
+            head.aux_weight.mul_(4.0)
             right = head(h)[1].argmax(1)
         y[: n // 2] = right[: n // 2]
     if ignored:
@@ -202,7 +202,7 @@ def test_autocast_computes_in_float32():
         got = chunked_label_embedding_loss(h.bfloat16(), y, head, emb)
         got.loss.backward()
     assert got.loss.dtype == torch.float32
-    assert h.grad.dtype == torch.float32 and head.fc.weight.grad.dtype == torch.float32
+    assert h.grad.dtype == torch.float32 and head.weight.grad.dtype == torch.float32
     torch.testing.assert_close(got.loss, ref.loss.detach(), rtol=2e-2, atol=2e-2)
 
 

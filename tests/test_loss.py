@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from labelemb import (
@@ -97,8 +98,10 @@ def _tiny_model(seed=0):
     return backbone, head, emb
 
 
-def _grads(params):
-    return [None if p.grad is None else p.grad.clone() for p in params]
+def _grads(blocks):
+    """Gradients of ``(parameter, rows)`` blocks: the head's two layers are row blocks of
+    one weight, so each layer's gradient is read from its rows."""
+    return [None if p.grad is None else p.grad[rows].clone() for p, rows in blocks]
 
 
 def test_gradient_routing_matches_the_method(backend):
@@ -110,19 +113,20 @@ def test_gradient_routing_matches_the_method(backend):
 
     def reference_part(parts):
         h = backbone(x)
-        z1 = head.fc(h)
-        z2 = head.aux_fc(h.detach())
+        z1 = F.linear(h, head.main_weight, head.main_bias)
+        z2 = F.linear(h.detach(), head.aux_weight, head.aux_bias)
         _, terms = reference_loss(z1.double(), z2.double(), y, emb.weight.double(), **opts)
         w = {"ce": 0.5, "soft_ce": 0.5}
         return sum(w.get(k, 1.0) * terms[k] for k in parts)
 
+    every, main, aux = slice(None), slice(0, 3), slice(3, 6)
     params = {
-        "backbone": list(backbone.parameters()),
-        "W1": list(head.fc.parameters()),
-        "W2": list(head.aux_fc.parameters()),
-        "E": [emb.weight],
+        "backbone": [(p, every) for p in backbone.parameters()],
+        "W1": [(head.weight, main), (head.bias, main)],
+        "W2": [(head.weight, aux), (head.bias, aux)],
+        "E": [(emb.weight, every)],
     }
-    all_params = [p for ps in params.values() for p in ps]
+    all_params = [*backbone.parameters(), head.weight, head.bias, emb.weight]
     criterion = LabelEmbeddingLoss(emb, backend=backend, **opts)
     loss, _ = criterion(*head(backbone(x)), y)
     loss.backward()
@@ -138,17 +142,17 @@ def test_gradient_routing_matches_the_method(backend):
         for p in all_params:
             p.grad = None
         reference_part(parts).backward()
-        for g_got, p in zip(got[group], params[group]):
+        for g_got, g_ref in zip(got[group], _grads(params[group])):
             assert g_got is not None and g_got.abs().sum() > 0, group
-            torch.testing.assert_close(g_got.double(), p.grad.double(), msg=group)
+            torch.testing.assert_close(g_got.double(), g_ref.double(), msg=group)
     # And nothing else leaks in: terms outside a group's sources give it zero gradient.
     for group, parts in expected_sources.items():
         others = [k for k in ["ce", "soft_ce", "aux_ce", "aux_hinge", "embedding_ce"] if k not in parts]
         for p in all_params:
             p.grad = None
         reference_part(others).backward()
-        for p in params[group]:
-            assert p.grad is None or torch.count_nonzero(p.grad) == 0, group
+        for g in _grads(params[group]):
+            assert g is None or torch.count_nonzero(g) == 0, group
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -167,7 +171,7 @@ def test_padding_changes_neither_loss_nor_any_gradient(reduction, ignore_index, 
             p.grad = None
         loss, terms = criterion(*head(backbone(x)), y)
         loss.backward()
-        return loss.detach(), terms, _grads(params)
+        return loss.detach(), terms, _grads([(p, slice(None)) for p in params])
 
     base = run(x, y)
     pad_x = torch.cat([x, 5 * torch.randn(6, 4, generator=g)])

@@ -8,8 +8,9 @@ what plain cross-entropy needs.
 :func:`chunked_label_embedding_loss` computes the same loss straight from the features. A
 custom :class:`torch.autograd.Function` walks the targets in chunks of ``chunk_size`` rows; for
 each chunk it builds the three C-wide products, the five terms and their analytic gradients
-with respect to the logits, and turns those at once into gradients for the features,
-``W1, b1`` (main head), ``W2, b2`` (auxiliary head) and the embedding's parameters. Backward
+with respect to the logits, and turns those at once into gradients for the features, the
+head's ``weight`` and ``bias`` (rows ``[:C]``: W1, b1 of the main layer; ``[C:]``: W2, b2 of the
+auxiliary one, each written in place) and the embedding's parameters. Backward
 only scales the stored gradients by the incoming ``grad_output``. No ``N x C`` tensor is ever
 held; peak memory is a few ``chunk_size x C`` tensors plus one gradient per parameter.
 
@@ -112,15 +113,13 @@ class _ChunkedLabelEmbeddingLoss(torch.autograd.Function):
         plan: _Plan,
         target: Tensor,
         features: Tensor,
-        w1: Tensor,
-        b1: Tensor | None,
-        w2: Tensor | None,
-        b2: Tensor | None,
+        weight: Tensor,
+        bias: Tensor | None,
         *emb_params: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
         with torch.autocast(features.device.type, enabled=False):
             loss, terms, grads = _forward_and_gradients(
-                plan, target, features, w1, b1, w2, b2, emb_params, ctx.needs_input_grad[2:]
+                plan, target, features, weight, bias, emb_params, ctx.needs_input_grad[2:]
             )
         ctx.grads = grads
         ctx.mark_non_differentiable(terms)
@@ -145,26 +144,42 @@ _EMBEDDING_GRADS = frozenset({"e", "a", "b", "bias"})
 
 
 class _GradAccumulator:
-    """Gradient buffers filled chunk by chunk; the first write overwrites (no zero-fill pass)."""
+    """Gradient buffers filled chunk by chunk; the first write overwrites (no zero-fill pass).
+
+    A name in ``within`` is a block of rows of another name's buffer (``"w1"``: rows
+    ``[:C]`` of the head's ``"w"``), so both layers' gradients land in one tensor uncopied.
+    """
 
     def __init__(self, shapes: dict[str, tuple[int, ...] | None], dtype: torch.dtype,
-                 device: torch.device) -> None:
+                 device: torch.device, within: dict[str, tuple[str, slice]] | None = None) -> None:
         self.shapes = shapes  # None: not wanted
         self.dtype, self.device = dtype, device
+        self.within = within or {}
         self.grads: dict[str, Tensor] = {}
+        self.written: set[str] = set()
 
     def wants(self, name: str) -> bool:
         return self.shapes.get(name) is not None
 
+    def _buffer(self, name: str) -> Tensor:
+        g = self.grads.get(name)
+        if g is None:
+            if name in self.within:
+                parent, rows = self.within[name]
+                g = self._buffer(parent)[rows]
+            else:
+                g = torch.empty(self.shapes[name], dtype=self.dtype, device=self.device)
+            self.grads[name] = g
+        return g
+
     def _target(self, name: str) -> tuple[Tensor, float]:
         """The gradient buffer and the ``beta`` to add into it: 0 on first use, so the
         uninitialised buffer is overwritten (BLAS ignores it when beta is 0), else 1."""
-        g = self.grads.get(name)
-        if g is None:
-            g = self.grads[name] = torch.empty(self.shapes[name], dtype=self.dtype,
-                                               device=self.device)
-            return g, 0.0
-        return g, 1.0
+        g = self._buffer(name)
+        if name in self.written:
+            return g, 1.0
+        self.written.add(name)
+        return g, 0.0
 
     def addmm(self, name: str, a: Tensor, b: Tensor, alpha: float = 1.0) -> None:
         """``grad[name] += alpha * a @ b``."""
@@ -178,15 +193,19 @@ class _GradAccumulator:
 
     def rows(self, name: str) -> Tensor:
         """The buffer itself, zero-initialised, for row-wise ``index_add_``/``index_copy_``."""
-        if name not in self.grads:
-            self.grads[name] = torch.zeros(self.shapes[name], dtype=self.dtype,
-                                           device=self.device)
-        return self.grads[name]
+        g = self._buffer(name)
+        if name not in self.written:
+            g.zero_()
+            self.written.add(name)
+        return g
 
     def get(self, name: str, scale: float = 1.0) -> Tensor | None:
         if not self.wants(name):
             return None
-        g = self.rows(name)  # zeros if never written (no valid target)
+        blocks = [part for part, (parent, _) in self.within.items() if parent == name]
+        for part in blocks:
+            self.rows(part)  # zeros where a block was never written
+        g = self._buffer(name) if blocks else self.rows(name)  # zeros if never written
         return g.mul_(scale) if scale != 1.0 else g
 
 
@@ -194,29 +213,35 @@ def _forward_and_gradients(
     plan: _Plan,
     target: Tensor,
     features: Tensor,
-    w1: Tensor,
-    b1: Tensor | None,
-    w2: Tensor | None,
-    b2: Tensor | None,
+    weight: Tensor,
+    bias: Tensor | None,
     emb_params: tuple[Tensor | None, ...],
     needs_grad: tuple[bool, ...],
 ) -> tuple[Tensor, Tensor, tuple[Tensor | None, ...]]:
-    """Loss, stacked reduced terms, and gradients aligned with (features, w1, b1, w2, b2, *emb)."""
+    """Loss, stacked reduced terms, and gradients aligned with (features, weight, bias, *emb)."""
     dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
     device = features.device
     h_all = features.reshape(-1, features.shape[-1])
     t_all = target.reshape(-1)
-    params = (features, w1, b1, w2, b2, *emb_params)
-    names = ("h", "w1", "b1", "w2", "b2", *("a", "b", "bias")[:len(emb_params)])
-    if plan.kind == "full":
-        names = names[:5] + ("e",)
+    C = weight.shape[0] // 2 if plan.need_aux else weight.shape[0]
+    params = (features, weight, bias, *emb_params)
+    names = ("h", "head_w", "head_b",
+             *(("e",) if plan.kind == "full" else ("a", "b", "bias")[:len(emb_params)]))
     # The embedding is trained by embedding_ce alone; without it, it gets no gradient.
     trains = {n: need and p is not None and (n not in _EMBEDDING_GRADS or plan.need_embedding_ce)
               for n, p, need in zip(names, params, needs_grad)}
-    acc = _GradAccumulator(
-        {n: (tuple(h_all.shape) if n == "h" else tuple(p.shape)) if trains[n] else None
-         for n, p in zip(names, params)}, dtype, device)
-    w1, b1, w2, b2, *emb = (None if p is None else p.to(dtype) for p in params[1:])
+    shapes = {n: (tuple(h_all.shape) if n == "h" else tuple(p.shape)) if trains[n] else None
+              for n, p in zip(names, params)}
+    # Each layer's gradient is a block of rows of the head's one weight (and bias) gradient.
+    blocks = {"w1": ("head_w", slice(0, C)), "b1": ("head_b", slice(0, C))}
+    if plan.need_aux:
+        blocks.update(w2=("head_w", slice(C, 2 * C)), b2=("head_b", slice(C, 2 * C)))
+    for part, (parent, _) in blocks.items():
+        shapes[part], trains[part] = shapes[parent], trains[parent]
+    acc = _GradAccumulator(shapes, dtype, device, within=blocks)
+    w, b, *emb = (None if p is None else p.to(dtype) for p in params[1:])
+    w1, w2 = w[:C], w[C:] if plan.need_aux else None
+    b1, b2 = (None, None) if b is None else (b[:C], b[C:] if plan.need_aux else None)
 
     # Ignored targets add nothing to any term or gradient: only valid rows are visited.
     valid_rows = (t_all != plan.ignore_index).nonzero().squeeze(1)
@@ -443,7 +468,7 @@ def chunked_label_embedding_loss(
         raise ValueError("step is required when warmup_steps > 0")
     _check_inputs(features, target, head, embedding, ignore_index, validate)
     trainable = kind != "fixed"
-    need_aux = head.aux_fc is not None
+    need_aux = head.aux
     if trainable and not need_aux:
         raise ValueError(
             "the head has no auxiliary layer (aux=False) but the embedding is trainable: build "
@@ -460,15 +485,12 @@ def chunked_label_embedding_loss(
         hinge_reduction=hinge_reduction, mask_wrong=bool(mask_wrong),
         embedding_normalizer=embedding_normalizer, reduction=reduction,
     )
-    aux = head.aux_fc
-    inputs = (features, head.fc.weight, head.fc.bias,
-              None if aux is None else aux.weight, None if aux is None else aux.bias,
-              *_embedding_params(embedding, kind))
+    inputs = (features, head.weight, head.bias, *_embedding_params(embedding, kind))
     if torch.is_grad_enabled():
         loss, terms = _ChunkedLabelEmbeddingLoss.apply(plan, target, *inputs)
     else:  # evaluation: the same loss, no gradients computed
         with torch.autocast(features.device.type, enabled=False):
-            loss, terms, _ = _forward_and_gradients(plan, target, *inputs[:5], inputs[5:],
+            loss, terms, _ = _forward_and_gradients(plan, target, *inputs[:3], inputs[3:],
                                                     (False,) * len(inputs))
     return LossOutput(loss, dict(zip(term_names(plan), terms.unbind())))
 
