@@ -166,6 +166,25 @@ def test_rows_of_a_wider_matrix_are_read_in_place(dtype):
         label_embedding_loss(bad[:, :6], bad[:, 6:], y, emb, backend="native")
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+def test_half_precision_module_computes_in_float32(dtype):
+    """A .half() loss (embedding too) must not send 2-byte values to the float32 kernel: the
+    module's direct path once did, from its second call on (the first builds the library)."""
+    z1, z2, y = _case(40, 7, torch.float32, 4)
+    z1, z2 = (z.detach().to(dtype).requires_grad_() for z in (z1, z2))
+    emb = _make_embedding("full", 7, torch.float32, 4)
+    ref = LabelEmbeddingLoss(emb, backend="autograd").to(dtype)
+    got = LabelEmbeddingLoss(_make_embedding("full", 7, torch.float32, 4)).to(dtype)
+    for _ in range(3):
+        a, b = ref(z1, z2, y), got(z1, z2, y)
+        assert a.loss.dtype == b.loss.dtype == torch.float32
+        torch.testing.assert_close(b.loss, a.loss)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        native.native_label_embedding_loss(z1, z2, None, y, native.plan(
+            True, True, False, 0.5, 0.5, 2.0, 0.9, "l1", "sum", True, "correct", -100, "mean",
+            True))
+
+
 def test_backward_twice_and_double_backward_are_refused():
     emb = _make_embedding("full", 5, torch.float64, 2)
     z1, z2, y = _case(10, 5, torch.float64, 2)

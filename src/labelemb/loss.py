@@ -106,16 +106,24 @@ class LabelEmbeddingLoss(nn.Module):
         return out
 
     def _direct_plan(self, z1: Any, z2: Any, target: Any) -> _native.Plan | None:
-        """The compiled loss's plan when this call needs nothing else, else None."""
+        """The compiled loss's plan when this call needs nothing else, else None.
+
+        Runs on every training step of a small model, right after the forward has pushed
+        Python's own data out of the CPU caches: few tensor attribute reads, each once.
+        """
         o = self.options
         emb = self.embedding
-        if not (o["backend"] != "autograd" and type(emb) is LabelEmbedding
-                and o["reduction"] != "none" and type(z1) is Tensor and type(z2) is Tensor
-                and type(target) is Tensor and z1.dim() == 2 and target.dim() == 1
-                and z1.shape == z2.shape and target.shape[0] == z1.shape[0]
-                and z1.shape[1] == emb.num_classes and target.dtype == torch.int64
-                and z1.dtype == z2.dtype == emb.weight.dtype and z1.is_cpu and z2.is_cpu
-                and target.is_cpu and emb.weight.is_cpu and _native.supports(z1)):
+        if not (type(z1) is Tensor and type(z2) is Tensor and type(target) is Tensor
+                and type(emb) is LabelEmbedding and o["backend"] != "autograd"
+                and o["reduction"] != "none" and _native.loaded()):
+            return None
+        shape, dtype = z1.shape, z1.dtype
+        if not (len(shape) == 2 and z2.shape == shape and target.shape == shape[:1]
+                and shape[1] == emb.num_classes and shape[0] * shape[1] <= _native.MAX_ELEMENTS
+                and (dtype is torch.float32 or dtype is torch.float64)  # the kernel's types
+                and z2.dtype is dtype and emb.weight.dtype is dtype
+                and target.dtype is torch.int64
+                and z1.is_cpu and z2.is_cpu and target.is_cpu and emb.weight.is_cpu):
             return None
         warmup = o["warmup_steps"]
         key = (*o.values(), warmup == 0 or self._updates >= warmup)

@@ -180,6 +180,11 @@ def status() -> str:
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
+def loaded() -> bool:
+    """Whether the library is built and loaded (no build attempt: for per-call checks)."""
+    return _state["lib"] is not None
+
+
 def supports(logits: Any, aux_logits: Any = None) -> bool:
     """Whether logits ``(N, C, ...)`` (and aux logits) can go to the compiled loss.
 
@@ -291,8 +296,13 @@ class _NativeLoss(torch.autograd.Function):
         ge = torch.empty_like(e) if need_e and e is not None and o.embedding_ce else None
         reduced = o.reduction != _REDUCTIONS["none"]
         loss = z1.new_empty(() if reduced else (o.rows,))
-        lib = _state["lib"]
-        fn = lib.le_loss_f64 if z1.dtype == torch.float64 else lib.le_loss_f32
+        lib, dtype = _state["lib"], z1.dtype
+        fn = lib.le_loss_f32 if dtype is torch.float32 else (
+            lib.le_loss_f64 if dtype is torch.float64 else None)
+        # The kernel reads raw memory: every tensor must be of the type it is compiled for.
+        if fn is None or (z2 is not None and z2.dtype is not dtype) or terms.dtype is not dtype:
+            raise TypeError("the compiled loss takes float32 or float64 logits of one dtype, got "
+                            f"{dtype} and {None if z2 is None else z2.dtype}")
         code = fn(ctypes.byref(o), _ptr(target), _ptr(z1), _ptr(z2), _ptr(e), _ptr(loss),
                   _ptr(terms), _ptr(g1), _ptr(g2), _ptr(ge))
         if code:
