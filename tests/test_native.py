@@ -354,3 +354,22 @@ def test_module_direct_path_is_the_function_to_the_bit():
     torch.testing.assert_close(crit(z1, z2, y32).loss, ref.loss)
     with pytest.raises(ValueError, match="target shape"):
         crit(z1, z2, y[:-1])
+
+
+def test_terms_read_like_a_dict_and_are_made_on_first_read():
+    emb = _make_embedding("full", 6, torch.float32, 5)
+    z1, z2, y = _case(20, 6, torch.float32, 5)
+    ref = label_embedding_loss(z1, z2, y, emb, backend="autograd").terms
+    out = LabelEmbeddingLoss(emb)(z1, z2, y)  # the module's direct path
+    terms = out.terms
+    assert terms._views is None  # nothing made yet: the step did not read them
+    assert list(terms) == list(ref) and len(terms) == len(ref) and "aux_hinge" in terms
+    assert "nope" not in terms and terms.get("nope") is None
+    plain = dict(terms)
+    assert list(plain) == list(ref)
+    for k, v in ref.items():
+        torch.testing.assert_close(terms[k], v)
+        assert not terms[k].requires_grad
+    assert repr(terms) == repr(plain)
+    with pytest.raises(KeyError):
+        terms["nope"]

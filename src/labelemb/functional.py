@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 from . import native as _native
 from .embedding import LabelEmbedding
 
-__all__ = ["LossOutput", "label_embedding_loss", "check_classification_inputs", "check_options"]
+__all__ = ["LossOutput", "StackedTerms", "label_embedding_loss", "check_classification_inputs", "check_options"]
 
 Reduction = Literal["mean", "sum", "none"]
 Hinge = Literal["l1", "l2", "abs"]
@@ -53,7 +54,39 @@ class LossOutput(NamedTuple):
     """
 
     loss: Tensor
-    terms: dict[str, Tensor]
+    terms: Mapping[str, Tensor]
+
+
+class StackedTerms(Mapping[str, Tensor]):
+    """Read-only ``{name: term}`` over one stacked ``(K, ...)`` tensor, as the compiled loss
+    returns them; the per-term views are made on first access, so a step that never reads
+    the terms pays for none. ``dict(terms)`` gives a plain dict."""
+
+    __slots__ = ("_names", "_stacked", "_views")
+
+    def __init__(self, names: tuple[str, ...], stacked: Tensor) -> None:
+        self._names, self._stacked = names, stacked
+        self._views: dict[str, Tensor] | None = None
+
+    def _dict(self) -> dict[str, Tensor]:
+        if self._views is None:
+            self._views = dict(zip(self._names, self._stacked.unbind()))
+        return self._views
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self._dict()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
 
 
 def check_classification_inputs(
@@ -332,7 +365,7 @@ def _native_loss(z1: Tensor, z2: Tensor | None, t: Tensor, target: Tensor, embed
     loss, stacked = _native.native_label_embedding_loss(z1, z2, e, t, how, by_target)
     if not how.reduced and target.dim() != 1:  # per-target values in target's shape
         loss, stacked = loss.view(target.shape), stacked.view(len(how.names), *target.shape)
-    return LossOutput(loss, dict(zip(how.names, stacked.unbind())))
+    return LossOutput(loss, StackedTerms(how.names, stacked))
 
 
 def check_options(*, beta, tau, alpha, hinge, hinge_reduction, embedding_normalizer, reduction,

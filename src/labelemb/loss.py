@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 from . import native as _native
 from .embedding import LabelEmbedding
-from .functional import LossOutput, check_options, label_embedding_loss, native_plan
+from .functional import (LossOutput, StackedTerms, check_options, label_embedding_loss,
+                         native_plan)
 
 __all__ = ["LabelEmbeddingLoss", "PRESETS"]
 
@@ -98,7 +99,7 @@ class LabelEmbeddingLoss(nn.Module):
             # the loss's cost on a small model); the result is the function's to the bit.
             loss, stacked = _native.native_label_embedding_loss(
                 logits, aux_logits, self.embedding.weight, target, how, True)
-            out = LossOutput(loss, dict(zip(how.names, stacked.unbind())))
+            out = LossOutput(loss, StackedTerms(how.names, stacked))
         else:
             out = label_embedding_loss(logits, aux_logits, target, self.embedding,
                                        step=self._updates, **self.options)
