@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import labelemb.head
 from labelemb import LabelEmbeddingHead
 
 F_DIM, C = 6, 4
@@ -36,8 +37,17 @@ def test_initialisation_is_that_of_two_linear_layers_main_first(bias):
     assert plain.aux_weight is None and plain.aux_bias is None
 
 
+@pytest.fixture(params=["one product", "two products"])
+def backward_path(request, monkeypatch):
+    """Backward's two ways to the weight gradient: small layers concatenate the halves' output
+    gradients for one product; large ones (a vocabulary) write each half in place."""
+    if request.param == "two products":
+        monkeypatch.setattr(labelemb.head, "_ONE_PRODUCT_MAX", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("shape", [(5,), (3, 7)])
-def test_outputs_and_every_gradient_equal_two_linear_layers(shape):
+def test_outputs_and_every_gradient_equal_two_linear_layers(shape, backward_path):
     fc, aux_fc = _two_layers(2)
     torch.manual_seed(2)
     head = LabelEmbeddingHead(F_DIM, C)
@@ -61,7 +71,7 @@ def test_outputs_and_every_gradient_equal_two_linear_layers(shape):
     torch.testing.assert_close(head.bias.grad, torch.cat([fc.bias.grad, aux_fc.bias.grad]), **tight)
 
 
-def test_each_output_alone_and_one_after_the_other():
+def test_each_output_alone_and_one_after_the_other(backward_path):
     head = LabelEmbeddingHead(F_DIM, C)
     x = torch.randn(5, F_DIM, requires_grad=True)
     z1, z2 = head(x)

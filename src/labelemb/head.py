@@ -159,10 +159,33 @@ class _TwoLayers(torch.autograd.Function):
         g1 = None if g1 is None else g1.to(x.dtype)
         g2 = None if g2 is None else g2.to(x.dtype)
         grad_x = g1.mm(weight[:C]) if need_x and g1 is not None else None
+        need_b = need_b and ctx.has_bias
         if not (need_w or need_b):
             return grad_x, None, None
-        zeros = x.new_zeros(x.shape[0], C)
-        grad_out = torch.cat((zeros if g1 is None else g1, zeros if g2 is None else g2), 1)
-        grad_w = grad_out.t().mm(x) if need_w else None
-        grad_b = grad_out.sum(0) if need_b and ctx.has_bias else None
+        if torch.is_grad_enabled() or (g1 is not None and g2 is not None
+                                       and g1.numel() <= _ONE_PRODUCT_MAX):
+            # One product over both halves: on a small layer each product's fixed cost is
+            # what counts. Differentiable, for create_graph=True.
+            zeros = x.new_zeros(x.shape[0], C) if g1 is None or g2 is None else None
+            grad_out = torch.cat((zeros if g1 is None else g1, zeros if g2 is None else g2), 1)
+            return (grad_x, grad_out.t().mm(x) if need_w else None,
+                    grad_out.sum(0) if need_b else None)
+        # A large layer (a vocabulary): each half straight into its rows, no (N, 2C) copy.
+        grad_w = weight.new_empty(weight.shape) if need_w else None
+        grad_b = weight.new_empty(2 * C) if need_b else None
+        for g, rows in ((g1, slice(0, C)), (g2, slice(C, 2 * C))):
+            if g is None:  # that output was not used: its layer gets zeros
+                for buffer in (grad_w, grad_b):
+                    if buffer is not None:
+                        buffer[rows].zero_()
+                continue
+            if grad_w is not None:
+                torch.mm(g.t(), x, out=grad_w[rows])
+            if grad_b is not None:
+                torch.sum(g, 0, out=grad_b[rows])
         return grad_x, grad_w, grad_b
+
+
+#: Largest ``N x C`` half for which backward concatenates the two halves' gradients and makes
+#: one weight-gradient product; above it, two products write into one buffer (no copy).
+_ONE_PRODUCT_MAX = 1 << 16
