@@ -90,6 +90,19 @@ def test_loss_and_every_gradient_equal_unchunked(case):
         _assert_same(ref, got, tensors, ref_grads, _grads(got.loss, tensors))
 
 
+@pytest.mark.parametrize("kind", ["full", "fixed-no-aux"])
+def test_head_without_bias(kind):
+    """The head's gradient blocks are rows of one weight; without a bias there is no bias
+    block to fill (and with no aux layer, W1 is the whole weight)."""
+    h, y, head, emb = _setup(kind, seed=7)
+    head.bias = None
+    tensors = _trainable(h, head, emb)
+    ref = label_embedding_loss(*head(h), y, emb, alpha=0.3)
+    ref_grads = _grads(ref.loss, tensors)
+    got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=5, alpha=0.3)
+    _assert_same(ref, got, tensors, ref_grads, _grads(got.loss, tensors))
+
+
 def test_embedding_ce_is_active_in_the_cases():
     # The equality above would be vacuous if the aux head never got a target right.
     h, y, head, emb = _setup("compressed")
