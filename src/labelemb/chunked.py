@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from .embedding import CompressedLabelEmbedding, FixedLabelEmbedding, LabelEmbedding
-from .functional import Hinge, LossOutput, check_options
+from .functional import Hinge, LossOutput, StackedTerms, check_options
 from .head import LabelEmbeddingHead
 from .loss import LabelEmbeddingLoss
 
@@ -492,7 +492,7 @@ def chunked_label_embedding_loss(
         with torch.autocast(features.device.type, enabled=False):
             loss, terms, _ = _forward_and_gradients(plan, target, *inputs[:3], inputs[3:],
                                                     (False,) * len(inputs))
-    return LossOutput(loss, dict(zip(term_names(plan), terms.unbind())))
+    return LossOutput(loss, StackedTerms(tuple(term_names(plan)), terms))
 
 
 def _check_inputs(features: Tensor, target: Tensor, head: LabelEmbeddingHead,

@@ -33,7 +33,10 @@ from torch import Tensor, nn
 from . import native as _native
 from .embedding import LabelEmbedding
 
-__all__ = ["LossOutput", "StackedTerms", "label_embedding_loss", "check_classification_inputs", "check_options"]
+__all__ = [
+    "LossOutput", "StackedTerms", "label_embedding_loss", "check_classification_inputs",
+    "check_options",
+]
 
 Reduction = Literal["mean", "sum", "none"]
 Hinge = Literal["l1", "l2", "abs"]
@@ -58,9 +61,9 @@ class LossOutput(NamedTuple):
 
 
 class StackedTerms(Mapping[str, Tensor]):
-    """Read-only ``{name: term}`` over one stacked ``(K, ...)`` tensor, as the compiled loss
-    returns them; the per-term views are made on first access, so a step that never reads
-    the terms pays for none. ``dict(terms)`` gives a plain dict."""
+    """Read-only ``{name: term}`` over one stacked ``(K, ...)`` tensor, as the compiled and the
+    chunked loss return them; the per-term views are made on first access, so a step that
+    never reads the terms pays for none. ``dict(terms)`` gives a plain dict."""
 
     __slots__ = ("_names", "_stacked", "_views")
 
