@@ -160,6 +160,30 @@ def test_resume_extends_ols_and_lr_schedule_exactly(fashion, tmp_path):
                                  **kw), dataset=fashion)
 
 
+def test_resume_of_a_checkpoint_from_the_two_layer_head_is_refused_with_the_reason(fashion,
+                                                                                   tmp_path):
+    """A run checkpointed when the head had separate fc/aux_fc layers: its Adam state holds
+    four head tensors where the head now has two. The checkpoint is rewritten into that old
+    layout (keys and optimizer entries), then resumed."""
+    kw = dict(model="mlp", modes=["emb"], train_subset=300, test_subset=200, dev_subset=200,
+              summary=False, seeds=[0])
+    (run,) = run_training(TrainConfig(epochs=1, out=str(tmp_path / "r"), **kw), dataset=fashion)
+    path = run / rundir.CHECKPOINT
+    state = load_checkpoint(path)
+    model = state["model"]
+    for name in ("weight", "bias"):
+        both = model.pop(f"head.{name}")
+        model[f"head.fc.{name}"], model[f"head.aux_fc.{name}"] = both[:10], both[10:]
+    group = state["optimizer"]["param_groups"][0]
+    group["params"] = list(range(len(group["params"]) + 2))  # two more head tensors
+    result = run / rundir.RESULT
+    result.unlink()  # unfinished, so --resume picks it up
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="fc/aux_fc layout.*cannot be resumed"):
+        run_training(TrainConfig(epochs=2, resume=True, out=str(tmp_path / "r"), **kw),
+                     dataset=fashion)
+
+
 @pytest.mark.slow
 def test_emb_fixed_uses_the_earlier_runs_embedding_frozen(fashion, tmp_path):
     kw = dict(model="mlp", train_subset=300, test_subset=200, dev_subset=200, epochs=1,

@@ -14,7 +14,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "atomic_write_text", "rng_state", "set_rng_state"]
+__all__ = [
+    "save_checkpoint", "load_checkpoint", "restore_training_state", "atomic_write_text", "rng_state",
+    "set_rng_state",
+]
 
 
 def _fsync_replace(tmp: Path, path: Path) -> None:
@@ -43,6 +46,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except Exception as err:  # torch raises UnpicklingError or RuntimeError
         raise ValueError(
             f"{path} is not a labelemb checkpoint that loads safely (weights_only=True): {err}"
+        ) from err
+
+
+def restore_training_state(state: dict[str, Any], source: str | os.PathLike, model: torch.nn.Module,
+                           criterion: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Load a resumed run's model, criterion and optimizer from its checkpoint ``state``.
+
+    An optimizer state that no longer fits the parameters (a run written before
+    ``LabelEmbeddingHead`` kept both layers in one weight has four head tensors, not two) is
+    refused with a message that says so, not only PyTorch's group-size error.
+    """
+    model.load_state_dict(state["model"])
+    criterion.load_state_dict(state["criterion"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except ValueError as err:
+        raise ValueError(
+            f"{source}: the checkpoint's optimizer state does not fit this model's parameters "
+            f"({err}); a run written before LabelEmbeddingHead kept its two layers in one weight "
+            "(labelemb's fc/aux_fc layout) cannot be resumed: start it again in a new --out"
         ) from err
 
 

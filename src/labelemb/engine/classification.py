@@ -44,8 +44,8 @@ from ..loss import LabelEmbeddingLoss
 from ..models.classifier import MODELS, Classifier, build_model
 from . import rundir
 from ..report.table import build_table
-from .checkpoint import (atomic_write_text, load_checkpoint, rng_state, save_checkpoint,
-                         set_rng_state)
+from .checkpoint import (atomic_write_text, load_checkpoint, restore_training_state,
+                         rng_state, save_checkpoint, set_rng_state)
 from .progress import log as _log_line
 from .progress import progress
 from .seed import seed_everything
@@ -374,9 +374,8 @@ def train_one(
     start = 0
     if resume_state is not None:
         _check_resumable(rundir.read_json(run_dir / rundir.CONFIG), config, run_dir)
-        model.load_state_dict(resume_state["model"])
-        criterion.load_state_dict(resume_state["criterion"])
-        optimizer.load_state_dict(resume_state["optimizer"])
+        restore_training_state(resume_state, run_dir / rundir.CHECKPOINT, model, criterion,
+                               optimizer)
         scheduler.load_state_dict(resume_state["scheduler"])
         set_rng_state(resume_state["rng"])
         g.set_state(resume_state["data_rng"])

@@ -34,7 +34,8 @@ from ..loss import LabelEmbeddingLoss
 from ..models.beam import beam_search, greedy_decode
 from ..models.seq2seq import PRESETS as MODEL_PRESETS
 from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (load_checkpoint, restore_training_state, rng_state, save_checkpoint,
+                         set_rng_state)
 from .progress import log, progress
 from .rundir import CHECKPOINT, CONFIG, EMBEDDING, METRICS, RESULT, RUN_FORMAT, MetricsWriter
 from .rundir import read_json, read_metrics, write_json
@@ -347,9 +348,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     best = {"score": -math.inf, "step": 0}
     writer = MetricsWriter(run_dir / METRICS)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        criterion.load_state_dict(ckpt["criterion"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        restore_training_state(ckpt, run_dir / CHECKPOINT, model, criterion, optimizer)
         step, epoch, batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
         n_evals, best, seconds = ckpt["n_evals"], ckpt["best"], ckpt["seconds"]
         set_rng_state(ckpt["rng"])
