@@ -118,13 +118,13 @@ class LabelEmbeddingLoss(nn.Module):
                 and type(emb) is LabelEmbedding and o["backend"] != "autograd"
                 and o["reduction"] != "none" and _native.loaded()):
             return None
-        shape, dtype = z1.shape, z1.dtype
+        shape, dtype, weight = z1.shape, z1.dtype, emb.weight
         if not (len(shape) == 2 and z2.shape == shape and target.shape == shape[:1]
                 and shape[1] == emb.num_classes and shape[0] * shape[1] <= _native.MAX_ELEMENTS
                 and (dtype is torch.float32 or dtype is torch.float64)  # the kernel's types
-                and z2.dtype is dtype and emb.weight.dtype is dtype
+                and z2.dtype is dtype and weight.dtype is dtype
                 and target.dtype is torch.int64
-                and z1.is_cpu and z2.is_cpu and target.is_cpu and emb.weight.is_cpu):
+                and z1.is_cpu and z2.is_cpu and target.is_cpu and weight.is_cpu):
             return None
         warmup = o["warmup_steps"]
         key = (*o.values(), warmup == 0 or self._updates >= warmup)
