@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from labelemb.cli import main
-from labelemb.engine.rundir import RUN_FORMAT
+from labelemb.runs.rundir import RUN_FORMAT
 from labelemb.report.table import build_table
 
 MODES = ("baseline", "emb")

@@ -11,7 +11,7 @@ import torch
 
 from labelemb.cli import main
 from labelemb.data.parallel_text import collate
-from labelemb.engine.rundir import read_metrics
+from labelemb.runs.rundir import read_metrics
 from labelemb.engine.seq2seq import load_run
 from labelemb.embedding import load_embedding
 from labelemb.models.beam import beam_search, greedy_decode

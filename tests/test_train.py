@@ -14,8 +14,8 @@ import torch
 from labelemb.cli import main
 from labelemb.data.registry import load_dataset
 from labelemb.embedding import load_embedding
-from labelemb.engine import rundir
-from labelemb.engine.checkpoint import load_checkpoint
+from labelemb.runs import rundir
+from labelemb.runs.checkpoint import load_checkpoint
 from labelemb.engine.classification import (
     TrainConfig, expected_calibration_error, parse_seeds, run_training,
 )

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from labelemb.embedding import load_embedding
-from labelemb.engine import rundir
-from labelemb.engine.checkpoint import load_checkpoint
+from labelemb.runs import rundir
+from labelemb.runs.checkpoint import load_checkpoint
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 SRC = str(Path(__file__).resolve().parents[1] / "src")

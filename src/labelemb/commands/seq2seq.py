@@ -113,7 +113,7 @@ def _decode_options(p: argparse.ArgumentParser) -> None:
 
 
 def _which(args) -> str:
-    from ..engine.rundir import CHECKPOINT
+    from ..runs.rundir import CHECKPOINT
     from ..engine.seq2seq import BEST
 
     return BEST if args.checkpoint == "best" else CHECKPOINT
@@ -146,7 +146,7 @@ def _read_input(path: str) -> list[str]:
 
 
 def _translate(args) -> int:
-    from ..engine.checkpoint import atomic_write_text
+    from ..runs.atomic import atomic_write_text
     from ..engine.seq2seq import translate_lines
 
     lines = _read_input(args.input)

@@ -42,13 +42,14 @@ from ..data.transforms import random_crop_flip, to_float
 from ..embedding import FixedLabelEmbedding, LabelEmbedding, save_embedding
 from ..loss import LabelEmbeddingLoss
 from ..models.classifier import MODELS, Classifier, build_model
-from . import rundir
+from ..runs import rundir
 from ..report.table import build_table
-from .checkpoint import (atomic_write_text, load_checkpoint, restore_training_state,
+from ..runs.atomic import atomic_write_text
+from ..runs.checkpoint import (load_checkpoint, restore_training_state,
                          rng_state, save_checkpoint, set_rng_state)
-from .progress import log as _log_line
-from .progress import progress
-from .seed import seed_everything
+from ..runs.progress import log as _log_line
+from ..runs.progress import progress
+from ..runs.seed import seed_everything
 
 __all__ = [
     "MODES", "RECIPES", "TrainConfig", "run_training", "train_one", "evaluate",

@@ -34,12 +34,12 @@ from ..loss import LabelEmbeddingLoss
 from ..models.beam import beam_search, greedy_decode
 from ..models.seq2seq import PRESETS as MODEL_PRESETS
 from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
-from .checkpoint import (load_checkpoint, restore_training_state, rng_state, save_checkpoint,
+from ..runs.checkpoint import (load_checkpoint, restore_training_state, rng_state, save_checkpoint,
                          set_rng_state)
-from .progress import log, progress
-from .rundir import CHECKPOINT, CONFIG, EMBEDDING, METRICS, RESULT, RUN_FORMAT, MetricsWriter
-from .rundir import read_json, read_metrics, write_json
-from .seed import seed_everything
+from ..runs.progress import log, progress
+from ..runs.rundir import CHECKPOINT, CONFIG, EMBEDDING, METRICS, RESULT, RUN_FORMAT, MetricsWriter
+from ..runs.rundir import read_json, read_metrics, write_json
+from ..runs.seed import seed_everything
 from .text_metrics import bleu, rouge
 
 __all__ = [
@@ -477,7 +477,7 @@ def _finish(run_dir: Path, cfg: TrainConfig, dev_set: ParallelCorpus,
                              unk_replace=cfg.unk_replace, batch_size=cfg.batch_size,
                              device=device, show_progress=True)
         sep = "" if cfg.tokenize == "chars" else " "
-        from .checkpoint import atomic_write_text
+        from ..runs.atomic import atomic_write_text
 
         atomic_write_text(run_dir / TEST_OUTPUT, "".join(sep.join(h) + "\n" for h in hyps))
         refs = [test_set.tgt_tokens(i) for i in range(len(test_set))]

@@ -1,4 +1,4 @@
-"""Loading run directories (see :mod:`labelemb.engine.rundir`) and grouping them for reports.
+"""Loading run directories (see :mod:`labelemb.runs.rundir`) and grouping them for reports.
 
 A report compares runs that differ only in ``mode`` and ``seed``: runs are grouped by
 ``(dataset, model, mode)``, and modes of the same ``(dataset, model)`` are compared with the
@@ -8,7 +8,7 @@ Policy for odd run directories:
 
 * no ``result.json`` (still running, or killed): skipped with a warning on stderr, or a
   :class:`IncompleteRunError` with ``strict=True``;
-* ``run_format`` in ``config.json`` other than :data:`~labelemb.engine.rundir.RUN_FORMAT`:
+* ``run_format`` in ``config.json`` other than :data:`~labelemb.runs.rundir.RUN_FORMAT`:
   always a :class:`RunFormatError`, since its numbers may mean something else.
 """
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..engine.progress import log
-from ..engine.rundir import (CONFIG, METRICS, RESULT, RUN_FORMAT, is_complete, iter_run_dirs,
+from ..runs.progress import log
+from ..runs.rundir import (CONFIG, METRICS, RESULT, RUN_FORMAT, is_complete, iter_run_dirs,
                              read_json, read_metrics)
 
 __all__ = [

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..engine.progress import log
+from ..runs.progress import log
 from .runs import Run, group_runs, load_runs
 
 __all__ = [

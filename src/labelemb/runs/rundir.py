@@ -1,0 +1,233 @@
+"""The on-disk layout of one run (what training writes and reports read) and its one owner.
+
+A run directory holds
+
+* ``config.json``: ``settings`` (every setting of the run, as declared by the engine's config
+  dataclass: what ``--resume`` compares), plus ``run_format``, ``labelemb_version``,
+  ``task`` (``"classification"`` or ``"seq2seq"``), ``mode``, ``model``, ``dataset``, ``seed``
+  and ``class_names`` (classification).
+* ``metrics.jsonl``: one JSON object per evaluation (per epoch for classification), appended
+  and flushed as it happens. Errors are fractions in [0, 1]. Classification keys: ``epoch``
+  (1-based), ``train_loss``, ``terms`` (dict of loss terms), ``train_error``, ``dev_error``
+  (or null), ``test_error``, ``test_loss``, ``test_ece``, ``seconds`` (training time of the
+  epoch), ``lr``. Seq2seq keys (one record per evaluation): ``step``, ``epoch``,
+  ``train_loss``, ``terms``, ``dev_bleu`` or ``dev_rouge1``/``dev_rouge2``/``dev_rougeL``,
+  ``dev_loss``, ``seconds`` (training time since the previous evaluation), ``total_seconds``,
+  ``lr``, ``best_step``.
+* ``embedding.safetensors``: the label embedding (modes that have one), with class names.
+* ``checkpoint.pt``: the latest state for ``--resume``.
+* ``result.json``: written last; its presence means the run finished.
+
+:class:`RunDir` is the only code that creates, resumes or overwrites a run directory: both
+engines open their runs through :meth:`RunDir.open`, so one rule decides what ``--resume`` and
+``--overwrite`` do, and every file goes through the atomic writes of :mod:`labelemb.runs.atomic`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .atomic import atomic_write_text, remove_stale_temp_files
+from .checkpoint import load_checkpoint
+from .progress import log
+
+__all__ = [
+    "RUN_FORMAT", "CONFIG", "METRICS", "EMBEDDING", "CHECKPOINT", "RESULT",
+    "write_json", "read_json", "MetricsWriter", "read_metrics", "is_complete", "iter_run_dirs",
+    "RunDir", "changed_settings",
+]
+
+RUN_FORMAT = 1
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+EMBEDDING = "embedding.safetensors"
+CHECKPOINT = "checkpoint.pt"
+RESULT = "result.json"
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented UTF-8 JSON, atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON in ``path``; a missing or malformed file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path.name} in {path.parent}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+
+
+class MetricsWriter:
+    """Appends one JSON line per record and flushes it to disk at once.
+
+    ``truncate_after(n)`` drops records past ``n`` evaluations, used on resume so a run killed
+    after logging but before checkpointing does not log an epoch twice.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def truncate_after(self, n: int) -> None:
+        """Keep the first ``n`` records (none: an empty log)."""
+        records = read_metrics(self.path) if self.path.exists() else []
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in records[:n]))
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append ``record`` as one line and fsync it."""
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All records of a ``metrics.jsonl``; a torn last line (killed mid-write) is dropped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path.name} in {path.parent}")
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{path}:{i + 1} is not valid JSON: {err}") from err
+    return records
+
+
+def is_complete(run_dir: str | os.PathLike) -> bool:
+    """Whether the run in ``run_dir`` finished (its ``result.json`` exists)."""
+    return (Path(run_dir) / RESULT).is_file()
+
+
+def iter_run_dirs(root: str | os.PathLike) -> Iterator[Path]:
+    """Every directory under ``root`` (itself included) that holds a ``config.json``."""
+    root = Path(root)
+    if (root / CONFIG).is_file():
+        yield root
+    for p in sorted(root.rglob(CONFIG)):
+        if p.parent != root:
+            yield p.parent
+
+
+# --------------------------------------------------------------------------- the owner
+
+
+def changed_settings(saved: dict[str, Any], new: dict[str, Any],
+                     may_change: Iterable[str]) -> list[str]:
+    """The settings that differ between ``saved`` and ``new``, except those in ``may_change``."""
+    free = set(may_change)
+    return sorted(k for k in set(saved) | set(new)
+                  if k not in free and saved.get(k) != new.get(k))
+
+
+def _make_folder(path: Path) -> None:
+    """``mkdir -p`` whose failure says which path is in the way and what to do."""
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(
+                    f"{path}: cannot make the run folder, {parent} is a file; choose another --out")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".labelemb-write-test.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise type(err)(err.errno, f"{path}: cannot write the run folder ({err.strerror}); "
+                        "choose another --out") from None
+
+
+@dataclass
+class RunDir:
+    """One run's folder: its files, and the one rule for fresh, resumed and overwritten runs.
+
+    Attributes:
+        path: the folder.
+        checkpoint: the state to continue from (``None``: the run starts from scratch).
+        writer: whether this process writes files (rank 0 of a distributed run).
+    """
+
+    path: Path
+    checkpoint: dict[str, Any] | None = None
+    writer: bool = True
+    extra_files: tuple[str, ...] = ()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, settings: dict[str, Any], *, may_change: Iterable[str],
+             resume: bool = False, overwrite: bool = False, extra_files: Iterable[str] = (),
+             writer: bool = True, map_location: Any = "cpu") -> "RunDir":
+        """Open ``path`` for training with ``settings`` (the resolved config as a plain dict).
+
+        * no run there yet: a fresh run (``--resume`` with nothing to resume starts one too);
+        * a run there, neither flag: refused, the folder is left as it is;
+        * ``resume``: the saved settings must equal ``settings`` except ``may_change`` (how
+          long it trains, where it runs), finished runs included; the checkpoint is loaded;
+        * ``overwrite``: the run's files (the common ones and ``extra_files``) are deleted.
+
+        Stale ``*.tmp`` files of a killed writer are removed. Nothing is written here: the
+        folder is made, and old files deleted, only after every check passed.
+        """
+        path = Path(path)
+        if resume and overwrite:
+            raise ValueError("--resume and --overwrite exclude each other: choose one")
+        run = cls(path, writer=writer, extra_files=tuple(extra_files))
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"{path} is a file, not a run folder; choose another --out")
+        if writer:
+            remove_stale_temp_files(path)
+        has_run = (path / CONFIG).is_file()
+        if has_run and not (resume or overwrite):
+            raise ValueError(f"{path} already holds a run; pass --resume to continue it or "
+                             "--overwrite to start again")
+        if has_run and resume:
+            saved = read_json(path / CONFIG)
+            if "settings" not in saved:
+                raise ValueError(f"{path / CONFIG} has no settings (a run from an older "
+                                 "labelemb): it cannot be resumed; use --overwrite or another --out")
+            diff = changed_settings(saved["settings"], settings, may_change)
+            if diff:
+                shown = ", ".join(f"{k}: {saved['settings'].get(k)!r} -> {settings.get(k)!r}"
+                                  for k in diff)
+                raise ValueError(f"{path}: cannot resume with changed settings ({shown}); put "
+                                 "them back, or use another --out or --overwrite")
+            if (path / CHECKPOINT).is_file():
+                run.checkpoint = load_checkpoint(path / CHECKPOINT, map_location=map_location)
+        if resume and run.checkpoint is None:
+            log(f"{path}: no checkpoint to resume, starting the run")
+        return run
+
+    def start(self, config: dict[str, Any]) -> None:
+        """Make the folder and write ``config.json`` (rank 0 only). A fresh run first deletes
+        the files of the run it replaces; a resumed one drops ``result.json``, since the run
+        is unfinished again until it ends."""
+        if not self.writer:
+            return
+        _make_folder(self.path)
+        if self.checkpoint is None:
+            for name in (CONFIG, METRICS, EMBEDDING, CHECKPOINT, RESULT, *self.extra_files):
+                (self.path / name).unlink(missing_ok=True)
+        else:
+            (self.path / RESULT).unlink(missing_ok=True)
+        write_json(self.path / CONFIG, config)
+
+    @property
+    def resumed(self) -> bool:
+        """Whether training continues from a checkpoint."""
+        return self.checkpoint is not None
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
