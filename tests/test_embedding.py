@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
+import damaged_files
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -18,6 +23,12 @@ from labelemb import (
 )
 
 MiB = 2**20
+
+
+def _env_with_src() -> dict[str, str]:
+    """The environment for a child Python that imports this checkout's labelemb."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
 
 
 def test_full_embedding_starts_at_identity():
@@ -166,3 +177,107 @@ def test_bad_sizes_are_named(bad):
         LabelEmbedding(bad)
     with pytest.raises(ValueError, match="dim"):
         CompressedLabelEmbedding(4, dim=bad)
+
+
+# --------------------------------------------------------------------------- damaged files
+# Each damaged file is refused with a ValueError that names the file and the field at fault.
+
+
+def _refused(path, *fields: str) -> str:
+    with pytest.raises(ValueError) as info:
+        load_embedding(path)
+    message = str(info.value)
+    assert str(path) in message
+    for field in fields:
+        assert field in message
+    return message
+
+
+def test_hostile_num_classes_is_refused_before_any_allocation(tmp_path):
+    """A 4x4 weight whose metadata claims 100,000 classes (a 40 GB matrix) is refused from the
+    header; under a 4 GiB address-space limit an allocation would fail as a MemoryError or
+    RuntimeError instead of this ValueError."""
+    path = damaged_files.set_metadata(damaged_files.saved_full(tmp_path / "e.safetensors"),
+                                      num_classes="100000", class_names=None)
+    script = (
+        "import resource, sys\n"
+        "from labelemb import load_embedding\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "try:\n"
+        "    load_embedding(sys.argv[1])\n"
+        "except ValueError as err:\n"
+        "    print(err)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, env=_env_with_src())
+    assert done.returncode == 0, done.stderr
+    assert "num_classes=100000" in done.stdout and "[4, 4]" in done.stdout
+    assert str(path) in done.stdout
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-3", "2.5", " 4", ""])
+def test_bad_num_classes_is_named(tmp_path, bad):
+    path = damaged_files.set_metadata(damaged_files.saved_full(tmp_path / "e.safetensors"),
+                                      num_classes=bad)
+    _refused(path, "num_classes", "positive int")
+
+
+@pytest.mark.parametrize("bad, why", [
+    ("not json [", "JSON list of strings"),
+    ('{"a": 1}', "JSON list of strings"),
+    ("[1, 2, 3, 4]", "JSON list of strings"),
+    ('["a", "b"]', "has 2 names but num_classes is 4"),
+])
+def test_bad_class_names_are_named(tmp_path, bad, why):
+    path = damaged_files.set_metadata(damaged_files.saved_full(tmp_path / "e.safetensors"),
+                                      class_names=bad)
+    _refused(path, "class_names", why)
+
+
+def test_compressed_shapes_must_match_dim(tmp_path):
+    path = damaged_files.set_metadata(damaged_files.saved_compressed(tmp_path / "c.safetensors"),
+                                      dim="3")
+    _refused(path, "'A'", "dim=3", "[4, 3]")
+    path = damaged_files.set_metadata(path, dim="zero")
+    _refused(path, "dim", "positive int")
+
+
+def test_tensor_names_dtype_and_kind_are_checked(tmp_path):
+    path = damaged_files.saved_full(tmp_path / "e.safetensors")
+    damaged_files.edit_header(path, lambda h: h.__setitem__("extra", h.pop("weight")))
+    _refused(path, "['extra']", "['weight']")
+    path = damaged_files.saved_full(tmp_path / "i.safetensors")
+    damaged_files.edit_header(path, lambda h: h["weight"].__setitem__("dtype", "I32"))
+    _refused(path, "'weight'", "dtype 'I32'")
+    path = damaged_files.set_metadata(damaged_files.saved_full(tmp_path / "k.safetensors"),
+                                      kind="sparse")
+    _refused(path, "kind 'sparse'")
+
+
+@pytest.mark.parametrize("drop", [1, 40, 200])
+def test_truncated_file_is_a_value_error_naming_the_file(tmp_path, drop):
+    """Cut in the data (1, 40 bytes of 64) or in the header: never safetensors' own error."""
+    path = damaged_files.truncate(damaged_files.saved_full(tmp_path / "e.safetensors"), drop)
+    _refused(path, "truncated")
+
+
+def test_offsets_that_do_not_span_the_shape_are_refused(tmp_path):
+    path = damaged_files.saved_full(tmp_path / "e.safetensors")
+    damaged_files.edit_header(path, lambda h: h["weight"].__setitem__("data_offsets", [0, 8]))
+    _refused(path, "'weight'", "data offsets [0, 8]")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_embedding_is_refused(tmp_path, value):
+    weight = torch.eye(4)
+    weight[1, 2] = value
+    path = damaged_files.saved_full(tmp_path / "e.safetensors", weight)
+    _refused(path, "'weight'", "1 non-finite")
+
+
+def test_valid_files_still_load_after_the_checks(tmp_path):
+    """The checks refuse nothing save_embedding writes: full (with names), compressed."""
+    full = load_embedding(damaged_files.saved_full(tmp_path / "f.safetensors"))
+    assert full.class_names == damaged_files.NAMES and full.num_classes == 4
+    comp = load_embedding(damaged_files.saved_compressed(tmp_path / "c.safetensors"))
+    assert isinstance(comp, CompressedLabelEmbedding) and comp.dim == 2
