@@ -67,14 +67,14 @@ def test_mlp_emb_one_epoch_on_5000_images_beats_25_percent(fashion, tmp_path):
     assert emb.class_names == cfg["class_names"]
     assert not torch.equal(emb.weight, torch.eye(10))  # it learned
     assert rundir.read_json(run / rundir.RESULT)["test_error"] == rec["test_error"]
-    assert (tmp_path / "summary.md").read_text().count("| emb |") == 1
+    assert not (tmp_path / "summary.md").exists()  # the command writes it, not the engine
 
 
 @pytest.mark.slow
 def test_two_runs_with_one_seed_are_identical(fashion, tmp_path):
     kw = dict(model="cnn", modes=["emb", "ols"], epochs=2, train_subset=250,
               test_subset=200, dev_subset=100,
-              augment=True, seeds=[3], summary=False)
+              augment=True, seeds=[3])
     a = run_training(TrainConfig(out=str(tmp_path / "a"), **kw), dataset=fashion)
     b = run_training(TrainConfig(out=str(tmp_path / "b"), **kw), dataset=fashion)
     for ra, rb in zip(a, b):
@@ -92,7 +92,7 @@ def test_modes_share_init_and_data_order(fashion, tmp_path):
     # with smoothing 0 "ls" is the baseline exactly.
     runs = run_training(TrainConfig(model="mlp", modes=["baseline", "ls"], epochs=1,
                                     train_subset=300, test_subset=200, dev_subset=200, smoothing=0.0,
-                                    out=str(tmp_path), summary=False), dataset=fashion)
+                                    out=str(tmp_path)), dataset=fashion)
     assert _metrics(runs[0]) == _metrics(runs[1])
 
 
@@ -139,7 +139,6 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(fashion, tmp_pa
 @pytest.mark.slow
 def test_resume_extends_ols_and_lr_schedule_exactly(fashion, tmp_path):
     kw = dict(model="mlp", modes=["ols"], train_subset=500, test_subset=200, dev_subset=200,
-              summary=False,
               lr_milestones=[1], seeds=[2])
     run_training(TrainConfig(epochs=1, out=str(tmp_path / "r"), **kw), dataset=fashion)
     (run,) = run_training(TrainConfig(epochs=3, resume=True, out=str(tmp_path / "r"), **kw),
@@ -160,34 +159,30 @@ def test_resume_extends_ols_and_lr_schedule_exactly(fashion, tmp_path):
                                  **kw), dataset=fashion)
 
 
-def test_resume_of_a_checkpoint_from_the_two_layer_head_is_refused_with_the_reason(fashion,
-                                                                                   tmp_path):
-    """A run checkpointed when the head had separate fc/aux_fc layers: its Adam state holds
-    four head tensors where the head now has two. The checkpoint is rewritten into that old
-    layout (keys and optimizer entries), then resumed."""
+def test_resume_of_a_checkpoint_with_another_layer_layout_is_refused_with_the_reason(
+        fashion, tmp_path):
+    """A run checkpointed by a labelemb whose head had another number of tensors (the
+    one-weight head had 2, two plain layers have 4): its Adam state does not fit. The
+    optimizer state is given two extra tensors, then the run is resumed."""
     kw = dict(model="mlp", modes=["emb"], train_subset=300, test_subset=200, dev_subset=200,
-              summary=False, seeds=[0])
+              seeds=[0])
     (run,) = run_training(TrainConfig(epochs=1, out=str(tmp_path / "r"), **kw), dataset=fashion)
     path = run / rundir.CHECKPOINT
     state = load_checkpoint(path)
-    model = state["model"]
-    for name in ("weight", "bias"):
-        both = model.pop(f"head.{name}")
-        model[f"head.fc.{name}"], model[f"head.aux_fc.{name}"] = both[:10], both[10:]
     group = state["optimizer"]["param_groups"][0]
-    group["params"] = list(range(len(group["params"]) + 2))  # two more head tensors
-    result = run / rundir.RESULT
-    result.unlink()  # unfinished, so --resume picks it up
+    n = len(group["params"])
+    group["params"] = list(range(n + 2))  # two more head tensors
+    (run / rundir.RESULT).unlink()  # unfinished, so --resume continues it
     torch.save(state, path)
-    with pytest.raises(ValueError, match="fc/aux_fc layout.*cannot be resumed"):
+    with pytest.raises(ValueError, match=rf"holds \[{n + 2}\] parameter tensors per group "
+                       rf"where this model has \[{n}\].*cannot be resumed"):
         run_training(TrainConfig(epochs=2, resume=True, out=str(tmp_path / "r"), **kw),
                      dataset=fashion)
 
 
 @pytest.mark.slow
 def test_emb_fixed_uses_the_earlier_runs_embedding_frozen(fashion, tmp_path):
-    kw = dict(model="mlp", train_subset=300, test_subset=200, dev_subset=200, epochs=1,
-              summary=False)
+    kw = dict(model="mlp", train_subset=300, test_subset=200, dev_subset=200, epochs=1)
     (emb_run,) = run_training(TrainConfig(modes=["emb"], out=str(tmp_path / "a"), **kw),
                               dataset=fashion)
     (fixed,) = run_training(TrainConfig(modes=["emb-fixed"], out=str(tmp_path / "b"),
@@ -271,7 +266,7 @@ def test_cifar100_recipe_on_cifar_format_files(tmp_path):
                          b"coarse_labels": rng.integers(0, 20, n).tolist()}, f, protocol=2)
     runs = run_training(TrainConfig(dataset="cifar100", data_dir=str(tmp_path),
                                     model="resnet8-std", modes=["baseline", "emb"], epochs=2,
-                                    batch_size=4, out=str(tmp_path / "out"), summary=False))
+                                    batch_size=4, out=str(tmp_path / "out")))
     cfg = rundir.read_json(runs[1] / rundir.CONFIG)
     # The CIFAR-100 recipe: crop+flip, lr x0.2 at 40 and 80, no dev set.
     assert cfg["augment"] is True and cfg["lr_milestones"] == [40, 80] and cfg["lr_gamma"] == 0.2

@@ -14,21 +14,20 @@ initialisation and data order for a given seed):
 ==============  =============================================================================
 
 :func:`run_training` is the whole of ``labelemb train``; it returns the run directories
-(``OUT/<mode>/seed-<k>/``, laid out as :mod:`labelemb.engine.rundir` says).
+(``OUT/<mode>/seed-<k>/``, laid out as :mod:`labelemb.runs.rundir` says). What each mode
+needs (auxiliary head, criterion, saved embedding, epoch hook) is one row of :data:`MODES`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -37,26 +36,24 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..baselines import LabelSmoothingLoss, OnlineLabelSmoothingLoss
-from ..data.registry import ImageDataset, load_dataset
+from ..data.registry import DATASETS, ImageDataset, find_data_dir, load_dataset, search_dirs
 from ..data.transforms import random_crop_flip, to_float
 from ..embedding import FixedLabelEmbedding, LabelEmbedding, save_embedding
 from ..loss import LabelEmbeddingLoss
 from ..models.classifier import MODELS, Classifier, build_model
 from ..runs import rundir
-from ..report.table import build_table
-from ..runs.atomic import atomic_write_text
-from ..runs.checkpoint import (load_checkpoint, restore_training_state,
-                         rng_state, save_checkpoint, set_rng_state)
+from ..runs.checkpoint import restore_training_state, rng_state, save_checkpoint, set_rng_state
+from ..runs.rundir import RunDir
+from ..runs.settings import flag_of, may_change_on_resume, setting
 from ..runs.progress import log as _log_line
 from ..runs.progress import progress
 from ..runs.seed import seed_everything
 
 __all__ = [
-    "MODES", "RECIPES", "TrainConfig", "run_training", "train_one", "evaluate",
-    "expected_calibration_error", "build_criterion", "parse_seeds",
+    "MODES", "Mode", "RECIPES", "TrainConfig", "run_training", "train_one", "evaluate",
+    "expected_calibration_error", "build_criterion", "parse_seeds", "parse_modes",
+    "parse_int_list", "pick_device",
 ]
-
-MODES = ("baseline", "emb", "emb-fixed", "ls", "ols")
 
 #: The paper's recipes (official-code.md). Adam without weight decay in every case.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -65,95 +62,72 @@ RECIPES: dict[str, dict[str, Any]] = {
     "cifar100": dict(epochs=100, batch_size=128, lr=1e-3, lr_milestones=[40, 80], augment=True),
 }
 
-# Settings that must not change when a run is resumed (others, e.g. epochs, may).
-_RESUME_KEYS = ("dataset", "model", "mode", "seed", "batch_size", "lr", "lr_milestones",
-                "lr_gamma", "augment", "train_subset", "test_subset", "dev_subset", "smoothing", "ols_alpha",
-                "embedding", "cifar100_labels")
+
+# --------------------------------------------------------------------------- modes
 
 
-@dataclass
-class TrainConfig:
-    """Every setting of ``labelemb train``; ``None`` means "the dataset's recipe"."""
-
-    dataset: str = "fashion-mnist"
-    model: str | None = None
-    modes: list[str] = field(default_factory=lambda: ["baseline", "emb"])
-    seeds: list[int] = field(default_factory=lambda: [0])
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    lr_milestones: list[int] | None = None
-    lr_gamma: float = 0.2
-    augment: bool | None = None
-    train_subset: int | None = None
-    test_subset: int | None = None
-    dev_subset: int | None = None
-    out: str | None = None
-    data_dir: str | None = None
-    device: str | None = None
-    resume: bool = False
-    overwrite: bool = False
-    embedding: str | None = None
-    smoothing: float = 0.1
-    ols_alpha: float = 0.5
-    eval_batch_size: int = 1000
-    threads: int | None = None
-    cifar100_labels: str = "fine"
-    summary: bool = True
-
-    @classmethod
-    def from_any(cls, obj: "TrainConfig | argparse.Namespace | dict") -> "TrainConfig":
-        if isinstance(obj, cls):
-            return dataclasses.replace(obj)
-        d = vars(obj) if isinstance(obj, argparse.Namespace) else dict(obj)
-        names = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(obj, argparse.Namespace):
-            unknown = set(d) - names
-            if unknown:
-                raise TypeError(f"unknown training setting(s) {sorted(unknown)}")
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def resolved(self, ds: ImageDataset) -> "TrainConfig":
-        """Fill the ``None`` settings from the dataset's recipe and check them."""
-        recipe = RECIPES[ds.preset]
-        c = dataclasses.replace(self)
-        for k, v in recipe.items():
-            if getattr(c, k) is None:
-                setattr(c, k, list(v) if isinstance(v, list) else v)
-        if c.model is None:
-            c.model = ds.default_model
-        if c.out is None:
-            c.out = str(Path("runs") / f"{ds.name}-{c.model}")
-        c.modes = list(c.modes)
-        c.seeds = [int(s) for s in c.seeds]
-        c.lr_milestones = [int(m) for m in c.lr_milestones]
-        _check_config(c)
-        return c
+def _label_smoothing(ds: ImageDataset, cfg: "TrainConfig", seed: int) -> nn.Module:
+    return LabelSmoothingLoss(cfg.smoothing)
 
 
-def _check_config(c: TrainConfig) -> None:
-    bad = [m for m in c.modes if m not in MODES]
-    if bad or not c.modes:
-        raise ValueError(f"modes must be a non-empty list from {MODES}, got {c.modes}")
-    if c.model not in MODELS:
-        raise ValueError(f"unknown model {c.model!r}; choose from {sorted(MODELS)}")
-    if not c.seeds:
-        raise ValueError("seeds must not be empty")
-    for name in ("epochs", "batch_size", "eval_batch_size"):
-        v = getattr(c, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if not c.lr > 0:
-        raise ValueError(f"lr must be > 0, got {c.lr!r}")
-    for name in ("train_subset", "test_subset", "dev_subset"):
-        v = getattr(c, name)
-        if v is not None and v < 1:
-            raise ValueError(f"{name} must be >= 1, got {v!r}")
-    if "emb-fixed" in c.modes and not c.embedding:
-        raise ValueError(
-            "mode emb-fixed needs --embedding PATH: an embedding.safetensors from an earlier "
-            "emb run (PATH may contain {seed}), or that run's output folder"
-        )
+def _online_label_smoothing(ds: ImageDataset, cfg: "TrainConfig", seed: int) -> nn.Module:
+    return OnlineLabelSmoothingLoss(ds.num_classes, alpha=cfg.ols_alpha)
+
+
+def _label_embedding(ds: ImageDataset, cfg: "TrainConfig", seed: int) -> nn.Module:
+    return LabelEmbeddingLoss.from_preset(
+        "classification", LabelEmbedding(ds.num_classes, class_names=ds.class_names))
+
+
+def _fixed_label_embedding(ds: ImageDataset, cfg: "TrainConfig", seed: int) -> nn.Module:
+    return LabelEmbeddingLoss.from_preset("classification", load_fixed_embedding(ds, cfg, seed))
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What one training mode needs; every difference between modes is a field here."""
+
+    criterion: Callable[[ImageDataset, "TrainConfig", int], nn.Module]
+    aux_head: bool = False  # the model has the second output layer (W2 h.detach())
+    saves_embedding: bool = False  # write embedding.safetensors after every epoch
+    epoch_hook: Callable[[nn.Module], None] | None = None  # called on the criterion per epoch
+    needs_embedding_file: bool = False  # --embedding PATH of an earlier emb run
+    help: str = ""
+
+
+MODES: dict[str, Mode] = {
+    "baseline": Mode(lambda ds, cfg, seed: LabelSmoothingLoss(0.0),
+                     help="cross-entropy on the main head"),
+    "emb": Mode(_label_embedding, aux_head=True, saves_embedding=True,
+                help="label embedding network, trainable embedding, two output layers"),
+    "emb-fixed": Mode(_fixed_label_embedding, needs_embedding_file=True,
+                      help="frozen embedding of an earlier emb run (eq. 17), no aux head"),
+    "ls": Mode(_label_smoothing, help="label smoothing (--smoothing)"),
+    # OLS swaps in the soft labels it gathered once per epoch, after the last batch.
+    "ols": Mode(_online_label_smoothing, epoch_hook=lambda c: c.next_epoch(),
+                help="online label smoothing (--ols-alpha)"),
+}
+
+
+def parse_modes(text: str | list[str]) -> list[str]:
+    """``"baseline,emb"`` -> ``["baseline", "emb"]``, each checked against :data:`MODES`."""
+    modes = ([m.strip() for m in text.split(",") if m.strip()] if isinstance(text, str)
+             else list(text))
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ValueError(f"--modes: unknown mode(s) {bad or text!r}; choose from "
+                         f"{', '.join(MODES)}")
+    return modes
+
+
+def parse_int_list(text: str) -> list[int]:
+    """``"40,80"`` -> ``[40, 80]``; ``"none"`` or ``""`` -> ``[]``."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated epochs, got {text!r}") from None
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -179,6 +153,130 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+def _recipes_text() -> str:
+    return "; ".join(
+        f"{k}: {v['epochs']} epochs, batch {v['batch_size']}, lr {v['lr']}"
+        + (f" x--lr-gamma at {v['lr_milestones']}" if v["lr_milestones"] else "")
+        + (", crop+flip" if v["augment"] else "") for k, v in RECIPES.items())
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of ``labelemb train``, declared once: the command's flags are generated
+    from these fields. ``None`` means "the dataset's recipe"."""
+
+    dataset: str = setting(
+        "fashion-mnist", f"{', '.join(DATASETS)}, a folder of class folders, or an .npz with x "
+        "and y", flags=("--dataset", "-d"))
+    model: str | None = setting(
+        None, "backbone", flags=("--model", "-m"), choices=sorted(MODELS),
+        default_text="cnn for MNIST-like and own data, resnet8 for cifar10, resnet18 for cifar100")
+    # --mode is the authors' spelling (cnn.py --mode=emb): one mode, or a list as --modes.
+    modes: list[str] = setting(["baseline", "emb"], f"comma-separated, from {', '.join(MODES)}",
+                               flags=("--modes", "--mode"), parse=parse_modes)
+    seeds: list[int] = setting([0], "e.g. 0-19 or 0,3,5", parse=parse_seeds)
+    epochs: int | None = setting(None, "training epochs", default_text=f"the recipe "
+                                 f"({_recipes_text()})", on_resume=True)
+    batch_size: int | None = setting(None, "images per update", default_text="the recipe")
+    lr: float | None = setting(None, "Adam learning rate", default_text="the recipe")
+    lr_milestones: list[int] | None = setting(
+        None, "epochs after which the lr is multiplied by --lr-gamma, e.g. 40,80 or none",
+        parse=parse_int_list, default_text="the recipe")
+    lr_gamma: float = setting(0.2, "lr factor at each milestone, > 0")
+    augment: bool | None = setting(None, "random crop (pad 4) + horizontal flip",
+                                   default_text="on for CIFAR")
+    train_subset: int | None = setting(None, "train on the first N training images only")
+    test_subset: int | None = setting(None, "evaluate on the first N test images only")
+    dev_subset: int | None = setting(None, "evaluate on the first N dev images only")
+    out: str | None = setting(None, "output folder, one OUT/<mode>/seed-<k>/ per run",
+                              flags=("--out", "-o"), default_text="runs/<dataset>-<model>",
+                              on_resume=True)
+    data_dir: str | None = setting(
+        None, "folder that holds the dataset; an error if it does not", on_resume=True,
+        default_text="search $LABELEMB_DATA, ~/.cache/labelemb/<name>, /usr/share/datasets/<name>")
+    device: str | None = setting(None, "cpu, cuda, cuda:1", default_text="cuda if available",
+                                 on_resume=True)
+    resume: bool = setting(False, "continue runs from their checkpoint.pt (settings must be "
+                           "unchanged; a larger --epochs extends finished runs)", on_resume=True)
+    overwrite: bool = setting(False, "delete existing runs in OUT and start them again",
+                              on_resume=True)
+    embedding: str | None = setting(
+        None, "emb-fixed: embedding.safetensors of an earlier emb run; may contain {seed}, "
+        "or name that run's OUT folder (uses OUT/emb/seed-<k>/)")
+    smoothing: float = setting(0.1, "ls: label smoothing epsilon, in [0, 1)")
+    ols_alpha: float = setting(0.5, "ols: weight of the hard cross-entropy, in [0, 1]")
+    eval_batch_size: int = setting(1000, "images per evaluation batch", on_resume=True)
+    threads: int | None = setting(
+        None, "CPU threads for torch; 1 is much faster on a machine shared with other jobs. "
+        "Results are bit-identical only for the same thread count", on_resume=True,
+        default_text="torch's choice")
+    cifar100_labels: str = setting("fine", "CIFAR-100 label set", choices=("fine", "coarse"))
+
+    @classmethod
+    def from_any(cls, obj: "TrainConfig | argparse.Namespace | dict") -> "TrainConfig":
+        """A copy of ``obj``: a config, the parsed flags, or a dict (unknown keys refused)."""
+        if isinstance(obj, cls):
+            return dataclasses.replace(obj)
+        d = vars(obj) if isinstance(obj, argparse.Namespace) else dict(obj)
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(obj, argparse.Namespace):
+            unknown = set(d) - names
+            if unknown:
+                raise TypeError(f"unknown training setting(s) {sorted(unknown)}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def resolved(self, ds: ImageDataset) -> "TrainConfig":
+        """Fill the ``None`` settings from the dataset's recipe and check them."""
+        recipe = RECIPES[ds.preset]
+        c = dataclasses.replace(self)
+        for k, v in recipe.items():
+            if getattr(c, k) is None:
+                setattr(c, k, list(v) if isinstance(v, list) else v)
+        if c.model is None:
+            c.model = ds.default_model
+        if c.out is None:
+            c.out = str(Path("runs") / f"{ds.name}-{c.model}")
+        c.modes = parse_modes(c.modes)
+        c.seeds = [int(s) for s in c.seeds]
+        c.lr_milestones = [int(m) for m in c.lr_milestones]
+        _check_config(c)
+        return c
+
+    def run_settings(self, mode: str, seed: int) -> dict[str, Any]:
+        """The settings of one ``(mode, seed)`` run, as ``config.json`` records them."""
+        d = dataclasses.asdict(self)
+        del d["modes"], d["seeds"]
+        return {**d, "mode": mode, "seed": seed}
+
+
+def _check_config(c: TrainConfig) -> None:
+    """Refuse settings no run can use, naming the flag (before any file is written)."""
+    if c.model not in MODELS:
+        raise ValueError(f"--model: unknown model {c.model!r}; choose from {sorted(MODELS)}")
+    if not c.seeds:
+        raise ValueError("--seeds must not be empty")
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{flag_of(name)} must be a positive integer, got {v!r}")
+    for name in ("lr", "lr_gamma"):
+        if not getattr(c, name) > 0:  # also refuses NaN
+            raise ValueError(f"{flag_of(name)} must be > 0, got {getattr(c, name)!r}")
+    if not 0 <= c.smoothing < 1:
+        raise ValueError(f"--smoothing must be in [0, 1), got {c.smoothing!r}")
+    if not 0 <= c.ols_alpha <= 1:
+        raise ValueError(f"--ols-alpha must be in [0, 1], got {c.ols_alpha!r}")
+    for name in ("train_subset", "test_subset", "dev_subset", "threads"):
+        v = getattr(c, name)
+        if v is not None and v < 1:
+            raise ValueError(f"{flag_of(name)} must be >= 1, got {v!r}")
+    if any(MODES[m].needs_embedding_file for m in c.modes) and not c.embedding:
+        raise ValueError(
+            "mode emb-fixed needs --embedding PATH: an embedding.safetensors from an earlier "
+            "emb run (PATH may contain {seed}), or that run's output folder"
+        )
+
+
 # --------------------------------------------------------------------------- pieces
 
 
@@ -190,37 +288,41 @@ def _resolve_embedding_path(template: str, seed: int) -> Path:
             if cand.is_file():
                 return cand
         raise FileNotFoundError(
-            f"no {rundir.EMBEDDING} in {p} (looked in {p}, {p}/emb/seed-{seed}, {p}/seed-{seed})"
+            f"--embedding: no {rundir.EMBEDDING} in {p} (looked in {p}, {p}/emb/seed-{seed}, "
+            f"{p}/seed-{seed})"
         )
+    if not p.is_file():
+        raise FileNotFoundError(f"--embedding: no file {p}; give an earlier emb run's "
+                                f"{rundir.EMBEDDING} or its output folder")
     return p
+
+
+def load_fixed_embedding(ds: ImageDataset, cfg: TrainConfig, seed: int) -> FixedLabelEmbedding:
+    """The frozen embedding ``emb-fixed`` uses for ``seed``, checked against the dataset: its
+    class count and names must match, and every value must be finite."""
+    assert cfg.embedding is not None
+    path = _resolve_embedding_path(cfg.embedding, seed)
+    emb = FixedLabelEmbedding.from_file(path)
+    if emb.num_classes != ds.num_classes:
+        raise ValueError(f"--embedding {path}: embedding has {emb.num_classes} classes, "
+                         f"{ds.name} has {ds.num_classes}")
+    if emb.class_names is not None and list(emb.class_names) != list(ds.class_names):
+        raise ValueError(f"--embedding {path}: embedding class names {emb.class_names[:3]}... "
+                         f"do not match {ds.name}'s {ds.class_names[:3]}...")
+    if not all(torch.isfinite(t).all() for t in emb.state_dict().values()
+               if t.is_floating_point()):
+        raise ValueError(f"--embedding {path}: the embedding holds NaN or infinite values; "
+                         "train the emb run again (or use another seed's file)")
+    return emb
 
 
 def build_criterion(
     mode: str, ds: ImageDataset, cfg: TrainConfig, seed: int
 ) -> nn.Module:
     """The loss module of ``mode``; every one is called ``criterion(logits, aux, target)``."""
-    c = ds.num_classes
-    if mode == "baseline":
-        return LabelSmoothingLoss(0.0)
-    if mode == "ls":
-        return LabelSmoothingLoss(cfg.smoothing)
-    if mode == "ols":
-        return OnlineLabelSmoothingLoss(c, alpha=cfg.ols_alpha)
-    if mode == "emb":
-        return LabelEmbeddingLoss.from_preset(
-            "classification", LabelEmbedding(c, class_names=ds.class_names)
-        )
-    if mode == "emb-fixed":
-        assert cfg.embedding is not None
-        path = _resolve_embedding_path(cfg.embedding, seed)
-        emb = FixedLabelEmbedding.from_file(path)
-        if emb.num_classes != c:
-            raise ValueError(f"{path}: embedding has {emb.num_classes} classes, {ds.name} has {c}")
-        if emb.class_names is not None and list(emb.class_names) != list(ds.class_names):
-            raise ValueError(f"{path}: embedding class names {emb.class_names[:3]}... do not "
-                             f"match {ds.name}'s {ds.class_names[:3]}...")
-        return LabelEmbeddingLoss.from_preset("classification", emb)
-    raise ValueError(f"unknown mode {mode!r}; choose from {MODES}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    return MODES[mode].criterion(ds, cfg, seed)
 
 
 def expected_calibration_error(probs: Tensor, target: Tensor, n_bins: int = 15) -> float:
@@ -306,13 +408,14 @@ def _barrier() -> None:
 
 def _run_config(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int, n_params: int,
                 device: torch.device) -> dict[str, Any]:
-    d = dataclasses.asdict(cfg)
-    for k in ("modes", "seeds", "resume", "overwrite", "out", "summary", "device", "data_dir",
-              "threads"):
-        d.pop(k)
+    """``config.json`` of one run: its ``settings``, flat copies of the settings reports read,
+    and what the data and machine were."""
+    settings = cfg.run_settings(mode, seed)
+    flat = {k: v for k, v in settings.items()
+            if k not in ("resume", "overwrite", "out", "device", "data_dir", "threads")}
     return {
         "run_format": rundir.RUN_FORMAT, "labelemb_version": __version__,
-        "task": "classification", **d, "mode": mode, "seed": seed,
+        "task": "classification", **flat, "settings": settings,
         "dataset": ds.name, "data_source": ds.source, "num_classes": ds.num_classes,
         "class_names": list(ds.class_names), "in_channels": ds.in_channels,
         "image_size": ds.image_size, "train_size": len(ds.train_y),
@@ -323,12 +426,58 @@ def _run_config(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int, n_para
     }
 
 
-def _check_resumable(old: dict[str, Any], new: dict[str, Any], run_dir: Path) -> None:
-    diff = [k for k in _RESUME_KEYS if old.get(k) != new.get(k)]
-    if diff:
-        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
-        raise ValueError(f"{run_dir}: cannot resume with changed settings ({shown}); use "
-                         "another --out or --overwrite")
+@dataclass
+class _Training:
+    """The objects one run trains: built fresh, then restored from a checkpoint on resume."""
+
+    model: nn.Module
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.MultiStepLR
+    data_rng: torch.Generator
+    n_params: int
+
+    def state(self, epoch: int, mode: str, seed: int) -> dict[str, Any]:
+        """The checkpoint after ``epoch``: everything an exact resume needs."""
+        return {
+            "model": self.model.state_dict(), "criterion": self.criterion.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch, "rng": rng_state(), "data_rng": self.data_rng.get_state(),
+            "mode": mode, "seed": seed,
+        }
+
+    def restore(self, state: dict[str, Any], source: Path) -> int:
+        """Load a checkpoint's state; returns the number of epochs it had done."""
+        restore_training_state(state, source, self.model, self.criterion, self.optimizer)
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.data_rng.set_state(state["data_rng"])
+        return int(state["epoch"])
+
+
+def _build(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int,
+           device: torch.device) -> _Training:
+    # Same seed -> same backbone/main-head init and same data order in every mode.
+    g = seed_everything(seed)
+    model = build_model(cfg.model, ds.in_channels, ds.image_size, ds.num_classes,
+                        aux=MODES[mode].aux_head).to(device)
+    criterion = build_criterion(mode, ds, cfg, seed).to(device)
+    params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.lr_milestones, cfg.lr_gamma)
+    return _Training(model, criterion, optimizer, scheduler, g,
+                     sum(p.numel() for p in model.parameters()))
+
+
+def _eval_splits(ds: ImageDataset, cfg: TrainConfig) -> dict[str, tuple[Tensor, Tensor]]:
+    """The test split and, where the dataset has one, the dev split, cut to their subsets."""
+    splits = {}
+    for name, x, y, subset in (("test", ds.test_x, ds.test_y, cfg.test_subset),
+                               ("dev", ds.dev_x, ds.dev_y, cfg.dev_subset)):
+        if y is not None:
+            n = min(len(y), subset or len(y))
+            splits[name] = (x[:n], y[:n])
+    return splits
 
 
 def train_one(
@@ -336,121 +485,85 @@ def train_one(
     device: torch.device,
 ) -> Path:
     """Train (or resume) one ``(mode, seed)`` run into ``run_dir``; returns ``run_dir``."""
-    rank, world = _dist()
-    is_main = rank == 0
-    run_dir = Path(run_dir)
-    ckpt_path = run_dir / rundir.CHECKPOINT
-    resume_state = None
-    if (run_dir / rundir.CONFIG).is_file():
-        if cfg.resume and ckpt_path.is_file():
-            resume_state = load_checkpoint(ckpt_path, map_location="cpu")
-            if resume_state["epoch"] >= cfg.epochs and rundir.is_complete(run_dir):
-                log(f"[{mode} seed {seed}] complete ({resume_state['epoch']} epochs), skipped")
-                return run_dir
-        elif cfg.overwrite or cfg.resume:
-            pass  # started afresh below (--resume without a checkpoint: nothing to continue)
-        else:
-            raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or "
-                             "--overwrite to start again")
+    is_main = _dist()[0] == 0
+    run = RunDir.open(run_dir, cfg.run_settings(mode, seed),
+                      may_change=may_change_on_resume(TrainConfig), resume=cfg.resume,
+                      overwrite=cfg.overwrite, writer=is_main)
+    if run.resumed and run.checkpoint["epoch"] >= cfg.epochs and rundir.is_complete(run.path):
+        log(f"[{mode} seed {seed}] complete ({run.checkpoint['epoch']} epochs), skipped")
+        return run.path
     _barrier()
-    if is_main and resume_state is None and run_dir.exists():
-        for name in (rundir.CONFIG, rundir.METRICS, rundir.EMBEDDING, rundir.CHECKPOINT,
-                     rundir.RESULT):
-            (run_dir / name).unlink(missing_ok=True)
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-
-    # Same seed -> same backbone/main-head init and same data order in every mode.
-    g = seed_everything(seed)
-    model = build_model(cfg.model, ds.in_channels, ds.image_size, ds.num_classes,
-                        aux=mode == "emb").to(device)
-    criterion = build_criterion(mode, ds, cfg, seed).to(device)
-    params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.lr_milestones, cfg.lr_gamma)
-    n_params = sum(p.numel() for p in model.parameters())
-    config = _run_config(cfg, ds, mode, seed, n_params, device)
-
-    metrics = rundir.MetricsWriter(run_dir / rundir.METRICS)
+    # Built (and an emb-fixed embedding checked) before the folder is touched.
+    t = _build(cfg, ds, mode, seed, device)
+    run.start(_run_config(cfg, ds, mode, seed, t.n_params, device))
+    metrics = rundir.MetricsWriter(run / rundir.METRICS)
     start = 0
-    if resume_state is not None:
-        _check_resumable(rundir.read_json(run_dir / rundir.CONFIG), config, run_dir)
-        restore_training_state(resume_state, run_dir / rundir.CHECKPOINT, model, criterion,
-                               optimizer)
-        scheduler.load_state_dict(resume_state["scheduler"])
-        set_rng_state(resume_state["rng"])
-        g.set_state(resume_state["data_rng"])
-        start = int(resume_state["epoch"])
-        if is_main:
-            (run_dir / rundir.RESULT).unlink(missing_ok=True)
-            metrics.truncate_after(start)
-            rundir.write_json(run_dir / rundir.CONFIG, config)
+    if run.resumed:
+        start = t.restore(run.checkpoint, run / rundir.CHECKPOINT)
         log(f"[{mode} seed {seed}] resuming after epoch {start}")
-    elif is_main:
-        rundir.write_json(run_dir / rundir.CONFIG, config)
-        metrics.truncate_after(0)
+    if is_main:
+        metrics.truncate_after(start)  # records a kill left after the checkpoint are redone
+    _train_epochs(cfg, ds, mode, seed, run, t, start, device)
+    if _dist()[1] > 1:
+        _check_ranks_agree(t.model, t.criterion, run.path)
+    if is_main:
+        _write_result(run.path, t.n_params)
+    _barrier()
+    return run.path
 
-    train_model: nn.Module = model
+
+def _train_epochs(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int, run: RunDir,
+                  t: _Training, start: int, device: torch.device) -> None:
+    """Epochs ``start + 1 .. cfg.epochs``: train, evaluate, log, checkpoint."""
+    world = _dist()[1]
+    train_model: nn.Module = t.model
     if world > 1:
         train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            t.model, device_ids=[device.index] if device.type == "cuda" else None
         )
-
-    test_n = min(len(ds.test_y), cfg.test_subset or len(ds.test_y))
-    test_x, test_y = ds.test_x[:test_n], ds.test_y[:test_n]
-    if ds.dev_y is not None:
-        dev_n = min(len(ds.dev_y), cfg.dev_subset or len(ds.dev_y))
-        dev_x, dev_y = ds.dev_x[:dev_n], ds.dev_y[:dev_n]
-    record: dict[str, Any] = {}
+    splits = _eval_splits(ds, cfg)
+    metrics = rundir.MetricsWriter(run / rundir.METRICS)
+    hook = MODES[mode].epoch_hook
     for epoch in range(start + 1, cfg.epochs + 1):
-        lr = optimizer.param_groups[0]["lr"]
-        stats = _train_epoch(train_model, criterion, optimizer, ds, cfg, g, device,
+        lr = t.optimizer.param_groups[0]["lr"]
+        stats = _train_epoch(train_model, t.criterion, t.optimizer, ds, cfg, t.data_rng, device,
                              desc=f"{mode} s{seed} e{epoch}")
-        if isinstance(criterion, OnlineLabelSmoothingLoss):
-            criterion.next_epoch()  # once per epoch, after the last batch (syncs ranks)
-        scheduler.step()
-        test = evaluate(model, test_x, test_y, ds, cfg.eval_batch_size)
-        dev = (evaluate(model, dev_x, dev_y, ds, cfg.eval_batch_size)
-               if ds.dev_y is not None else None)
+        if hook is not None:
+            hook(t.criterion)  # after the last batch of the epoch (syncs ranks)
+        t.scheduler.step()
+        scores = {k: evaluate(t.model, x, y, ds, cfg.eval_batch_size) for k, (x, y) in splits.items()}
+        dev, test = scores.get("dev"), scores["test"]
         record = {
             "epoch": epoch, "train_loss": stats["loss"], "terms": stats["terms"],
             "train_error": stats["error"], "dev_error": dev["error"] if dev else None,
             "test_error": test["error"], "test_loss": test["loss"], "test_ece": test["ece"],
             "seconds": stats["seconds"], "lr": lr,
         }
-        if is_main:
+        if run.writer:
             # metrics first, checkpoint last: a kill in between is undone by truncate_after.
             metrics.write(record)
-            if mode == "emb":
-                save_embedding(criterion.embedding, run_dir / rundir.EMBEDDING,
+            if MODES[mode].saves_embedding:
+                save_embedding(t.criterion.embedding, run / rundir.EMBEDDING,
                                class_names=ds.class_names)
-            save_checkpoint({
-                "model": model.state_dict(), "criterion": criterion.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch, "rng": rng_state(), "data_rng": g.get_state(),
-                "mode": mode, "seed": seed,
-            }, ckpt_path)
+            save_checkpoint(t.state(epoch, mode, seed), run / rundir.CHECKPOINT)
         dev_txt = f" dev {100 * dev['error']:.2f}%" if dev else ""
         log(f"[{mode} seed {seed}] epoch {epoch}/{cfg.epochs} loss {stats['loss']:.4f} "
             f"train {100 * stats['error']:.2f}%{dev_txt} test {100 * test['error']:.2f}% "
             f"({stats['seconds']:.1f}s)")
         _barrier()
 
-    if world > 1:
-        _check_ranks_agree(model, criterion, run_dir)
-    if is_main:
-        history = rundir.read_metrics(run_dir / rundir.METRICS)
-        final = history[-1] if history else record
-        rundir.write_json(run_dir / rundir.RESULT, {
-            "epochs": final.get("epoch", cfg.epochs), "test_error": final.get("test_error"),
-            "dev_error": final.get("dev_error"), "test_loss": final.get("test_loss"),
-            "test_ece": final.get("test_ece"), "train_error": final.get("train_error"),
-            "seconds_per_epoch": (sum(r["seconds"] for r in history) / len(history)
-                                  if history else None),
-            "parameters": n_params,
-        })
-    _barrier()
-    return run_dir
+
+def _write_result(run_dir: Path, n_params: int) -> None:
+    """``result.json`` from the whole metrics log (resumed runs included): the run is done."""
+    history = rundir.read_metrics(run_dir / rundir.METRICS)
+    final = history[-1]
+    rundir.write_json(run_dir / rundir.RESULT, {
+        "epochs": final["epoch"], "test_error": final["test_error"],
+        "dev_error": final["dev_error"], "test_loss": final["test_loss"],
+        "test_ece": final["test_ece"], "train_error": final["train_error"],
+        "seconds_per_epoch": sum(r["seconds"] for r in history) / len(history),
+        "parameters": n_params,
+    })
 
 
 def _train_epoch(
@@ -529,28 +642,37 @@ def _train_epoch(
 # --------------------------------------------------------------------------- many runs
 
 
-def _pick_device(name: str | None) -> torch.device:
+def pick_device(name: str | None) -> torch.device:
+    """The device ``--device`` names (default: CUDA when available); an unknown or absent
+    device is a ``ValueError`` naming the flag, raised before any file is written."""
     rank, world = _dist()
-    if name:
-        dev = torch.device(name)
-    else:
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name) if name else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device name; use cpu, cuda or "
+                         "cuda:N") from None
     if dev.type == "cuda" and dev.index is None and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
+        raise ValueError(f"--device {name!r}: CUDA is not available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name!r}: this machine has {torch.cuda.device_count()} "
+                         "CUDA device(s)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r}: labelemb trains on cpu or cuda")
     return dev
 
 
 def run_training(
     config: "TrainConfig | argparse.Namespace | dict", dataset: ImageDataset | None = None
 ) -> list[Path]:
-    """Train every ``(mode, seed)`` of ``config``; returns their run directories.
+    """Train every ``(mode, seed)`` of ``config``; returns their run directories
+    ``OUT/<mode>/seed-<k>/``.
 
-    Writes ``OUT/<mode>/seed-<k>/`` per run and, after all runs, ``OUT/summary.md`` (the
-    report's result table over every run in ``OUT``) which is also printed. ``dataset``: an already loaded
-    :class:`~labelemb.data.registry.ImageDataset` to use instead of ``config.dataset``
-    (it is not modified).
+    ``dataset``: an already loaded :class:`~labelemb.data.registry.ImageDataset` to use instead
+    of ``config.dataset`` (it is not modified). Every setting, the device, the data and any
+    ``emb-fixed`` embedding are checked before the first run folder is made.
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     started_dist = _maybe_init_distributed(config)
@@ -575,39 +697,48 @@ def _maybe_init_distributed(config: Any) -> bool:
     return True
 
 
+def _load_data(cfg: TrainConfig) -> ImageDataset:
+    """The dataset of ``cfg``; a ``--data-dir`` that does not hold it is an error, never a
+    silent fall-back to another copy found elsewhere."""
+    if cfg.data_dir is not None:
+        given = Path(cfg.data_dir)
+        if not given.is_dir():
+            raise FileNotFoundError(f"--data-dir {given}: no such folder")
+        if cfg.dataset in DATASETS:
+            found = find_data_dir(cfg.dataset, given)
+            if found not in search_dirs(cfg.dataset, given)[:2]:
+                raise FileNotFoundError(
+                    f"--data-dir {given}: no {cfg.dataset} files there or in "
+                    f"{given / cfg.dataset} (a copy is in {found}: drop --data-dir to use it)")
+    return load_dataset(cfg.dataset, cfg.data_dir, cfg.cifar100_labels)
+
+
 def _run_training(config: Any, dataset: ImageDataset | None) -> list[Path]:
     cfg = TrainConfig.from_any(config)
-    if cfg.threads is not None:
-        if cfg.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {cfg.threads!r}")
-        torch.set_num_threads(cfg.threads)
-    ds = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir,
-                                                          cfg.cifar100_labels)
+    device = pick_device(cfg.device)
+    ds = dataset if dataset is not None else _load_data(cfg)
     cfg = cfg.resolved(ds)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     ds = dataclasses.replace(ds.subset_train(cfg.train_subset))
-    device = _pick_device(cfg.device)
-    rank, world = _dist()
+    for mode in cfg.modes:  # every emb-fixed file checked before the first run starts
+        if MODES[mode].needs_embedding_file:
+            for seed in cfg.seeds:
+                load_fixed_embedding(ds, cfg, seed)
     # Keep the whole dataset on the device: batches are then one index away.
     for name in ("train_x", "train_y", "dev_x", "dev_y", "test_x", "test_y"):
         t = getattr(ds, name)
         if t is not None:
             setattr(ds, name, t.to(device))
     out = Path(cfg.out)
-    dev_n = 0 if ds.dev_y is None else min(len(ds.dev_y), cfg.dev_subset or len(ds.dev_y))
+    splits = _eval_splits(ds, cfg)
+    dev_n = len(splits["dev"][1]) if "dev" in splits else 0
+    world = _dist()[1]
     log(f"{ds.name} ({ds.source}): train {len(ds.train_y)}, dev {dev_n}, test "
-        f"{min(len(ds.test_y), cfg.test_subset or len(ds.test_y))}; model {cfg.model}; "
+        f"{len(splits['test'][1])}; model {cfg.model}; "
         f"{cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr}"
         f"{' x' + str(cfg.lr_gamma) + ' at ' + str(cfg.lr_milestones) if cfg.lr_milestones else ''}"
         f"{', crop+flip' if cfg.augment else ''}; device {device}"
         f"{f', {world} ranks' if world > 1 else ''}; out {out}")
-    run_dirs = []
-    for seed in cfg.seeds:
-        for mode in cfg.modes:
-            run_dirs.append(train_one(cfg, ds, mode, seed, out / mode / f"seed-{seed}", device))
-    if cfg.summary and rank == 0:
-        # Every finished run under OUT, so a later call (e.g. emb-fixed) is compared with the
-        # baseline trained earlier into the same folder.
-        text = build_table(sorted(set(run_dirs) | set(rundir.iter_run_dirs(out))))
-        atomic_write_text(out / "summary.md", text + "\n")
-        print(text, flush=True)
-    return run_dirs
+    return [train_one(cfg, ds, mode, seed, out / mode / f"seed-{seed}", device)
+            for seed in cfg.seeds for mode in cfg.modes]

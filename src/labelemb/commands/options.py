@@ -1,0 +1,80 @@
+"""Command-line flags generated from a config dataclass declared with
+:func:`labelemb.runs.settings.setting`: one declaration, so each default is written once."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Any
+
+from ..runs.settings import default_of, flag_of
+
+__all__ = ["add_config_arguments", "config_from_args"]
+
+
+def _parse_for(f: dataclasses.Field) -> tuple[Any, bool]:
+    """``(argparse type, is_bool)`` from the field's annotation (a string under
+    ``from __future__ import annotations``)."""
+    text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    kinds = {part.strip() for part in text.split("|")}
+    if "bool" in kinds:
+        return None, True
+    for name, kind in (("int", int), ("float", float)):
+        if name in kinds:
+            return kind, False
+    return str, False
+
+
+def _user_error(parse: Any) -> Any:
+    """``parse`` whose ValueError message reaches the user (argparse would replace it with
+    "invalid <name> value")."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
+                         skip: typing.Iterable[str] = ()) -> None:
+    """Add one flag per field of ``cls`` (fields declared with ``cli=False`` or in ``skip``
+    are left out). The argparse default is the field's default; the help shows it once."""
+    skip = set(skip)
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if not meta.get("cli", False) or f.name in skip:
+            continue
+        default = default_of(f)
+        shown = meta["default_text"] or (None if default in (None, False) or
+                                         default is dataclasses.MISSING else _format(default))
+        help_text = meta["help"] + (f" (default: {shown})" if shown else "")
+        kwargs: dict[str, Any] = dict(dest=f.name, help=help_text)
+        if default is dataclasses.MISSING:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = default
+        parse, is_bool = _parse_for(f)
+        if is_bool:
+            kwargs["action"] = "store_true" if default is False else \
+                argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _user_error(meta["parse"]) if meta["parse"] else parse
+            kwargs["choices"] = meta["choices"]
+            kwargs["metavar"] = f.name.upper() if meta["choices"] is None else None
+        parser.add_argument(*(meta["flags"] or (flag_of(f.name),)), **kwargs)
+
+
+def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
+    """An instance of ``cls`` from the parsed flags (fields without a flag keep defaults)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    return cls(**{**values, **overrides})
