@@ -10,7 +10,8 @@ import torch
 from labelemb import CompressedLabelEmbedding, LabelSmoothingLoss
 from labelemb.data.parallel_text import ParallelCorpus, collate
 from labelemb.data.vocab import EOS, PAD, UNK, Vocab
-from labelemb.engine.seq2seq import build_criterion, decode_corpus, nearest_labels, sequence_loss
+from labelemb.commands.seq2seq import nearest_labels
+from labelemb.engine.seq2seq import build_criterion, decode_corpus, sequence_loss
 from labelemb.models.beam import beam_search, greedy_decode
 from labelemb.models.seq2seq import Seq2Seq, Seq2SeqConfig
 

@@ -5,57 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+from typing import Sequence
 
-__all__ = ["register"]
+from torch import nn
+
+from ..data.vocab import SPECIALS, Vocab
+from ..engine.seq2seq import TrainConfig
+from ..report.nearest import nearest_labels as _nearest
+from .options import add_config_arguments, config_from_args
+
+__all__ = ["register", "nearest_labels"]
 
 _BOOL = argparse.BooleanOptionalAction
-
-# (flag, TrainConfig field, argparse kwargs). Defaults None = the task's preset.
-_TRAIN_OPTIONS: list[tuple[str, dict]] = [
-    ("--seed", dict(type=int, default=1, help="random seed (default 1)")),
-    ("--src-lang", dict(help="source file extension (iwslt15: en; parallel: src)")),
-    ("--tgt-lang", dict(help="target file extension (iwslt15: vi; parallel: tgt)")),
-    ("--train-prefix", dict(default="train", help="parallel: training files <prefix>.<lang>")),
-    ("--dev-prefix", dict(default="dev", help="parallel: dev files (default dev)")),
-    ("--test-prefix", dict(default="test", help="parallel: test files; 'none' for no test set")),
-    ("--tokenize", dict(choices=["words", "chars"], help="words (default) or chars (lcsts)")),
-    ("--lcsts-min-score", dict(type=int, help="lcsts: keep dev/test pairs with human_label >= N "
-                                              "(default: all, the paper's counts)")),
-    ("--vocab-size", dict(type=int, default=50_000, help="vocabulary cap, specials included")),
-    ("--min-count", dict(type=int, default=1, help="drop tokens seen fewer times")),
-    ("--share-vocab", dict(action=_BOOL, help="one vocabulary for both sides (lcsts default)")),
-    ("--max-train-len", dict(type=int, help="drop training pairs with a longer side "
-                                            "(iwslt 100 tokens, lcsts 150 characters; 0: keep all)")),
-    ("--max-train-pairs", dict(type=int, help="use only the first N training pairs")),
-    ("--dev-max-pairs", dict(type=int, help="score only the first N dev pairs")),
-    ("--emb-dim", dict(type=int, help="word embedding size (iwslt 512, lcsts 400)")),
-    ("--hidden", dict(type=int, help="LSTM size (iwslt 512, lcsts 500)")),
-    ("--layers", dict(type=int, help="LSTM layers (iwslt 2, lcsts 1)")),
-    ("--dropout", dict(type=float, help="dropout (iwslt 0.2, lcsts 0)")),
-    ("--share-embeddings", dict(action=_BOOL, help="one word embedding for both sides")),
-    ("--label-dim", dict(type=int, default=512, help="compressed label embedding size")),
-    ("--batch-size", dict(type=int, default=64)),
-    ("--lr", dict(type=float, default=1e-3)),
-    ("--clip-norm", dict(type=float, default=5.0)),
-    ("--epochs", dict(type=int, help="iwslt 25, lcsts 10")),
-    ("--max-steps", dict(type=int, help="stop after N updates")),
-    ("--warmup-steps", dict(type=int, default=20_000,
-                            help="updates before the soft-target term starts (default 20000)")),
-    ("--chunked-loss", dict(action=_BOOL, default=False,
-                            help="emb: head + loss in chunks of tokens, no (B*T) x V tensor "
-                                 "(same loss, far less memory for big vocabularies)")),
-    ("--eval-every", dict(type=int, default=500, help="updates between dev evaluations")),
-    ("--beam", dict(type=int, help="beam for the test set (iwslt 10, lcsts 1)")),
-    ("--dev-beam", dict(type=int, default=1, help="beam for dev evaluations (default greedy)")),
-    ("--max-len", dict(type=int, help="longest output (iwslt 100, lcsts 50)")),
-    ("--length-norm", dict(type=float, default=0.0, help="rank finished beams by score/len**a")),
-    ("--unk-replace", dict(action=_BOOL, default=False, help="copy the most attended source "
-                                                             "token for each output <unk>")),
-    ("--select", dict(choices=["bleu", "rouge1", "rouge2", "rougeL"],
-                      help="dev metric for best.pt (iwslt bleu, lcsts rougeL)")),
-    ("--device", dict(help="cpu or cuda (default: cuda when available)")),
-]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,16 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = p.add_subparsers(dest="seq2seq_command", metavar="ACTION")
 
-    t = sub.add_parser("train", help="train, keep the best-dev model, score the test set")
-    t.add_argument("--task", required=True, choices=["iwslt15", "lcsts", "parallel"])
-    t.add_argument("--data-dir", required=True, help="directory of the data files")
-    t.add_argument("--mode", default="emb", choices=["emb", "baseline"],
-                   help="emb: label embedding loss; baseline: cross-entropy only")
-    t.add_argument("--out", help="run directory (default runs/seq2seq-TASK-MODE-seedN)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out")
-    t.add_argument("--threads", type=int, help="torch CPU threads")
-    for flag, kwargs in _TRAIN_OPTIONS:
-        t.add_argument(flag, **kwargs)
+    # Flags generated from the engine's TrainConfig: each setting and default declared once.
+    t = sub.add_parser("train", help="train, keep the best-dev model, score the test set",
+                       allow_abbrev=False)
+    add_config_arguments(t, TrainConfig)
     t.set_defaults(func=_train)
 
     tr = sub.add_parser("translate", help="translate/summarise lines with a trained run")
@@ -120,19 +75,9 @@ def _which(args) -> str:
 
 
 def _train(args) -> int:
-    import torch
+    from ..engine.seq2seq import train
 
-    from ..engine.seq2seq import TrainConfig, train
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    options = {flag.lstrip("-").replace("-", "_"): getattr(args, flag.lstrip("-").replace("-", "_"))
-               for flag, _ in _TRAIN_OPTIONS}
-    if options["test_prefix"] in ("none", ""):
-        options["test_prefix"] = None
-    out = args.out or str(Path("runs") / f"seq2seq-{args.task}-{args.mode}-seed{args.seed}")
-    cfg = TrainConfig(task=args.task, data_dir=args.data_dir, out=out, mode=args.mode, **options)
-    result = train(cfg, resume=args.resume)
+    result = train(config_from_args(TrainConfig, args))
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 
@@ -193,7 +138,7 @@ def _evaluate(args) -> int:
 
 
 def _neighbours(args) -> int:
-    from ..engine.seq2seq import load_run, nearest_labels
+    from ..engine.seq2seq import load_run
     from ..loss import LabelEmbeddingLoss
 
     _, criterion, _, tgt_vocab, _ = load_run(args.run)
@@ -206,3 +151,19 @@ def _neighbours(args) -> int:
         for word, pairs in near.items():
             print(f"{word}\t" + ", ".join(f"{w} ({p:.3f})" for w, p in pairs))
     return 0
+
+
+def nearest_labels(
+    embedding: nn.Module, vocab: Vocab, words: Sequence[str], k: int = 5
+) -> dict[str, list[tuple[str, float]]]:
+    """The ``k`` labels each word's learned soft target puts most weight on (paper Table 5).
+
+    :func:`labelemb.report.nearest.nearest_labels` over the asked words' rows only (never
+    ``V x V``), leaving out the word itself and the special symbols.
+    """
+    unknown = [w for w in words if w not in vocab.stoi]
+    if unknown:
+        raise ValueError(f"not in the target vocabulary: {unknown}")
+    ids = [vocab.stoi[w] for w in words]
+    near = _nearest(embedding, ids, k=k, names=vocab.itos, exclude=range(len(SPECIALS)))
+    return {w: [(n.name, n.probability) for n in near[i]] for w, i in zip(words, ids)}

@@ -48,11 +48,12 @@ from ..runs.settings import flag_of, may_change_on_resume, setting
 from ..runs.progress import log as _log_line
 from ..runs.progress import progress
 from ..runs.seed import seed_everything
+from .device import pick_device
 
 __all__ = [
     "MODES", "Mode", "RECIPES", "TrainConfig", "run_training", "train_one", "evaluate",
     "expected_calibration_error", "build_criterion", "parse_seeds", "parse_modes",
-    "parse_int_list", "pick_device",
+    "parse_int_list",
 ]
 
 #: The paper's recipes (official-code.md). Adam without weight decay in every case.
@@ -642,25 +643,13 @@ def _train_epoch(
 # --------------------------------------------------------------------------- many runs
 
 
-def pick_device(name: str | None) -> torch.device:
-    """The device ``--device`` names (default: CUDA when available); an unknown or absent
-    device is a ``ValueError`` naming the flag, raised before any file is written."""
+def _device_of_rank(name: str | None) -> torch.device:
+    """:func:`~labelemb.engine.device.pick_device`; under torchrun a bare ``cuda`` is this
+    rank's own GPU."""
+    dev = pick_device(name)
     rank, world = _dist()
-    try:
-        dev = torch.device(name) if name else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
-    except RuntimeError:
-        raise ValueError(f"--device {name!r} is not a device name; use cpu, cuda or "
-                         "cuda:N") from None
     if dev.type == "cuda" and dev.index is None and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name!r}: CUDA is not available here; use --device cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {name!r}: this machine has {torch.cuda.device_count()} "
-                         "CUDA device(s)")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device {name!r}: labelemb trains on cpu or cuda")
     return dev
 
 
@@ -715,7 +704,7 @@ def _load_data(cfg: TrainConfig) -> ImageDataset:
 
 def _run_training(config: Any, dataset: ImageDataset | None) -> list[Path]:
     cfg = TrainConfig.from_any(config)
-    device = pick_device(cfg.device)
+    device = _device_of_rank(cfg.device)
     ds = dataset if dataset is not None else _load_data(cfg)
     cfg = cfg.resolved(ds)
     if cfg.threads is not None:

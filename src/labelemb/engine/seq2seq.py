@@ -2,7 +2,7 @@
 
 :func:`train` reads the data, builds the vocabularies, trains with evaluation every
 ``eval_every`` updates, keeps the best-dev model in ``best.pt`` and scores the test set from it.
-The run directory follows :mod:`labelemb.engine.rundir`; besides the common files it holds
+The run directory follows :mod:`labelemb.runs.rundir`; besides the common files it holds
 ``vocab.src.json`` / ``vocab.tgt.json``, ``best.pt`` and ``test.hyp.txt`` (test outputs).
 
 Mode ``emb`` trains with :class:`~labelemb.CompressedLabelEmbedding` through
@@ -28,23 +28,26 @@ from ..baselines import LabelSmoothingLoss
 from ..data.parallel_text import (
     ParallelCorpus, batch_indices, collate, encode_corpus, load_parallel_dir,
 )
-from ..data.vocab import PAD, SPECIALS, UNK, Vocab
+from ..data.vocab import PAD, UNK, Vocab
 from ..embedding import CompressedLabelEmbedding, save_embedding
 from ..loss import LabelEmbeddingLoss
 from ..models.beam import beam_search, greedy_decode
 from ..models.seq2seq import PRESETS as MODEL_PRESETS
 from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
+from ..runs.atomic import atomic_write_text
 from ..runs.checkpoint import (load_checkpoint, restore_training_state, rng_state, save_checkpoint,
                          set_rng_state)
 from ..runs.progress import log, progress
-from ..runs.rundir import CHECKPOINT, CONFIG, EMBEDDING, METRICS, RESULT, RUN_FORMAT, MetricsWriter
-from ..runs.rundir import read_json, read_metrics, write_json
+from ..runs.rundir import (CHECKPOINT, CONFIG, EMBEDDING, METRICS, RESULT, RUN_FORMAT,
+                           MetricsWriter, RunDir, is_complete, read_json, read_metrics, write_json)
 from ..runs.seed import seed_everything
+from ..runs.settings import flag_of, may_change_on_resume, setting
+from .device import pick_device
 from .text_metrics import bleu, rouge
 
 __all__ = [
-    "TrainConfig", "TASK_DEFAULTS", "load_task", "build_vocabs", "build_model", "build_criterion",
-    "train", "decode_corpus", "score", "load_run", "nearest_labels", "BEST", "SRC_VOCAB",
+    "TrainConfig", "MODES", "Mode", "TASK_DEFAULTS", "load_task", "build_vocabs", "build_model", "build_criterion",
+    "train", "decode_corpus", "score", "load_run", "BEST", "SRC_VOCAB",
     "TGT_VOCAB", "TEST_OUTPUT",
 ]
 
@@ -53,64 +56,104 @@ SRC_VOCAB = "vocab.src.json"
 TGT_VOCAB = "vocab.tgt.json"
 TEST_OUTPUT = "test.hyp.txt"
 TASKS = ("iwslt15", "lcsts", "parallel")
-MODES = ("emb", "baseline")
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What one seq2seq mode needs; every difference between modes is a field here."""
+
+    label_embedding: bool  # LabelEmbeddingLoss over a compressed embedding, aux head, saved
+    help: str
+
+
+MODES: dict[str, Mode] = {
+    "emb": Mode(True, "label embedding loss"),
+    "baseline": Mode(False, "cross-entropy only"),
+}
+
+
+def _optional_prefix(text: str) -> str | None:
+    return None if text.strip().lower() in ("", "none") else text
 
 
 @dataclass
 class TrainConfig:
-    """Every setting of a seq2seq run; ``None`` means "the task's default" (TASK_DEFAULTS)."""
+    """Every setting of a seq2seq run, declared once: ``labelemb seq2seq train``'s flags are
+    generated from these fields. ``None`` means "the task's default" (TASK_DEFAULTS)."""
 
-    task: str
-    data_dir: str
-    out: str
-    mode: str = "emb"
-    seed: int = 1
+    task: str = setting(help="which data", choices=TASKS)
+    data_dir: str = setting(help="directory of the data files")
+    out: str | None = setting(None, "run directory", on_resume=True,
+                              default_text="runs/seq2seq-TASK-MODE-seedN")
+    mode: str = setting("emb", "; ".join(f"{k}: {m.help}" for k, m in MODES.items()),
+                        choices=tuple(MODES))
+    seed: int = setting(1, "random seed")
+    resume: bool = setting(False, "continue the run in --out (settings must be unchanged)",
+                           on_resume=True)
+    overwrite: bool = setting(False, "delete the run in --out and start again", on_resume=True)
+    threads: int | None = setting(None, "torch CPU threads", on_resume=True,
+                                  default_text="torch's choice")
     # data
-    src_lang: str | None = None  # file extension of the source side
-    tgt_lang: str | None = None
-    train_prefix: str = "train"  # task "parallel": files <prefix>.<lang>
-    dev_prefix: str = "dev"
-    test_prefix: str | None = "test"
-    tokenize: str | None = None  # "words" | "chars"
-    lcsts_min_score: int | None = None
-    vocab_size: int = 50_000
-    min_count: int = 1
-    share_vocab: bool | None = None
-    max_train_len: int | None = None  # 0: no limit
-    max_train_pairs: int | None = None
-    dev_max_pairs: int | None = None
+    src_lang: str | None = setting(None, "source file extension",
+                                   default_text="iwslt15: en; parallel: src")
+    tgt_lang: str | None = setting(None, "target file extension",
+                                   default_text="iwslt15: vi; parallel: tgt")
+    train_prefix: str = setting("train", "parallel: training files <prefix>.<lang>")
+    dev_prefix: str = setting("dev", "parallel: dev files")
+    test_prefix: str | None = setting("test", "parallel: test files; 'none' for no test set",
+                                      parse=_optional_prefix)
+    tokenize: str | None = setting(None, "words or chars", choices=("words", "chars"),
+                                   default_text="words; lcsts chars")
+    lcsts_min_score: int | None = setting(
+        None, "lcsts: keep dev/test pairs with human_label >= N",
+        default_text="all, the paper's counts")
+    vocab_size: int = setting(50_000, "vocabulary cap, specials included")
+    min_count: int = setting(1, "drop tokens seen fewer times")
+    share_vocab: bool | None = setting(None, "one vocabulary for both sides",
+                                       default_text="lcsts only")
+    max_train_len: int | None = setting(None, "drop training pairs with a longer side; 0 keeps all",
+                                        default_text="iwslt 100 tokens, lcsts 150 characters")
+    max_train_pairs: int | None = setting(None, "use only the first N training pairs")
+    dev_max_pairs: int | None = setting(None, "score only the first N dev pairs")
     # model
-    emb_dim: int | None = None
-    hidden: int | None = None
-    layers: int | None = None
-    dropout: float | None = None
-    share_embeddings: bool | None = None
-    label_dim: int = 512  # compressed label embedding size (512 in the authors' code)
+    emb_dim: int | None = setting(None, "word embedding size", default_text="iwslt 512, lcsts 400")
+    hidden: int | None = setting(None, "LSTM size", default_text="iwslt 512, lcsts 500")
+    layers: int | None = setting(None, "LSTM layers", default_text="iwslt 2, lcsts 1")
+    dropout: float | None = setting(None, "dropout", default_text="iwslt 0.2, lcsts 0")
+    share_embeddings: bool | None = setting(None, "one word embedding for both sides",
+                                            default_text="off")
+    # 512 in the authors' code
+    label_dim: int = setting(512, "compressed label embedding size")
     # training
-    batch_size: int = 64
-    lr: float = 1e-3
-    clip_norm: float = 5.0
-    epochs: int | None = None
-    max_steps: int | None = None
-    warmup_steps: int = 20_000
+    batch_size: int = setting(64, "sentence pairs per update")
+    lr: float = setting(1e-3, "Adam learning rate")
+    clip_norm: float = setting(5.0, "gradient norm clip")
+    epochs: int | None = setting(None, "training epochs", default_text="iwslt 25, lcsts 10",
+                                 on_resume=True)
+    max_steps: int | None = setting(None, "stop after N updates", on_resume=True)
+    warmup_steps: int = setting(20_000, "updates before the soft-target term starts")
     # head + loss in chunks of tokens (labelemb.chunked): no (B*T) x V tensor is held
-    chunked_loss: bool = False
-    eval_every: int = 500
+    chunked_loss: bool = setting(False, "emb: head + loss in chunks of tokens, no (B*T) x V "
+                                 "tensor (same loss, far less memory for big vocabularies)")
+    eval_every: int = setting(500, "updates between dev evaluations", on_resume=True)
     # decoding
-    beam: int | None = None
-    dev_beam: int = 1
-    max_len: int | None = None
-    length_norm: float = 0.0
-    unk_replace: bool = False
-    select: str | None = None  # dev metric that picks the best checkpoint
-    device: str | None = None
+    beam: int | None = setting(None, "beam for the test set", default_text="iwslt 10, lcsts 1")
+    dev_beam: int = setting(1, "beam for dev evaluations (1: greedy)")
+    max_len: int | None = setting(None, "longest output", default_text="iwslt 100, lcsts 50")
+    length_norm: float = setting(0.0, "rank finished beams by score/len**a")
+    unk_replace: bool = setting(False, "copy the most attended source token for each output <unk>")
+    select: str | None = setting(None, "dev metric that picks best.pt",
+                                 choices=("bleu", "rouge1", "rouge2", "rougeL"),
+                                 default_text="iwslt bleu, lcsts rougeL")
+    device: str | None = setting(None, "cpu or cuda", default_text="cuda when available",
+                                 on_resume=True)
 
     def resolved(self) -> "TrainConfig":
-        """A copy with every ``None`` default filled from the task's preset."""
+        """A copy with every ``None`` default filled from the task's preset, checked."""
         if self.task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+            raise ValueError(f"--task must be one of {TASKS}, got {self.task!r}")
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+            raise ValueError(f"--mode must be one of {tuple(MODES)}, got {self.mode!r}")
         d = asdict(self)
         for key, value in TASK_DEFAULTS[self.task].items():
             if d.get(key) is None:
@@ -119,19 +162,34 @@ class TrainConfig:
             d["device"] = "cuda" if torch.cuda.is_available() else "cpu"
         if d["max_train_len"] == 0:
             d["max_train_len"] = None
+        if d["out"] is None:
+            d["out"] = str(Path("runs") / f"seq2seq-{self.task}-{self.mode}-seed{self.seed}")
         cfg = TrainConfig(**d)
-        for name in ("batch_size", "eval_every", "epochs", "vocab_size", "min_count", "label_dim",
-                     "beam", "dev_beam", "max_len"):
-            v = getattr(cfg, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if cfg.tokenize not in ("words", "chars"):
-            raise ValueError(f"tokenize must be 'words' or 'chars', got {cfg.tokenize!r}")
-        if cfg.select not in ("bleu", "rouge1", "rouge2", "rougeL"):
-            raise ValueError(f"select must be bleu, rouge1, rouge2 or rougeL, got {cfg.select!r}")
-        if cfg.share_embeddings and not cfg.share_vocab:
-            raise ValueError("share_embeddings needs share_vocab")
+        _check_config(cfg)
         return cfg
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    """Refuse settings no run can use, naming the flag (before any file is written)."""
+    for name in ("batch_size", "eval_every", "epochs", "vocab_size", "min_count", "label_dim",
+                 "beam", "dev_beam", "max_len"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{flag_of(name)} must be a positive integer, got {v!r}")
+    for name in ("max_steps", "threads"):
+        v = getattr(cfg, name)
+        if v is not None and v < 1:
+            raise ValueError(f"{flag_of(name)} must be >= 1, got {v!r}")
+    if not cfg.lr > 0 or not cfg.clip_norm > 0:
+        raise ValueError(f"--lr and --clip-norm must be > 0, got {cfg.lr!r}, {cfg.clip_norm!r}")
+    if cfg.warmup_steps < 0:
+        raise ValueError(f"--warmup-steps must be >= 0, got {cfg.warmup_steps!r}")
+    if cfg.tokenize not in ("words", "chars"):
+        raise ValueError(f"--tokenize must be 'words' or 'chars', got {cfg.tokenize!r}")
+    if cfg.select not in ("bleu", "rouge1", "rouge2", "rougeL"):
+        raise ValueError(f"--select must be bleu, rouge1, rouge2 or rougeL, got {cfg.select!r}")
+    if cfg.share_embeddings and not cfg.share_vocab:
+        raise ValueError("--share-embeddings needs --share-vocab")
 
 
 _IWSLT = dict(
@@ -192,7 +250,8 @@ def model_config(cfg: TrainConfig, src_vocab: Vocab, tgt_vocab: Vocab) -> Seq2Se
 
 
 def build_model(mcfg: Seq2SeqConfig, mode: str) -> Seq2Seq:
-    return Seq2Seq(mcfg, aux_head=(mode == "emb"))
+    """The model of ``mode``: with the auxiliary head where the mode has a label embedding."""
+    return Seq2Seq(mcfg, aux_head=MODES[mode].label_embedding)
 
 
 def build_criterion(mode: str, tgt_vocab: Vocab, label_dim: int = 512,
@@ -201,7 +260,7 @@ def build_criterion(mode: str, tgt_vocab: Vocab, label_dim: int = 512,
     term; ``chunked`` computes head and loss together in chunks of tokens (same loss and
     gradients, same state-dict keys, a fraction of the memory). ``baseline``: cross-entropy,
     PAD ignored."""
-    if mode == "baseline":
+    if not MODES[mode].label_embedding:
         return LabelSmoothingLoss(0.0, ignore_index=PAD)
     embedding = CompressedLabelEmbedding(len(tgt_vocab), label_dim, class_names=tgt_vocab.itos)
     loss_class = ChunkedLabelEmbeddingLoss if chunked else LabelEmbeddingLoss
@@ -288,174 +347,221 @@ def corpus_loss(model: Seq2Seq, corpus: ParallelCorpus, src_vocab: Vocab, tgt_vo
 # --------------------------------------------------------------------------- training
 
 
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
-    if resume:
-        if not (run_dir / CHECKPOINT).is_file():
-            raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {run_dir}")
-        return
-    if (run_dir / CONFIG).exists():
-        raise ValueError(
-            f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
-        )
+@dataclass
+class _Data:
+    """A run's corpora and vocabularies, all read and checked before anything is written."""
+
+    train: ParallelCorpus
+    dev: ParallelCorpus
+    test: ParallelCorpus | None
+    src_vocab: Vocab
+    tgt_vocab: Vocab
 
 
-def _comparable(cfg: dict) -> dict:
-    # Settings that may change on resume: where it runs and how long it goes on.
-    return {k: v for k, v in cfg.items()
-            if k not in ("device", "epochs", "max_steps", "eval_every", "out")}
-
-
-def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Train, keep the best-dev model, score the test set from it; returns ``result.json``."""
-    cfg = config.resolved()
-    run_dir = Path(cfg.out)
-    _check_run_dir(run_dir, resume)
-    device = torch.device(cfg.device)  # type: ignore[arg-type]
-
-    # Read and check every input before writing anything.
+def _read_data(cfg: TrainConfig, run: RunDir) -> _Data:
+    """The task's splits, filtered, and the vocabularies: built from the training set, or
+    those of the resumed run (checked against its checkpoint's fingerprints)."""
     splits = load_task(cfg)
     train_set = splits["train"].filter(cfg.max_train_len).head(cfg.max_train_pairs)  # type: ignore[union-attr]
-    dev_set = splits["dev"].head(cfg.dev_max_pairs)  # type: ignore[union-attr]
-    test_set = splits.get("test")
     if len(train_set) == 0:
-        raise ValueError(f"no training pairs left after filtering (max_train_len={cfg.max_train_len})")
-    metric = cfg.select
-
-    if resume:
-        saved = read_json(run_dir / CONFIG)
-        if _comparable(saved.get("settings", {})) != _comparable(asdict(cfg)):
-            diff = sorted(k for k in _comparable(asdict(cfg))
-                          if saved.get("settings", {}).get(k) != asdict(cfg).get(k))
-            raise ValueError(f"--resume with different settings than {run_dir / CONFIG}: {diff}")
-        ckpt = load_checkpoint(run_dir / CHECKPOINT, map_location=device)
-        src_vocab = Vocab.load(run_dir / SRC_VOCAB, ckpt["vocab_fingerprints"]["src"])
-        tgt_vocab = Vocab.load(run_dir / TGT_VOCAB, ckpt["vocab_fingerprints"]["tgt"])
+        raise ValueError(f"no training pairs left after filtering (--max-train-len "
+                         f"{cfg.max_train_len})")
+    if run.checkpoint is not None:
+        prints = run.checkpoint["vocab_fingerprints"]
+        vocabs = (Vocab.load(run / SRC_VOCAB, prints["src"]),
+                  Vocab.load(run / TGT_VOCAB, prints["tgt"]))
     else:
-        ckpt = None
-        src_vocab, tgt_vocab = build_vocabs(train_set, cfg)
+        vocabs = build_vocabs(train_set, cfg)
+    return _Data(train_set, splits["dev"].head(cfg.dev_max_pairs), splits.get("test"),  # type: ignore[union-attr]
+                 *vocabs)
 
-    seed_everything(cfg.seed)
-    mcfg = model_config(cfg, src_vocab, tgt_vocab)
-    model = build_model(mcfg, cfg.mode).to(device)
-    criterion = build_criterion(cfg.mode, tgt_vocab, cfg.label_dim, cfg.warmup_steps,
-                                cfg.chunked_loss).to(device)
-    params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
-    src_ids, tgt_ids = encode_corpus(train_set, src_vocab, tgt_vocab)
-    lengths = (src_ids.lengths() * 1000 + tgt_ids.lengths()).tolist()  # bucket by both sides
 
-    step, epoch, batch_in_epoch, n_evals, seconds = 0, 1, 0, 0, 0.0
-    best = {"score": -math.inf, "step": 0}
-    writer = MetricsWriter(run_dir / METRICS)
-    if ckpt is not None:
-        restore_training_state(ckpt, run_dir / CHECKPOINT, model, criterion, optimizer)
-        step, epoch, batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
-        n_evals, best, seconds = ckpt["n_evals"], ckpt["best"], ckpt["seconds"]
-        set_rng_state(ckpt["rng"])
-        writer.truncate_after(n_evals)  # records logged after this checkpoint are redone
-        if len(read_metrics(writer.path)) < n_evals and ckpt.get("last_record"):
-            writer.write(json.loads(ckpt["last_record"]))  # killed between checkpoint and log
-        log(f"resumed {run_dir} at update {step} (epoch {epoch}, batch {batch_in_epoch})")
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        src_vocab.save(run_dir / SRC_VOCAB)
-        tgt_vocab.save(run_dir / TGT_VOCAB)
-        write_json(run_dir / CONFIG, {
+def _finished(cfg: TrainConfig, checkpoint: dict[str, Any]) -> bool:
+    """Whether a checkpoint's position is at the end that ``cfg`` asks for."""
+    return (checkpoint["epoch"] > cfg.epochs  # type: ignore[operator]
+            or (cfg.max_steps is not None and checkpoint["step"] >= cfg.max_steps))
+
+
+class _Trainer:
+    """One run's training state (model, optimiser, position in the data, running sums) and the
+    steps that advance it: a batch, an evaluation with its checkpoint, the epoch loop."""
+
+    def __init__(self, cfg: TrainConfig, data: _Data, run: RunDir, device: torch.device) -> None:
+        self.cfg, self.data, self.run, self.device = cfg, data, run, device
+        seed_everything(cfg.seed)
+        self.mcfg = model_config(cfg, data.src_vocab, data.tgt_vocab)
+        self.model = build_model(self.mcfg, cfg.mode).to(device)
+        self.criterion = build_criterion(cfg.mode, data.tgt_vocab, cfg.label_dim,
+                                         cfg.warmup_steps, cfg.chunked_loss).to(device)
+        self.params = [p for p in list(self.model.parameters()) + list(self.criterion.parameters())
+                       if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.src_ids, self.tgt_ids = encode_corpus(data.train, data.src_vocab, data.tgt_vocab)
+        # bucket by both sides
+        self.lengths = (self.src_ids.lengths() * 1000 + self.tgt_ids.lengths()).tolist()
+        self.step, self.epoch, self.batch_in_epoch, self.n_evals, self.seconds = 0, 1, 0, 0, 0.0
+        self.best: dict[str, Any] = {"score": -math.inf, "step": 0}
+        self.writer = MetricsWriter(run / METRICS)
+        self.fingerprints = {"src": data.src_vocab.fingerprint, "tgt": data.tgt_vocab.fingerprint}
+        self._reset_sums()
+
+    def _reset_sums(self) -> None:
+        self.acc: dict[str, Any] = {"loss": 0.0, "tokens": 0, "terms": {}, "term_tokens": {},
+                                    "seconds": 0.0}
+
+    def config_json(self) -> dict[str, Any]:
+        """``config.json`` of the run."""
+        cfg, data = self.cfg, self.data
+        return {
             "run_format": RUN_FORMAT, "labelemb_version": __version__, "task": "seq2seq",
             "mode": cfg.mode, "model": "lstm-attention", "dataset": cfg.task, "seed": cfg.seed,
-            "model_config": mcfg.to_dict(), "settings": asdict(cfg),
-            "num_pairs": {"train": len(train_set), "dev": len(dev_set),
-                          "test": len(test_set) if test_set is not None else 0},
-            "vocab_sizes": {"src": len(src_vocab), "tgt": len(tgt_vocab)},
-        })
-        writer.path.write_text("", encoding="utf-8")
-    log(f"seq2seq {cfg.task} mode={cfg.mode}: {len(train_set)} train pairs, vocab "
-        f"{len(src_vocab)}/{len(tgt_vocab)}, {sum(p.numel() for p in params):,} parameters, {device}")
+            "model_config": self.mcfg.to_dict(), "settings": asdict(cfg),
+            "num_pairs": {"train": len(data.train), "dev": len(data.dev),
+                          "test": len(data.test) if data.test is not None else 0},
+            "vocab_sizes": {"src": len(data.src_vocab), "tgt": len(data.tgt_vocab)},
+        }
 
-    fingerprints = {"src": src_vocab.fingerprint, "tgt": tgt_vocab.fingerprint}
-    acc: dict[str, Any] = {"loss": 0.0, "tokens": 0, "terms": {}, "term_tokens": {}, "seconds": 0.0}
+    def start(self) -> None:
+        """Write the run's files (fresh) or continue from its checkpoint (resumed)."""
+        self.run.start(self.config_json())
+        ckpt = self.run.checkpoint
+        if ckpt is None:
+            self.data.src_vocab.save(self.run / SRC_VOCAB)
+            self.data.tgt_vocab.save(self.run / TGT_VOCAB)
+            self.writer.truncate_after(0)
+            return
+        restore_training_state(ckpt, self.run / CHECKPOINT, self.model, self.criterion,
+                               self.optimizer)
+        self.step, self.epoch, self.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+        self.n_evals, self.best, self.seconds = ckpt["n_evals"], ckpt["best"], ckpt["seconds"]
+        set_rng_state(ckpt["rng"])
+        self.writer.truncate_after(self.n_evals)  # records logged after this checkpoint are redone
+        if len(read_metrics(self.writer.path)) < self.n_evals and ckpt.get("last_record"):
+            self.writer.write(json.loads(ckpt["last_record"]))  # killed between checkpoint and log
+        log(f"resumed {self.run.path} at update {self.step} (epoch {self.epoch}, batch "
+            f"{self.batch_in_epoch})")
 
-    def evaluate_and_checkpoint(epoch_done: int, resume_at: tuple[int, int]) -> None:
-        """Score dev, keep best.pt, write checkpoint.pt (resuming at ``resume_at`` =
-        (epoch, batch)), then log one metrics record."""
-        nonlocal n_evals, best
-        hyps = decode_corpus(model, dev_set, src_vocab, tgt_vocab, beam=cfg.dev_beam,
-                             max_len=cfg.max_len, length_norm=cfg.length_norm,  # type: ignore[arg-type]
-                             unk_replace=cfg.unk_replace, batch_size=cfg.batch_size, device=device)
-        refs = [dev_set.tgt_tokens(i) for i in range(len(dev_set))]
-        dev_scores = score(metric, hyps, refs)
-        dev_loss = corpus_loss(model, dev_set, src_vocab, tgt_vocab, cfg.batch_size, device)
-        n = max(acc["tokens"], 1)
-        record = {
-            "step": step, "epoch": epoch_done, "train_loss": acc["loss"] / n,
+    def train_batch(self, idx: list[int]) -> None:
+        """One update on the pairs ``idx``; adds its loss and terms to the running sums."""
+        t0 = time.perf_counter()
+        batch = collate([self.src_ids[i] for i in idx], [self.tgt_ids[i] for i in idx],
+                        idx).to(self.device)
+        loss, terms = sequence_loss(self.model, self.criterion, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.params, self.cfg.clip_norm)
+        self.optimizer.step()
+        self.step += 1
+        ntok, acc = batch.num_tokens, self.acc
+        acc["loss"] += float(loss.detach()) * ntok
+        acc["tokens"] += ntok
+        for k, v in terms.items():  # soft_ce is absent during the warm-up
+            acc["terms"][k] = acc["terms"].get(k, 0.0) + float(v) * ntok
+            acc["term_tokens"][k] = acc["term_tokens"].get(k, 0) + ntok
+        dt = time.perf_counter() - t0
+        self.seconds += dt
+        acc["seconds"] += dt
+
+    def _dev_record(self, epoch_done: int) -> tuple[dict[str, Any], dict[str, float]]:
+        """The metrics record of an evaluation now, and the dev scores."""
+        cfg, data = self.cfg, self.data
+        hyps = decode_corpus(self.model, data.dev, data.src_vocab, data.tgt_vocab,
+                             beam=cfg.dev_beam, max_len=cfg.max_len,  # type: ignore[arg-type]
+                             length_norm=cfg.length_norm, unk_replace=cfg.unk_replace,
+                             batch_size=cfg.batch_size, device=self.device)
+        refs = [data.dev.tgt_tokens(i) for i in range(len(data.dev))]
+        dev_scores = score(cfg.select, hyps, refs)  # type: ignore[arg-type]
+        dev_loss = corpus_loss(self.model, data.dev, data.src_vocab, data.tgt_vocab,
+                               cfg.batch_size, self.device)
+        n, acc = max(self.acc["tokens"], 1), self.acc
+        return {
+            "step": self.step, "epoch": epoch_done, "train_loss": acc["loss"] / n,
             "terms": {k: v / acc["term_tokens"][k] for k, v in acc["terms"].items()},
             **{f"dev_{k}": v for k, v in dev_scores.items()}, "dev_loss": dev_loss,
-            "seconds": acc["seconds"], "total_seconds": seconds, "lr": cfg.lr,
-        }
-        current = dev_scores[metric]
-        if current > best["score"]:
-            best = {"score": current, "step": step}
-            save_checkpoint({"model": model.state_dict(), "criterion": criterion.state_dict(),
-                             "model_config": mcfg.to_dict(), "mode": cfg.mode, "step": step,
-                             "vocab_fingerprints": fingerprints}, run_dir / BEST)
-        record["best_step"] = best["step"]
-        n_evals += 1
+            "seconds": acc["seconds"], "total_seconds": self.seconds, "lr": cfg.lr,
+        }, dev_scores
+
+    def evaluate_and_checkpoint(self, epoch_done: int, resume_at: tuple[int, int]) -> None:
+        """Score dev, keep best.pt, write checkpoint.pt (resuming at ``resume_at`` =
+        (epoch, batch)), then log one metrics record."""
+        record, dev_scores = self._dev_record(epoch_done)
+        model_state = {"model": self.model.state_dict(), "criterion": self.criterion.state_dict(),
+                       "model_config": self.mcfg.to_dict(), "mode": self.cfg.mode,
+                       "step": self.step, "vocab_fingerprints": self.fingerprints}
+        current = dev_scores[self.cfg.select]  # type: ignore[index]
+        if current > self.best["score"]:
+            self.best = {"score": current, "step": self.step}
+            save_checkpoint(model_state, self.run / BEST)
+        record["best_step"] = self.best["step"]
+        self.n_evals += 1
         save_checkpoint({
-            "model": model.state_dict(), "criterion": criterion.state_dict(),
-            "optimizer": optimizer.state_dict(), "model_config": mcfg.to_dict(),
-            "mode": cfg.mode, "step": step, "epoch": resume_at[0], "batch_in_epoch": resume_at[1],
-            "n_evals": n_evals, "best": best, "seconds": seconds, "rng": rng_state(),
-            "vocab_fingerprints": fingerprints, "last_record": json.dumps(record),
-        }, run_dir / CHECKPOINT)
-        writer.write(record)  # after the checkpoint: a resume never logs an evaluation twice
-        log(f"update {step} epoch {epoch_done}: train loss {record['train_loss']:.4f}, dev "
+            **model_state, "optimizer": self.optimizer.state_dict(), "epoch": resume_at[0],
+            "batch_in_epoch": resume_at[1], "n_evals": self.n_evals, "best": self.best,
+            "seconds": self.seconds, "rng": rng_state(), "last_record": json.dumps(record),
+        }, self.run / CHECKPOINT)
+        self.writer.write(record)  # after the checkpoint: a resume never logs an evaluation twice
+        log(f"update {self.step} epoch {epoch_done}: train loss {record['train_loss']:.4f}, dev "
             + ", ".join(f"{k} {v:.2f}" for k, v in dev_scores.items())
-            + f", best {metric} {best['score']:.2f} at update {best['step']}")
-        acc.update(loss=0.0, tokens=0, terms={}, term_tokens={}, seconds=0.0)
-        model.train()
+            + f", best {self.cfg.select} {self.best['score']:.2f} at update {self.best['step']}")
+        self._reset_sums()
+        self.model.train()
 
-    def out_of_steps() -> bool:
-        return cfg.max_steps is not None and step >= cfg.max_steps
+    def out_of_steps(self) -> bool:
+        return self.cfg.max_steps is not None and self.step >= self.cfg.max_steps
 
-    model.train()
-    criterion.train()
-    evaluated_at = step if ckpt is not None else -1
-    position = (epoch, batch_in_epoch)
-    while position[0] <= cfg.epochs and not out_of_steps():  # type: ignore[operator]
-        epoch = position[0]
-        epoch_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        batches = batch_indices(lengths, cfg.batch_size, epoch_gen)
-        todo = range(position[1], len(batches))
-        position = (epoch + 1, 0)
-        for bi in progress(todo, total=len(todo), desc=f"epoch {epoch}"):
-            t0 = time.perf_counter()
-            idx = batches[bi]
-            batch = collate([src_ids[i] for i in idx], [tgt_ids[i] for i in idx], idx).to(device)
-            loss, terms = sequence_loss(model, criterion, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, cfg.clip_norm)
-            optimizer.step()
-            step += 1
-            ntok = batch.num_tokens
-            acc["loss"] += float(loss.detach()) * ntok
-            acc["tokens"] += ntok
-            for k, v in terms.items():  # soft_ce is absent during the warm-up
-                acc["terms"][k] = acc["terms"].get(k, 0.0) + float(v) * ntok
-                acc["term_tokens"][k] = acc["term_tokens"].get(k, 0) + ntok
-            dt = time.perf_counter() - t0
-            seconds += dt
-            acc["seconds"] += dt
-            next_position = (epoch, bi + 1) if bi + 1 < len(batches) else (epoch + 1, 0)
-            if step % cfg.eval_every == 0:
-                evaluate_and_checkpoint(epoch, next_position)
-                evaluated_at = step
-            if out_of_steps():
-                position = next_position
-                break
-    if evaluated_at != step:
-        evaluate_and_checkpoint(min(epoch, cfg.epochs), position)  # type: ignore[type-var]
-    return _finish(run_dir, cfg, dev_set, test_set, device, best, step, seconds)
+    def train(self) -> None:
+        """Epochs from the current position to the end, evaluating every ``eval_every``
+        updates and once at the end."""
+        cfg = self.cfg
+        self.model.train()
+        self.criterion.train()
+        evaluated_at = self.step if self.run.resumed else -1
+        position = (self.epoch, self.batch_in_epoch)
+        epoch = self.epoch
+        while position[0] <= cfg.epochs and not self.out_of_steps():  # type: ignore[operator]
+            epoch = position[0]
+            epoch_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            batches = batch_indices(self.lengths, cfg.batch_size, epoch_gen)
+            todo = range(position[1], len(batches))
+            position = (epoch + 1, 0)
+            for bi in progress(todo, total=len(todo), desc=f"epoch {epoch}"):
+                self.train_batch(batches[bi])
+                next_position = (epoch, bi + 1) if bi + 1 < len(batches) else (epoch + 1, 0)
+                if self.step % cfg.eval_every == 0:
+                    self.evaluate_and_checkpoint(epoch, next_position)
+                    evaluated_at = self.step
+                if self.out_of_steps():
+                    position = next_position
+                    break
+        if evaluated_at != self.step:
+            self.evaluate_and_checkpoint(min(epoch, cfg.epochs), position)  # type: ignore[type-var]
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train, keep the best-dev model, score the test set from it; returns ``result.json``.
+
+    Every setting, the device and the data are checked before the run folder is touched;
+    ``--resume`` and ``--overwrite`` follow :meth:`~labelemb.runs.rundir.RunDir.open`.
+    """
+    cfg = config.resolved()
+    device = pick_device(cfg.device)
+    run = RunDir.open(cfg.out, asdict(cfg), may_change=may_change_on_resume(TrainConfig),  # type: ignore[arg-type]
+                      resume=cfg.resume, overwrite=cfg.overwrite, map_location=device,
+                      extra_files=(BEST, SRC_VOCAB, TGT_VOCAB, TEST_OUTPUT))
+    if run.resumed and is_complete(run.path) and _finished(cfg, run.checkpoint):  # type: ignore[arg-type]
+        log(f"{run.path}: complete ({run.checkpoint['step']} updates), skipped")  # type: ignore[index]
+        return read_json(run / RESULT)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    data = _read_data(cfg, run)
+    trainer = _Trainer(cfg, data, run, device)
+    trainer.start()
+    log(f"seq2seq {cfg.task} mode={cfg.mode}: {len(data.train)} train pairs, vocab "
+        f"{len(data.src_vocab)}/{len(data.tgt_vocab)}, "
+        f"{sum(p.numel() for p in trainer.params):,} parameters, {device}")
+    trainer.train()
+    return _finish(run.path, cfg, data.dev, data.test, device, trainer.best, trainer.step,
+                   trainer.seconds)
 
 
 def _finish(run_dir: Path, cfg: TrainConfig, dev_set: ParallelCorpus,
@@ -463,7 +569,7 @@ def _finish(run_dir: Path, cfg: TrainConfig, dev_set: ParallelCorpus,
             seconds: float) -> dict[str, Any]:
     """Score the test set from the best-dev model; write the embedding and result.json."""
     model, criterion, src_vocab, tgt_vocab, _ = load_run(run_dir, which=BEST, device=device)
-    if isinstance(criterion, LabelEmbeddingLoss):
+    if MODES[cfg.mode].label_embedding:
         save_embedding(criterion.embedding, run_dir / EMBEDDING, class_names=tgt_vocab.itos)
     result: dict[str, Any] = {
         "task": "seq2seq", "dataset": cfg.task, "mode": cfg.mode, "seed": cfg.seed,
@@ -477,8 +583,6 @@ def _finish(run_dir: Path, cfg: TrainConfig, dev_set: ParallelCorpus,
                              unk_replace=cfg.unk_replace, batch_size=cfg.batch_size,
                              device=device, show_progress=True)
         sep = "" if cfg.tokenize == "chars" else " "
-        from ..runs.atomic import atomic_write_text
-
         atomic_write_text(run_dir / TEST_OUTPUT, "".join(sep.join(h) + "\n" for h in hyps))
         refs = [test_set.tgt_tokens(i) for i in range(len(test_set))]
         result.update({f"test_{k}": v for k, v in score(cfg.select, hyps, refs).items()})  # type: ignore[arg-type]
@@ -512,25 +616,6 @@ def load_run(run_dir: str | Path, which: str = BEST, device: str | torch.device 
                                 settings.get("chunked_loss", False)).to(device)
     criterion.load_state_dict(ckpt["criterion"])
     return model, criterion, src_vocab, tgt_vocab, config
-
-
-@torch.no_grad()
-def nearest_labels(
-    embedding: nn.Module, vocab: Vocab, words: Sequence[str], k: int = 5
-) -> dict[str, list[tuple[str, float]]]:
-    """The ``k`` labels each word's learned soft target puts most weight on (paper Table 5).
-
-    :func:`labelemb.report.nearest.nearest_labels` over the asked words' rows only (never
-    ``V x V``), leaving out the word itself and the special symbols.
-    """
-    from ..report.nearest import nearest_labels as _nearest
-
-    unknown = [w for w in words if w not in vocab.stoi]
-    if unknown:
-        raise ValueError(f"not in the target vocabulary: {unknown}")
-    ids = [vocab.stoi[w] for w in words]
-    near = _nearest(embedding, ids, k=k, names=vocab.itos, exclude=range(len(SPECIALS)))
-    return {w: [(n.name, n.probability) for n in near[i]] for w, i in zip(words, ids)}
 
 
 def translate_lines(
