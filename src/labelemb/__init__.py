@@ -13,7 +13,7 @@ from .embedding import (
     load_embedding,
     save_embedding,
 )
-from .functional import LossOutput, StackedTerms, label_embedding_loss
+from .functional import LossOptions, LossOutput, label_embedding_loss
 from .head import LabelEmbeddingHead
 from .loss import PRESETS, LabelEmbeddingLoss
 
@@ -29,7 +29,7 @@ __all__ = [
     "LabelEmbeddingLoss",
     "PRESETS",
     "LossOutput",
-    "StackedTerms",
+    "LossOptions",
     "label_embedding_loss",
     "ChunkedLabelEmbeddingLoss",
     "chunked_label_embedding_loss",

@@ -16,9 +16,18 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional import LossOutput, _as_rows, _full_precision, check_classification_inputs
+from .functional import LossOutput, _float, check_inputs, check_values, rows
 
 __all__ = ["LabelSmoothingLoss", "OnlineLabelSmoothingLoss"]
+
+
+def _check(logits: Tensor, target: Tensor, ignore_index: int, validate: bool,
+           num_classes: int | None = None) -> None:
+    """The loss's own input checks: named errors before arithmetic, values if ``validate``."""
+    check_inputs(logits, target, num_classes=num_classes)
+    if validate:
+        flat = target.reshape(-1)
+        check_values(flat, flat != ignore_index, logits=rows(logits))
 
 
 class LabelSmoothingLoss(nn.Module):
@@ -40,11 +49,9 @@ class LabelSmoothingLoss(nn.Module):
         self.validate = validate
 
     def forward(self, logits: Tensor, aux_logits: Tensor | None, target: Tensor) -> LossOutput:
-        check_classification_inputs(
-            logits, target, ignore_index=self.ignore_index, validate=self.validate
-        )
+        _check(logits, target, self.ignore_index, self.validate)
         loss = F.cross_entropy(
-            _full_precision(logits), target, ignore_index=self.ignore_index,
+            _float(logits), target, ignore_index=self.ignore_index,
             reduction=self.reduction, label_smoothing=self.smoothing,
         )
         return LossOutput(loss, {"ce": loss.detach()})
@@ -97,11 +104,8 @@ class OnlineLabelSmoothingLoss(nn.Module):
         self.register_buffer("_count", torch.zeros(num_classes))
 
     def forward(self, logits: Tensor, aux_logits: Tensor | None, target: Tensor) -> LossOutput:
-        check_classification_inputs(
-            logits, target, num_classes=self.num_classes, ignore_index=self.ignore_index,
-            validate=self.validate,
-        )
-        z = _full_precision(_as_rows(logits))
+        _check(logits, target, self.ignore_index, self.validate, self.num_classes)
+        z = _float(rows(logits))
         t = target.reshape(-1)
         valid = t != self.ignore_index
         t_safe = t.masked_fill(~valid, 0)

@@ -1,182 +1,137 @@
-"""Functional form of the label embedding loss (paper, eq. 14; Appendices A and C).
+"""The label embedding network's loss, written once (paper, eq. 14; eq. 17; Appendix A).
 
-With ``z1 = logits`` (o1), ``z2 = aux_logits`` (o2, computed on detached features), ``e`` the
-label-embedding logits of the target and ``'`` a softmax, the five terms are
+With ``o1 = logits`` (the main head), ``o2 = aux_logits`` (the second head, on detached
+features), ``e = embedding(y)`` the label-embedding logits of the target, ``'`` a softmax and
+``''`` a softmax at temperature ``tau``, the loss is a weighted sum of five terms:
 
-====================  ==========================================  =======================
-name                  paper                                       gradient reaches
-====================  ==========================================  =======================
-``ce``                ``H(y, z1')``                               backbone, main head
-``soft_ce``           ``H(e', z1')``, ``e'`` detached              backbone, main head
-``aux_ce``            ``H(y, z2')``                               auxiliary head
-``aux_hinge``         ``max(0, z2'_y - alpha)`` (L1, L2 or abs)   auxiliary head
-``embedding_ce``      ``H(z2'', e')``, ``z2'' = softmax(z2/tau)`` embedding only
-                      detached, only where ``argmax z2 == y``
-====================  ==========================================  =======================
+================  ===============================================  ===========================
+name              paper (eq. 14)                                   gradient reaches
+================  ===============================================  ===========================
+``ce``            ``H(y, o1')``, weight ``beta``                   backbone, main head
+``soft_ce``       ``H(e', o1')``, ``e'`` detached, weight ``1-beta``  backbone, main head
+``aux_ce``        ``H(y, o2')``                                    second head
+``aux_hinge``     ``max(0, o2'_y - alpha)`` (eq. 12; or squared,   second head
+                  or ``|o2'_y - alpha|``)
+``embedding_ce``  ``H(o2'', e')``, ``o2''`` detached, only where   the label embedding
+                  ``argmax o2 == y`` (Appendix A)
+================  ===============================================  ===========================
 
-The defaults are the authors' classification code (official-code.md): ``beta = 0.5`` splits
-``ce``/``soft_ce``, the soft target uses temperature 1, the hinge is summed over the batch and
-``embedding_ce`` is averaged over the samples the auxiliary head gets right.
+With a frozen embedding (eq. 17) only ``ce`` and ``soft_ce`` remain and no second head is
+needed. The default options are the authors' classification code; ``seq2seq`` in
+:data:`PRESETS` is their sequence code (docs/METHOD.md says where code and paper differ).
+
+Everything below is plain PyTorch: autograd gives the gradients, and ``torch.compile``
+compiles it whole. :mod:`labelemb.chunked` runs the same :func:`masked_terms` chunk by chunk.
 """
 
 from __future__ import annotations
 
-import math
-
-from collections.abc import Iterator, Mapping
-from typing import Any, Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import native as _native
-from .embedding import LabelEmbedding
-
 __all__ = [
-    "LossOutput", "StackedTerms", "label_embedding_loss", "check_classification_inputs",
-    "check_options",
+    "LossOptions", "LossOutput", "PRESETS", "TERMS", "label_embedding_loss", "masked_terms",
+    "term_divisors", "term_weights", "check_inputs", "check_values", "rows",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
 Hinge = Literal["l1", "l2", "abs"]
-Backend = Literal["auto", "native", "autograd"]
 
-_REDUCTIONS = ("mean", "sum", "none")
-_HINGES = ("l1", "l2", "abs")
-_HINGE_REDUCTIONS = ("sum", "mean")
-_EMBEDDING_NORMALIZERS = ("correct", "valid")
-_BACKENDS = ("auto", "native", "autograd")
+#: The five terms, in the order they are reported.
+TERMS = ("ce", "soft_ce", "aux_ce", "aux_hinge", "embedding_ce")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number_in(value: object, low: float, high: float) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and low <= value <= high)
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """The loss's settings. Each default is the authors' classification code.
+
+    Attributes:
+        beta: weight of ``ce``; ``soft_ce`` gets ``1 - beta``. ``None``: both weigh 1 (the
+            authors' seq2seq code).
+        tau: temperature of the second head's output that the embedding is fitted to (eq. 10).
+        alpha: hinge threshold on the second head's probability of the gold label (eq. 12).
+        hinge: ``"l1"`` ``max(0, p - alpha)``, ``"l2"`` its square, ``"abs"`` ``|p - alpha|``
+            (two-sided, the authors' seq2seq code).
+        hinge_reduction: with ``reduction="mean"``, the hinge is summed over targets
+            (``"sum"``, the authors' classification code) or averaged (``"mean"``).
+        mask_wrong: the embedding learns only from targets the second head gets right
+            (Appendix A).
+        embedding_normalizer: with ``reduction="mean"``, ``embedding_ce`` is divided by the
+            number of targets the second head gets right (``"correct"``) or of all
+            non-ignored ones (``"valid"``, the authors' seq2seq code).
+        warmup_steps: training calls before ``soft_ce`` counts (the authors' seq2seq code
+            waits 20,000 updates); before that it is reported but weighs 0.
+        ignore_index: targets with this value add nothing to any term or gradient.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per target, in the target's shape).
+        validate: check that targets are in range and that logits and embedding rows are
+            finite (one device sync per call).
+    """
+
+    beta: float | None = 0.5
+    tau: float = 2.0
+    alpha: float = 0.9
+    hinge: Hinge = "l1"
+    hinge_reduction: Literal["sum", "mean"] = "sum"
+    mask_wrong: bool = True
+    embedding_normalizer: Literal["correct", "valid"] = "correct"
+    warmup_steps: int = 0
+    ignore_index: int = -100
+    reduction: Reduction = "mean"
+    validate: bool = True
+
+    def __post_init__(self) -> None:
+        if self.beta is not None and not _number_in(self.beta, 0.0, 1.0):
+            raise ValueError(f"beta must be in [0, 1] or None, got {self.beta!r}")
+        if not _number_in(self.alpha, 0.0, 1.0):
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
+        if not (_number_in(self.tau, 0.0, float("inf")) and self.tau > 0):
+            raise ValueError(f"tau must be > 0, got {self.tau!r}")
+        _check_choice("hinge", self.hinge, ("l1", "l2", "abs"))
+        _check_choice("hinge_reduction", self.hinge_reduction, ("sum", "mean"))
+        _check_choice("embedding_normalizer", self.embedding_normalizer, ("correct", "valid"))
+        _check_choice("reduction", self.reduction, ("mean", "sum", "none"))
+        if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
+        if not _is_int(self.ignore_index):
+            raise ValueError(f"ignore_index must be an int, got {self.ignore_index!r}")
+
+
+#: The authors' published settings. ``seq2seq`` differs from their code in one way on purpose:
+#: padding (``ignore_index``) is excluded from every term, not only from the two ``ce`` terms.
+PRESETS: dict[str, LossOptions] = {
+    "classification": LossOptions(),
+    "seq2seq": LossOptions(beta=None, hinge="abs", hinge_reduction="mean",
+                           embedding_normalizer="valid", warmup_steps=20_000),
+}
 
 
 class LossOutput(NamedTuple):
-    """``loss`` to backpropagate and its named, detached ``terms`` for logging.
+    """``loss`` to backpropagate and its named, unweighted, detached ``terms`` for logging.
 
-    Unpacks as ``loss, terms = criterion(...)``. With ``reduction="none"`` both the loss and
-    every term have the target's shape.
+    Unpacks as ``loss, terms = criterion(...)``. With ``reduction="none"`` the loss and every
+    term have the target's shape.
     """
 
     loss: Tensor
-    terms: Mapping[str, Tensor]
-
-
-class StackedTerms(Mapping[str, Tensor]):
-    """Read-only ``{name: term}`` over one stacked ``(K, ...)`` tensor, as the compiled and the
-    chunked loss return them; the per-term views are made on first access, so a step that
-    never reads the terms pays for none. ``dict(terms)`` gives a plain dict."""
-
-    __slots__ = ("_names", "_stacked", "_views")
-
-    def __init__(self, names: tuple[str, ...], stacked: Tensor) -> None:
-        self._names, self._stacked = names, stacked
-        self._views: dict[str, Tensor] | None = None
-
-    def _dict(self) -> dict[str, Tensor]:
-        if self._views is None:
-            self._views = dict(zip(self._names, self._stacked.unbind()))
-        return self._views
-
-    def __getitem__(self, name: str) -> Tensor:
-        return self._dict()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
-
-    def __len__(self) -> int:
-        return len(self._names)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names
-
-    def __repr__(self) -> str:
-        return repr(self._dict())
-
-
-def check_classification_inputs(
-    logits: Tensor,
-    target: Tensor,
-    *,
-    aux_logits: Tensor | None = None,
-    num_classes: int | None = None,
-    ignore_index: int = -100,
-    validate: bool = True,
-) -> None:
-    """Raise a ``TypeError``/``ValueError`` naming the argument when inputs are malformed.
-
-    Shape and dtype checks are free and always run. With ``validate`` it also checks, in one
-    device sync, that targets are in ``[0, C)`` (or ``ignore_index``) and logits are finite.
-    """
-    if not isinstance(logits, Tensor):
-        raise TypeError(f"logits must be a Tensor, got {type(logits).__name__}")
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target must be a Tensor, got {type(target).__name__}")
-    if not logits.is_floating_point():
-        raise TypeError(f"logits must be a floating tensor, got {logits.dtype}")
-    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise TypeError(
-            f"target must hold integer class indices (torch.long), got {target.dtype}; "
-            "soft targets come from the label embedding, not from the caller"
-        )
-    if logits.dim() < 2:
-        raise ValueError(
-            f"logits must be (N, C) or (N, C, d1, ...), got shape {tuple(logits.shape)}"
-        )
-    expected = (logits.shape[0], *logits.shape[2:])
-    if tuple(target.shape) != expected:
-        raise ValueError(
-            f"target shape {tuple(target.shape)} does not match logits shape "
-            f"{tuple(logits.shape)}: expected target of shape {expected}"
-        )
-    if aux_logits is not None:
-        if not isinstance(aux_logits, Tensor) or not aux_logits.is_floating_point():
-            raise TypeError("aux_logits must be a floating Tensor")
-        if aux_logits.shape != logits.shape:
-            raise ValueError(
-                f"aux_logits shape {tuple(aux_logits.shape)} does not match logits shape "
-                f"{tuple(logits.shape)}"
-            )
-    num_logit_classes = logits.shape[1]
-    if num_classes is not None and num_logit_classes != num_classes:
-        raise ValueError(
-            f"logits have {num_logit_classes} classes (dim 1) but the embedding has "
-            f"{num_classes}; for (N, T, C) sequence logits flatten to (N*T, C) or use "
-            "logits.transpose(1, 2)"
-        )
-    if not validate:
-        return
-    if target.numel() == 0:
-        return
-    # One reduction per tensor and one sync for all: the smallest and largest target that is
-    # not ignore_index, and each logits tensor's min and max (aminmax propagates NaN, so a
-    # tensor is finite iff both are). Fewer small ops than isfinite().all() per tensor.
-    named = {"logits": logits, "aux_logits": aux_logits}
-    named = {k: v for k, v in named.items() if v is not None}
-    in_range = torch.where(target != ignore_index, target, 0)
-    extremes = torch.cat([torch.stack(torch.aminmax(v)).double()
-                          for v in (in_range, *named.values())]).tolist()
-    low, high = extremes[:2]
-    if low < 0 or high >= num_logit_classes:
-        bad_target = ((target < 0) | (target >= num_logit_classes)) & (target != ignore_index)
-        value = target[bad_target].flatten()[0].item()
-        raise ValueError(
-            f"target has class index {value} outside [0, {num_logit_classes}) "
-            f"(and not ignore_index={ignore_index})"
-        )
-    for i, name in enumerate(named):
-        if not all(math.isfinite(v) for v in extremes[2 + 2 * i:4 + 2 * i]):
-            raise ValueError(f"{name} contain NaN or inf (pass validate=False to skip this check)")
-
-
-def _full_precision(x: Tensor) -> Tensor:
-    """fp16/bf16 -> float32; float32/float64 stay as they are."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-def _as_rows(x: Tensor) -> Tensor:
-    """(N, C, d1, ...) -> (N*d1*..., C)."""
-    if x.dim() == 2:
-        return x
-    return x.movedim(1, -1).reshape(-1, x.shape[1])
+    terms: dict[str, Tensor]
 
 
 def label_embedding_loss(
@@ -185,213 +140,231 @@ def label_embedding_loss(
     target: Tensor,
     embedding: nn.Module,
     *,
-    beta: float | None = 0.5,
-    tau: float = 2.0,
-    alpha: float = 0.9,
-    hinge: Hinge = "l1",
-    hinge_reduction: Literal["sum", "mean"] = "sum",
-    mask_wrong: bool = True,
-    embedding_normalizer: Literal["correct", "valid"] = "correct",
-    warmup_steps: int = 0,
-    step: int | None = None,
-    ignore_index: int = -100,
-    reduction: Reduction = "mean",
-    validate: bool = True,
-    backend: Backend = "auto",
+    step: int | Tensor | None = None,
+    **options: object,
 ) -> LossOutput:
     """The label embedding network loss (eq. 14), or eq. 17 with a frozen embedding.
 
     Args:
-        logits: main-head logits ``z1``, ``(N, C)`` or ``(N, C, d1, ...)``.
-        aux_logits: auxiliary-head logits ``z2`` on detached features, same shape; ``None``
+        logits: main-head logits ``o1``, ``(N, C)`` or ``(N, C, d1, ...)``.
+        aux_logits: second-head logits ``o2`` (on detached features), same shape; ``None``
             with a :class:`~labelemb.FixedLabelEmbedding` (eq. 17).
-        target: class indices ``(N)`` or ``(N, d1, ...)``.
-        embedding: maps ``(M,)`` targets to ``(M, C)`` label-embedding logits.
-        beta: weight of ``ce``; ``soft_ce`` gets ``1 - beta``. ``None``: both weight 1 (the
-            authors' seq2seq code).
-        tau: temperature of the auxiliary output that the embedding is fitted to (eq. 10).
-        alpha: hinge threshold on the auxiliary head's gold probability (eq. 12).
-        hinge: ``"l1"`` ``max(0, p - alpha)``, ``"l2"`` its square, ``"abs"`` ``|p - alpha|``
-            (two-sided, as in the authors' seq2seq code).
-        hinge_reduction: with ``reduction="mean"``, the hinge is summed over targets
-            (``"sum"``, the authors' classification code) or averaged (``"mean"``).
-        mask_wrong: the embedding learns only from targets the auxiliary head gets right
-            (Appendix A).
-        embedding_normalizer: with ``reduction="mean"``, ``embedding_ce`` is divided by the
-            number of correctly predicted targets (``"correct"``) or of all non-ignored ones
-            (``"valid"``, the authors' seq2seq code).
-        warmup_steps, step: ``soft_ce`` is off until ``step >= warmup_steps``.
-        ignore_index: targets with this value add nothing to any term or gradient.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-target, target-shaped).
-        validate: check target range and finiteness of the logits (one sync).
-        backend: ``"autograd"`` runs the code below, term by term (the definition; supports
-            double backward). ``"native"`` computes the loss and its gradients in one compiled
-            call (:mod:`labelemb.native`: CPU, float32/float64, small batches; same results,
-            a fraction of the time on small models). ``"auto"`` (default) takes ``"native"``
-            where it applies and is built, else ``"autograd"``.
+        target: class indices, ``(N)`` or ``(N, d1, ...)``.
+        embedding: a labelemb embedding: maps ``(M,)`` targets to ``(M, C)`` logits ``e``.
+        step: training calls so far (an int or a 0-dim tensor); needed with ``warmup_steps``.
+        **options: the fields of :class:`LossOptions`.
 
     Returns:
-        :class:`LossOutput` ``(loss, terms)``; ``terms`` holds the unweighted, detached terms
-        that were computed.
+        :class:`LossOutput` ``(loss, terms)``.
     """
-    trainable = getattr(embedding, "trainable", True)
-    num_classes = getattr(embedding, "num_classes", None)
-    check_options(beta=beta, tau=tau, alpha=alpha, hinge=hinge, hinge_reduction=hinge_reduction,
-                  embedding_normalizer=embedding_normalizer, reduction=reduction,
-                  warmup_steps=warmup_steps, backend=backend)
-    if aux_logits is None and trainable:
-        raise ValueError(
-            "aux_logits is None but the embedding is trainable: pass the head's second output "
-            "(LabelEmbeddingHead returns both) or use a FixedLabelEmbedding (eq. 17)"
-        )
-    if warmup_steps > 0 and step is None:
-        raise ValueError("step is required when warmup_steps > 0")
-    # The compiled path checks targets and logits itself, in its first loop over the rows.
-    use_native = backend != "autograd" and _native.supports(logits, aux_logits)
-    if backend == "native" and not use_native:
-        # A malformed input gets its own error first.
-        check_classification_inputs(logits, target, aux_logits=aux_logits,
-                                    num_classes=num_classes, validate=False)
-        raise ValueError(
-            "backend='native' needs CPU float32/float64 logits of at most "
-            f"{_native.MAX_ELEMENTS} elements and a built library ({_native.status()}); "
-            "use backend='auto'"
-        )
-    check_classification_inputs(
-        logits, target, aux_logits=aux_logits, num_classes=num_classes,
-        ignore_index=ignore_index, validate=validate and not use_native,
-    )
-    soft_on = warmup_steps == 0 or step >= warmup_steps  # type: ignore[operator]
-    w_ce, w_soft = (1.0, 1.0) if beta is None else (float(beta), 1.0 - float(beta))
+    return compute_loss(logits, aux_logits, target, embedding, LossOptions(**options), step)
 
-    # float32 maths whatever the autocast dtype: sums of log-probabilities overflow in fp16.
-    z1 = _full_precision(_as_rows(logits))
-    t = target if target.dim() == 1 else target.reshape(-1)
-    need_embedding_ce = aux_logits is not None and trainable
-    if use_native:
-        how = native_plan(soft_on, aux_logits is not None, need_embedding_ce, beta=beta, tau=tau,
-                          alpha=alpha, hinge=hinge, hinge_reduction=hinge_reduction,
-                          mask_wrong=mask_wrong, embedding_normalizer=embedding_normalizer,
-                          ignore_index=ignore_index, reduction=reduction, validate=validate)
-        z2 = None if aux_logits is None else _full_precision(_as_rows(aux_logits))
-        return _native_loss(z1, z2, t, target, embedding, how)
 
-    valid = t != ignore_index
-    t_safe = t.masked_fill(~valid, 0).unsqueeze(1)  # any in-range index; masked out below
-
-    terms: dict[str, Tensor] = {}
-    log_p1 = F.log_softmax(z1, dim=1)
-    terms["ce"] = -log_p1.gather(1, t_safe).squeeze(1)
-
-    if soft_on or need_embedding_ce:
-        log_e = F.log_softmax(_full_precision(embedding(t_safe.squeeze(1))), dim=1)  # log e'
-    if soft_on:
-        # Soft target softmax(E[y]) at temperature 1, detached: only embedding_ce trains E.
-        terms["soft_ce"] = -(log_e.detach().exp() * log_p1).sum(1)
-
-    n_correct = None
-    if aux_logits is not None:
-        z2 = _full_precision(_as_rows(aux_logits))
-        log_p2_y = F.log_softmax(z2, dim=1).gather(1, t_safe).squeeze(1)
-        terms["aux_ce"] = -log_p2_y
-        gap = log_p2_y.exp() - alpha
-        if hinge == "l1":
-            terms["aux_hinge"] = F.relu(gap)
-        elif hinge == "l2":
-            terms["aux_hinge"] = F.relu(gap).square()
-        else:
-            terms["aux_hinge"] = gap.abs()
-        if need_embedding_ce:
-            soft_aux = F.softmax(z2.detach() / tau, dim=1)  # z2'' (eq. 10), detached
-            emb = -(soft_aux * log_e).sum(1)
-            if mask_wrong:
-                correct = (z2.detach().argmax(1) == t_safe.squeeze(1)) & valid
-                emb = torch.where(correct, emb, 0.0)
-                n_correct = correct.sum()
-            terms["embedding_ce"] = emb
-
-    # Ignored targets contribute exactly zero (where, not multiply: no 0 * inf = nan).
-    terms = {k: torch.where(valid, v, 0.0) for k, v in terms.items()}
-    weights = {"ce": w_ce, "soft_ce": w_soft}
-
-    if reduction == "none":
-        per_target = sum(weights.get(k, 1.0) * v for k, v in terms.items())
+def compute_loss(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
+                 embedding: nn.Module, options: LossOptions,
+                 step: int | Tensor | None = None) -> LossOutput:
+    """:func:`label_embedding_loss` with its options already checked (the module's path)."""
+    check_inputs(logits, target, aux_logits=aux_logits, embedding=embedding)
+    terms, valid, correct = masked_terms(rows(logits), rows(aux_logits), target.reshape(-1),
+                                         embedding, options)
+    weights = term_weights(options, step)
+    if options.reduction == "none":
+        loss = sum(weights[k] * v for k, v in terms.items())
         shape = target.shape
-        return LossOutput(
-            per_target.reshape(shape), {k: v.detach().reshape(shape) for k, v in terms.items()}
-        )
-
-    sums = {k: v.sum() for k, v in terms.items()}
-    if reduction == "mean":
-        # Divide by the number of real targets; clamp keeps an all-ignored batch at 0, not nan.
-        n_valid = valid.sum().clamp(min=1).to(z1.dtype)
-        for k in ("ce", "soft_ce", "aux_ce"):
-            if k in sums:
-                sums[k] = sums[k] / n_valid
-        if "aux_hinge" in sums and hinge_reduction == "mean":
-            sums["aux_hinge"] = sums["aux_hinge"] / n_valid
-        if "embedding_ce" in sums:
-            if embedding_normalizer == "correct" and n_correct is not None:
-                sums["embedding_ce"] = sums["embedding_ce"] / (n_correct + 1e-8)
-            else:
-                sums["embedding_ce"] = sums["embedding_ce"] / n_valid
-    total = sum(weights.get(k, 1.0) * v for k, v in sums.items())
-    return LossOutput(total, {k: v.detach() for k, v in sums.items()})
+        return LossOutput(loss.view(shape), {k: v.detach().view(shape) for k, v in terms.items()})
+    divisors = term_divisors(valid.sum(), correct.sum(), options, terms["ce"].dtype)
+    sums = {k: v.sum() / divisors[k] for k, v in terms.items()}
+    loss = sum(weights[k] * v for k, v in sums.items())
+    return LossOutput(loss, {k: v.detach() for k, v in sums.items()})
 
 
-def native_plan(soft_on: bool, has_aux: bool, embedding_ce: bool, *, beta: float | None,
-                tau: float, alpha: float, hinge: str, hinge_reduction: str, mask_wrong: bool,
-                embedding_normalizer: str, ignore_index: int, reduction: str, validate: bool,
-                **_: object) -> _native.Plan:
-    """The compiled loss's settings for these options (cached in :func:`labelemb.native.plan`)."""
-    w_ce, w_soft = (1.0, 1.0) if beta is None else (float(beta), 1.0 - float(beta))
-    return _native.plan(soft_on, has_aux, embedding_ce, w_ce, w_soft, tau, alpha, hinge,
-                        hinge_reduction, mask_wrong, embedding_normalizer, ignore_index,
-                        reduction, validate)
+def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
+                 embedding: nn.Module, options: LossOptions
+                 ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    """Every term for every target row, zero where a target is ignored or masked.
+
+    Args:
+        logits, aux_logits: ``(M, C)`` rows (``aux_logits`` may be ``None``).
+        target: ``(M,)`` class indices.
+
+    Returns:
+        ``(terms, valid, correct)``: ``{name: (M,)}`` unweighted and unreduced, the ``(M,)``
+        mask of non-ignored targets and the mask of targets that train the embedding.
+    """
+    valid = target != options.ignore_index
+    # Any in-range class serves ignored (and, while validating, bad) targets: they are
+    # masked out below or reported, and an index in range can never fault.
+    y = target.clamp(0, logits.shape[1] - 1)
+    o1 = _float(logits)
+    e = _float(embedding(y))  # label-embedding logits e_y, (M, C)
+    if options.validate:
+        check_values(target, valid, logits=o1, aux_logits=aux_logits, embedding=e)
+    log_p1 = F.log_softmax(o1, dim=1)
+    log_q = F.log_softmax(e, dim=1)  # log e'
+    terms = {
+        "ce": -log_p1.gather(1, y[:, None]).squeeze(1),
+        # The soft target e' is detached: the embedding learns only from embedding_ce.
+        "soft_ce": -(log_q.detach().exp() * log_p1).sum(1),
+    }
+    correct = valid
+    if aux_logits is not None:
+        o2 = _float(aux_logits)
+        log_p2_y = F.log_softmax(o2, dim=1).gather(1, y[:, None]).squeeze(1)
+        terms["aux_ce"] = -log_p2_y
+        terms["aux_hinge"] = _hinge(log_p2_y.exp() - options.alpha, options.hinge)
+        if getattr(embedding, "trainable", True):
+            # o2'' = softmax(o2 / tau), detached: the second head is not trained to fit e.
+            soft_aux = F.softmax(o2.detach() / options.tau, dim=1)
+            terms["embedding_ce"] = -(soft_aux * log_q).sum(1)
+            if options.mask_wrong:
+                correct = valid & (o2.detach().argmax(1) == y)
+    # where, not a product: an ignored row's inf or nan never becomes 0 * inf = nan.
+    masked = {k: torch.where(correct if k == "embedding_ce" else valid, v, 0.0)
+              for k, v in terms.items()}
+    return masked, valid, correct
 
 
-def _native_loss(z1: Tensor, z2: Tensor | None, t: Tensor, target: Tensor, embedding: nn.Module,
-                 how: _native.Plan) -> LossOutput:
-    """The same loss through :mod:`labelemb.native`, from rows ``z1, z2 (M, C)``, ``t (M,)``."""
-    # A full embedding's matrix goes in whole and the kernel reads row y itself (for a reduced
-    # loss; per-target losses need per-target rows, which backward scales one by one).
-    by_target = (type(embedding) is LabelEmbedding and how.reduced
-                 and embedding.weight.dtype == z1.dtype)
-    if by_target:
-        e = embedding.weight
-    elif "soft_ce" in how.names or "embedding_ce" in how.names:
-        # Any in-range index serves the ignored targets (the kernel skips them): one op, not a
-        # mask. Out-of-range targets are reported by the kernel.
-        e = embedding(t.clamp(0, z1.shape[1] - 1))
-    else:
-        e = None
-    loss, stacked = _native.native_label_embedding_loss(z1, z2, e, t, how, by_target)
-    if not how.reduced and target.dim() != 1:  # per-target values in target's shape
-        loss, stacked = loss.view(target.shape), stacked.view(len(how.names), *target.shape)
-    return LossOutput(loss, StackedTerms(how.names, stacked))
+def rows(x: Tensor | None) -> Tensor | None:
+    """``(N, C, d1, ...)`` logits -> ``(N * d1 * ..., C)`` rows; ``(N, C)`` stays."""
+    return x if x is None or x.dim() == 2 else x.movedim(1, -1).flatten(0, -2)
 
 
-def check_options(*, beta, tau, alpha, hinge, hinge_reduction, embedding_normalizer, reduction,
-                  warmup_steps, backend="auto", **_: object) -> None:
-    """Raise ``ValueError`` naming the first option whose value is out of range."""
-    if beta is not None and not 0.0 <= float(beta) <= 1.0:
-        raise ValueError(f"beta must be in [0, 1] or None, got {beta!r}")
-    if not float(tau) > 0.0:
-        raise ValueError(f"tau must be > 0, got {tau!r}")
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-    if hinge not in _HINGES:
-        raise ValueError(f"hinge must be one of {_HINGES}, got {hinge!r}")
-    if hinge_reduction not in _HINGE_REDUCTIONS:
-        raise ValueError(f"hinge_reduction must be one of {_HINGE_REDUCTIONS}, got {hinge_reduction!r}")
-    if embedding_normalizer not in _EMBEDDING_NORMALIZERS:
+def _hinge(gap: Tensor, kind: str) -> Tensor:
+    """The hinge of eq. 12 on ``gap = o2'_y - alpha``: keeps the second head from one-hot."""
+    if kind == "l1":
+        return F.relu(gap)
+    if kind == "l2":
+        return F.relu(gap).square()
+    return gap.abs()
+
+
+def _float(x: Tensor) -> Tensor:
+    """fp16/bf16 -> float32 (sums of log-probabilities overflow in fp16); float32/64 stay."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def term_weights(options: LossOptions, step: int | Tensor | None = None
+                 ) -> dict[str, float | Tensor]:
+    """Each term's weight in the loss: the beta split, and ``soft_ce`` off during warm-up.
+
+    With a tensor ``step`` the warm-up switch is a tensor too, so a compiled step never
+    branches (or recompiles) on the count.
+    """
+    w_ce, w_soft = (1.0, 1.0) if options.beta is None else (options.beta, 1.0 - options.beta)
+    if options.warmup_steps > 0:
+        if step is None:
+            raise ValueError("step is required when warmup_steps > 0")
+        w_soft = w_soft * (step >= options.warmup_steps)
+    return {"ce": w_ce, "soft_ce": w_soft, "aux_ce": 1.0, "aux_hinge": 1.0, "embedding_ce": 1.0}
+
+
+def term_divisors(n_valid: Tensor, n_correct: Tensor, options: LossOptions,
+                  dtype: torch.dtype) -> dict[str, Tensor | float]:
+    """What each term's sum is divided by, from whole-batch counts (0-dim tensors)."""
+    if options.reduction != "mean":
+        return dict.fromkeys(TERMS, 1.0)
+    per_target = n_valid.clamp(min=1).to(dtype)  # an all-ignored batch gives 0, not nan
+    by_correct = options.embedding_normalizer == "correct" and options.mask_wrong
+    return {
+        "ce": per_target, "soft_ce": per_target, "aux_ce": per_target,
+        "aux_hinge": per_target if options.hinge_reduction == "mean" else 1.0,
+        # The authors' 1 / (n_correct + 1e-8): 0 when the second head gets nothing right.
+        "embedding_ce": n_correct.to(dtype) + 1e-8 if by_correct else per_target,
+    }
+
+
+# ----------------------------------------------------------------------------- input checks
+
+
+def check_inputs(logits: Tensor, target: Tensor, *, aux_logits: Tensor | None = None,
+                 embedding: nn.Module | None = None, num_classes: int | None = None) -> None:
+    """Types, shapes, dtypes and devices, before any arithmetic: a ``TypeError`` or
+    ``ValueError`` that names the argument. Costs no device sync."""
+    _check_tensor("logits", logits, floating=True)
+    _check_tensor("target", target, floating=False)
+    if logits.dim() < 2:
+        raise ValueError(f"logits must be (N, C) or (N, C, d1, ...), got shape {tuple(logits.shape)}")
+    expected = (logits.shape[0], *logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(f"target shape {tuple(target.shape)} does not match logits shape "
+                         f"{tuple(logits.shape)}: expected target of shape {expected}")
+    named = {"logits": logits, "target": target}
+    if aux_logits is not None:
+        _check_tensor("aux_logits", aux_logits, floating=True)
+        if aux_logits.shape != logits.shape:
+            raise ValueError(f"aux_logits shape {tuple(aux_logits.shape)} does not match "
+                             f"logits shape {tuple(logits.shape)}")
+        named["aux_logits"] = aux_logits
+    if embedding is not None:
+        _check_embedding(embedding, aux_logits)
+        num_classes = embedding.num_classes
+        named.update((f"embedding ({name})", t) for name, t in
+                     (*embedding.named_parameters(), *embedding.named_buffers()))
+    if num_classes is not None and logits.shape[1] != num_classes:
         raise ValueError(
-            f"embedding_normalizer must be one of {_EMBEDDING_NORMALIZERS}, got "
-            f"{embedding_normalizer!r}"
-        )
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}")
+            f"logits have {logits.shape[1]} classes (dim 1) but the embedding has {num_classes}; "
+            "for (N, T, C) sequence logits flatten to (N*T, C) or use logits.transpose(1, 2)")
+    devices = {name: t.device for name, t in named.items()}
+    if len(set(devices.values())) > 1:
+        listed = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise ValueError(f"all tensors must be on one device, got {listed}")
+
+
+def _check_tensor(name: str, x: object, *, floating: bool) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a Tensor, got {type(x).__name__}")
+    if floating and not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got {x.dtype}")
+    if not floating and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+        raise TypeError(f"{name} must hold integer class indices (torch.long), got {x.dtype}; "
+                        "soft targets come from the label embedding, not from the caller")
+
+
+def _check_embedding(embedding: nn.Module, aux_logits: Tensor | None) -> None:
+    if not hasattr(embedding, "num_classes"):
+        raise TypeError("embedding must be a labelemb embedding (LabelEmbedding, "
+                        "CompressedLabelEmbedding or FixedLabelEmbedding), got "
+                        f"{type(embedding).__name__}")
+    for name, p in embedding.named_parameters():
+        if not p.is_floating_point():
+            raise TypeError(f"embedding parameter {name} must be floating, got {p.dtype}")
+    if aux_logits is None and getattr(embedding, "trainable", True):
+        raise ValueError("aux_logits is None but the embedding is trainable: pass the head's "
+                         "second output (LabelEmbeddingHead returns both) or use a "
+                         "FixedLabelEmbedding (eq. 17)")
+
+
+def check_values(target: Tensor, valid: Tensor, **named: Tensor | None) -> None:
+    """Targets in ``[0, C)`` (where ``valid``) and every named tensor finite.
+
+    Eager: one device sync, then a ``ValueError`` naming the first bad argument. Under
+    ``torch.compile`` on CPU the same test is an in-graph assert (no graph break) that raises a
+    ``RuntimeError``; on other devices it runs eagerly (a graph break).
+    """
+    tensors = {k: v for k, v in named.items() if v is not None}
+    num_classes = next(iter(tensors.values())).shape[-1]
+    bad_target = valid & ((target < 0) | (target >= num_classes))
+    flags = torch.stack([bad_target.any(), *(~torch.isfinite(v).all() for v in tensors.values())])
+    if not torch.compiler.is_compiling():
+        _raise_for(flags, target, bad_target, num_classes, list(tensors))
+    elif target.device.type == "cpu":
+        torch._assert_async(~flags.any(), "labelemb: a target is out of range or an input "
+                            "holds NaN/inf (run eagerly to see which; validate=False skips)")
+    else:  # an in-graph assert on a GPU would be a device-side assert: check on the host
+        _raise_for_compiled(flags, target, bad_target, num_classes, list(tensors))
+
+
+def _raise_for(flags: Tensor, target: Tensor, bad_target: Tensor, num_classes: int,
+               names: list[str]) -> None:
+    first_bad = [i for i, bad in enumerate(flags.tolist()) if bad]  # the one sync
+    if not first_bad:
+        return
+    if first_bad[0] == 0:
+        value = target[bad_target][0].item()
+        raise ValueError(f"target has class index {value} outside [0, {num_classes}) "
+                         "(and not ignore_index)")
+    raise ValueError(f"{names[first_bad[0] - 1]} contain NaN or inf "
+                     "(pass validate=False to skip this check)")
+
+
+_raise_for_compiled = torch.compiler.disable(_raise_for)

@@ -164,7 +164,7 @@ class Seq2Seq(nn.Module):
         """One decoding step for inference: ``tokens (B,)`` -> log-probabilities ``(B, V)``
         from the main head, the new state, attention weights ``(B, S)``."""
         attentional, state, weights = self.decode(tokens[:, None], enc, state)
-        logits = self.head.main_logits(attentional[:, 0])
+        logits = self.head.fc(attentional[:, 0])
         return F.log_softmax(logits.float(), dim=-1), state, weights[:, 0]
 
     @torch.no_grad()
