@@ -380,3 +380,36 @@ def test_term_names_are_stable():
     z1, z2, y, emb = _good()
     names = list(label_embedding_loss(z1, z2, y, emb).terms)
     assert names == ["ce", "soft_ce", "aux_ce", "aux_hinge", "embedding_ce"]
+
+
+@pytest.mark.parametrize("where", ["embedding", "target", "aux_logits"])
+def test_a_tensor_on_another_device_is_named_before_any_arithmetic(where):
+    """Once a segfault (the C kernel read a meta tensor's data): now a ValueError."""
+    z1, z2, y, emb = _inputs()
+    if where == "embedding":
+        emb = emb.to("meta")
+    elif where == "target":
+        y = y.to("meta")
+    else:
+        z2 = z2.to("meta")
+    with pytest.raises(ValueError, match=f"one device.*{where}.* on meta"):
+        LabelEmbeddingLoss(emb)(z1, z2, y)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_embedding_is_caught_like_non_finite_logits(value):
+    z1, z2, y, emb = _inputs()
+    with torch.no_grad():
+        emb.weight[y[0], 1] = value
+    with pytest.raises(ValueError, match="^embedding contain NaN or inf"):
+        label_embedding_loss(z1, z2, y, emb)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_criterion_computes_in_float32(dtype):
+    z1, z2, y, emb = _inputs(dtype=torch.float32)
+    ref = LabelEmbeddingLoss(emb)(z1, z2, y)
+    for _ in range(2):  # the second call once took another path
+        out = LabelEmbeddingLoss(emb).to(dtype)(z1.to(dtype), z2.to(dtype), y)
+        assert out.loss.dtype == torch.float32
+        torch.testing.assert_close(out.loss, ref.loss, rtol=2e-2, atol=2e-2)
