@@ -46,7 +46,7 @@ from labelemb.chunked import ChunkedLabelEmbeddingLoss  # noqa: E402
 
 VARIANTS = ("ce", "chunked", "unchunked")
 TARGET_MEMORY_RATIO = 1.0
-TARGET_TIME_RATIO = 3.0
+TARGET_TIME_RATIO = 2.0
 
 
 def build(variant: str, num_classes: int, features: int, dim: int, fit: str,

@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: all)")
     parser.add_argument("--quick", action="store_true", help="batch 4, 6 steps")
-    parser.add_argument("--loss-backend", choices=("auto", "native", "autograd"), default="auto",
-                        help="LabelEmbeddingLoss(backend=...)")
+    parser.add_argument("--compile-loss", action="store_true",
+                        help="profile torch.compile(criterion) instead of the eager criterion")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     base = build_model(args.model, in_channels, size, 10, aux=False)
     torch.manual_seed(0)
     emb = build_model(args.model, in_channels, size, 10, aux=True)
-    criterion = LabelEmbeddingLoss(LabelEmbedding(10), backend=args.loss_backend)
+    criterion = LabelEmbeddingLoss(LabelEmbedding(10))
+    if args.compile_loss:
+        criterion = torch.compile(criterion)
     opt_base = torch.optim.Adam(base.parameters(), lr=1e-3)
     opt_emb = torch.optim.Adam([*emb.parameters(), *criterion.parameters()], lr=1e-3)
 
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         for side in (sides if i % 2 == 0 else list(sides)[::-1]):
             step(side, i, record=i >= warmup)
 
-    print(machine() + f"; loss backend {args.loss_backend}")
+    print(machine() + ("; loss compiled" if args.compile_loss else "; loss eager"))
     print(f"{args.model}, batch {batch}: median microseconds per phase over "
           f"{steps - warmup} alternating steps")
     print(f"{'phase':10s} {'baseline':>10s} {'label emb':>10s} {'extra':>8s}")

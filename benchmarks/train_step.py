@@ -4,7 +4,9 @@ One step = forward, loss, backward, Adam step, on the same backbone (same initia
 the same batch. The baseline is what a user would write without the method: the model with a
 single output layer and ``F.cross_entropy``. The label embedding network adds the auxiliary
 layer on detached features, a ``LabelEmbedding(10)`` and ``LabelEmbeddingLoss`` with the
-authors' classification settings; Adam covers the extra parameters too.
+authors' classification settings; Adam covers the extra parameters too. With
+``--compile-loss`` the criterion is ``torch.compile(criterion)`` (compiled before timing starts;
+the baseline stays eager ``F.cross_entropy``, as a user would write it).
 
 Both are timed in one process, alternating rounds (see ``_common.interleaved``), and the
 ratio of the medians is printed for each model.
@@ -13,7 +15,7 @@ ratio of the medians is printed for each model.
     python benchmarks/train_step.py --models mlp    # one model
     python benchmarks/train_step.py --quick         # smoke run (tiny batch, few steps)
     python benchmarks/train_step.py --models mlp --repeat 5   # five runs, their median ratio
-    python benchmarks/train_step.py --loss-backend autograd   # the term-by-term loss
+    python benchmarks/train_step.py --compile-loss  # torch.compile(criterion), the target's setting
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def batches(name: str, batch: int, count: int, seed: int = 0) -> tuple[Tensor, T
 
 
 def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool | None = None,
-               loss_backend: str = "auto"):
+               compile_loss: bool = False):
     """Two step functions: ``{"baseline": ..., "label_embedding": ...}``, and their losses.
 
     Both walk the same ``count`` batches in the same order.
@@ -83,7 +85,10 @@ def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool |
     base = build_model(name, in_channels, size, num_classes, aux=False)
     torch.manual_seed(seed)
     emb_model = build_model(name, in_channels, size, num_classes, aux=True)
-    criterion = LabelEmbeddingLoss(LabelEmbedding(num_classes), backend=loss_backend)
+    criterion = LabelEmbeddingLoss(LabelEmbedding(num_classes))
+    if compile_loss:
+        torch._dynamo.reset()  # each run compiles afresh, never past dynamo's recompile limit
+    loss_fn = torch.compile(criterion) if compile_loss else criterion
     base_opt = torch.optim.Adam(base.parameters(), lr=1e-3, foreach=foreach)
     emb_opt = torch.optim.Adam([*emb_model.parameters(), *criterion.parameters()], lr=1e-3,
                                foreach=foreach)
@@ -110,7 +115,7 @@ def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool |
         x, y = next_batch("label_embedding")
         emb_opt.zero_grad(set_to_none=True)
         logits, aux_logits = emb_model(x)
-        loss, _ = criterion(logits, aux_logits, y)
+        loss, _ = loss_fn(logits, aux_logits, y)
         loss.backward()
         emb_opt.step()
         last["label_embedding"] = loss.detach()
@@ -128,9 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--foreach", action="store_true",
                         help="Adam(foreach=True) on both sides (default: PyTorch's default, "
                              "a per-tensor loop on CPU)")
-    parser.add_argument("--loss-backend", choices=("auto", "native", "autograd"), default="auto",
-                        help="LabelEmbeddingLoss(backend=...): auto (default; the compiled loss "
-                             "where it applies), native, or autograd (term by term)")
+    parser.add_argument("--compile-loss", action="store_true",
+                        help="time torch.compile(criterion) instead of the eager criterion")
     parser.add_argument("--repeat", type=int, default=1,
                         help="independent interleaved runs per model; prints each ratio and "
                              "their median (the machine's noise shows in the spread)")
@@ -139,10 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from labelemb import native
-
     print(machine() + ("; Adam(foreach=True)" if args.foreach else "; Adam defaults")
-          + f"; loss backend {args.loss_backend} ({native.status()})")
+          + ("; loss compiled" if args.compile_loss else "; loss eager"))
     results = {}
     for name in args.models:
         _, _, batch, target, rounds, steps = SETUPS[name]
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(max(1, args.repeat)):
             fns, last = make_steps(name, batch, count=rounds * steps + 2,
                                    foreach=True if args.foreach else None,
-                                   loss_backend=args.loss_backend)
+                                   compile_loss=args.compile_loss)
             times = interleaved(fns, rounds=rounds, steps_per_round=steps, warmup=2)
             for k, v in last.items():
                 if not torch.isfinite(v):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything labelemb needs on a fresh Debian/Ubuntu machine with Python >= 3.10:
-# the real Fashion-MNIST and a C compiler (Debian packages), the CPU build of torch 2.13.0,
+# the real Fashion-MNIST and a C++ compiler (Debian packages), the CPU build of torch 2.13.0,
 # and this project.
 #   scripts/setup.sh          the package
 #   scripts/setup.sh --dev    plus the test tools
@@ -10,11 +10,11 @@ PY=${PYTHON:-python3}
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
 
-# Debian packages: the real Fashion-MNIST, and a C compiler for the compiled loss
-# (labelemb.native; without one the loss runs its PyTorch code, slower on small models).
+# Debian packages: the real Fashion-MNIST, and the C++ compiler that torch.compile's CPU
+# backend (inductor) builds its kernels with; labelemb itself has no native code.
 packages=""
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || packages="dataset-fashion-mnist"
-command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || packages="$packages gcc libc6-dev"
+command -v g++ >/dev/null 2>&1 || packages="$packages g++"
 if [ -n "$packages" ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -31,7 +31,7 @@ def test_train_step_quick_reports_a_ratio_per_model(tmp_path):
     stdout = _run("train_step.py", "--json", str(tmp_path / "r.json"))
     results = json.loads((tmp_path / "r.json").read_text())["results"]
     assert set(results) == {"cnn", "mlp", "resnet8"}
-    assert "loss backend auto" in stdout
+    assert "loss eager" in stdout
     for name, r in results.items():
         (run,) = r["runs"]
         assert _positive(run["baseline_ms"]) and _positive(run["label_embedding_ms"])
@@ -39,13 +39,13 @@ def test_train_step_quick_reports_a_ratio_per_model(tmp_path):
         assert r["ratio"] == run["ratio"] and f"ratio {r['ratio']:.3f}" in stdout
 
 
-def test_train_step_repeats_and_reports_the_median_on_either_backend(tmp_path):
-    stdout = _run("train_step.py", "--models", "mlp", "--repeat", "3", "--loss-backend",
-                  "autograd", "--json", str(tmp_path / "r.json"))
+def test_train_step_repeats_and_reports_the_median_with_the_compiled_loss(tmp_path):
+    stdout = _run("train_step.py", "--models", "mlp", "--repeat", "3", "--compile-loss",
+                  "--json", str(tmp_path / "r.json"))
     r = json.loads((tmp_path / "r.json").read_text())["results"]["mlp"]
     ratios = sorted(run["ratio"] for run in r["runs"])
     assert len(ratios) == 3 and r["ratio"] == ratios[1]
-    assert "loss backend autograd" in stdout
+    assert "loss compiled" in stdout
     assert f"median ratio over 3 runs {ratios[1]:.3f}" in stdout
 
 
