@@ -28,7 +28,8 @@ MiB = 2**20
 def _env_with_src() -> dict[str, str]:
     """The environment for a child Python that imports this checkout's labelemb."""
     src = str(Path(__file__).resolve().parents[1] / "src")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    path = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
 
 
 def test_full_embedding_starts_at_identity():

@@ -14,7 +14,7 @@ from PIL import Image
 
 from labelemb import CompressedLabelEmbedding, LabelEmbedding, save_embedding
 from labelemb.cli import main
-from labelemb.engine.rundir import RUN_FORMAT
+from labelemb.runs.rundir import RUN_FORMAT
 from labelemb.report.heatmap import plot_heatmap
 from labelemb.report.nearest import nearest_labels, resolve_classes, softmax_rows
 

@@ -1,16 +1,27 @@
 """``labelemb`` command line: parse, call, print. Each sub-command lives in its own module
-and exposes ``register(subparsers)``, which adds its parser and sets ``func``."""
+and exposes ``register(subparsers)``, which adds its parser and sets ``func``.
+
+:func:`main` is the one error boundary: input the user can fix prints one line
+``labelemb: error: ...`` and exits 2, Ctrl-C prints one line and exits 130, and anything else
+is a bug in labelemb and keeps its traceback. Library code raises ordinary exceptions
+(``ValueError`` naming the flag or file, ``OSError`` from the file system); it never prints or
+exits on its own.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
 from . import __version__
 
 # Modules that register sub-commands, in the order `labelemb --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("labelemb.commands.demo", "labelemb.commands.report", "labelemb.commands.inspect", "labelemb.commands.train", "labelemb.commands.data", "labelemb.commands.seq2seq")
+COMMAND_MODULES: tuple[str, ...] = (
+    "labelemb.commands.demo", "labelemb.commands.report", "labelemb.commands.inspect",
+    "labelemb.commands.train", "labelemb.commands.data", "labelemb.commands.seq2seq",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,18 +36,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit status for input the user can fix (argparse uses 2 for a bad flag too).
+EXIT_USER_ERROR = 2
+#: Exit status after Ctrl-C: 128 + SIGINT, as a shell reports a process it interrupted.
+EXIT_INTERRUPTED = 130
+
+#: OSErrors about a path the user gave, with what to do about each.
+_PATH_ERROR_HINTS: dict[type[OSError], str] = {
+    FileNotFoundError: "check the path",
+    NotADirectoryError: "a file stands where a directory is needed; choose another path",
+    IsADirectoryError: "a directory stands where a file is needed; choose another path",
+    PermissionError: "check its permissions or choose another path",
+    FileExistsError: "remove it or choose another path",
+}
+#: errno values of OSErrors that are the machine's state, not a bug: a full or read-only disk.
+_USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT}
+
+
+def _is_user_error(err: Exception) -> bool:
+    """Whether ``err`` means bad input. ``TypeError``, ``RuntimeError``, ``KeyError`` do not:
+    through the command line those come from labelemb's own code (an unknown ``--device``,
+    torch's RuntimeError, is turned into a ValueError where the flag is parsed)."""
+    from safetensors import SafetensorError  # a damaged .safetensors file the user passed
+
+    if isinstance(err, OSError):
+        return isinstance(err, tuple(_PATH_ERROR_HINTS)) or err.errno in _USER_ERRNOS
+    return isinstance(err, (ValueError, SafetensorError))
+
+
+def error_line(err: BaseException) -> str:
+    """One line for a user error: what went wrong, on which file or flag, and what to do."""
+    if isinstance(err, OSError) and err.filename is not None:
+        # The OS's own text ("[Errno 21] Is a directory: 'x'") names the file but not the fix.
+        hint = next((h for t, h in _PATH_ERROR_HINTS.items() if isinstance(err, t)),
+                    "check the disk (full or read-only?) or choose another path")
+        message = f"{err.filename}: {err.strerror}; {hint}"
+    elif isinstance(err, OSError) and err.strerror:
+        message = err.strerror  # OSError(errno, text) from labelemb: the text, no "[Errno N]"
+    else:
+        message = str(err) or type(err).__name__
+    # One line whatever the message holds (some wrap third-party multi-line text).
+    return "labelemb: error: " + " ".join(line.strip() for line in message.splitlines()
+                                          if line.strip())
+
+
+def _interrupted_line(args: argparse.Namespace | None) -> str:
+    """The Ctrl-C line; commands that can continue a run (they have --resume) say how."""
+    if args is not None and hasattr(args, "resume"):
+        return "labelemb: interrupted; run the same command with --resume to continue"
+    return "labelemb: interrupted"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 2
+    """Run ``labelemb ARGV``; returns the exit status (0, 2 for a user error, 130 on Ctrl-C)."""
+    args: argparse.Namespace | None = None
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help()
+            return EXIT_USER_ERROR
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        # Bad input is the user's to fix: say what, without a traceback.
-        print(f"labelemb: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(_interrupted_line(args), file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except Exception as err:
+        if not _is_user_error(err):
+            raise  # a bug in labelemb: the traceback is what its report needs
+        print(error_line(err), file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

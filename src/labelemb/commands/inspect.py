@@ -7,8 +7,9 @@ import argparse
 import os
 from pathlib import Path
 
-from ..engine.checkpoint import atomic_write_text
-from ..engine.progress import log, progress
+from ..runs.atomic import atomic_write_text
+from ..runs.progress import log, progress
+from .outputs import make_out_folder
 
 __all__ = ["register", "run", "inspect_run", "HEATMAP_MAX", "ALL_ROWS_MAX"]
 
@@ -41,17 +42,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="blank each label's weight on itself in the heatmap, so the colours "
                         "span the similarities between different labels")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="where to write (default: RUN_DIR/inspect)")
+                   help="the folder to write into, made if missing; files of an earlier inspect "
+                        "there are replaced (default: RUN_DIR/inspect)")
     p.set_defaults(func=run)
 
 
 def _embedding_path(run_dir: Path) -> tuple[Path, dict]:
-    from ..engine.rundir import CONFIG, EMBEDDING, RUN_FORMAT, is_complete, read_json
+    from ..runs.rundir import CONFIG, EMBEDDING, RUN_FORMAT, is_complete, read_json
 
     if run_dir.is_file():
         return run_dir, {}
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"no such run directory: {run_dir}")
+        raise FileNotFoundError(f"no such run directory: {run_dir}; pass a run folder or "
+                                "its embedding.safetensors")
     config: dict = {}
     if (run_dir / CONFIG).is_file():
         config = read_json(run_dir / CONFIG)
@@ -97,6 +100,7 @@ def inspect_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
                                              else run_dir) / "inspect"
 
     selected = resolve_classes(names, classes) if classes else None
+    make_out_folder(out, "heatmap.png and nearest.md/.json")
     # Default picks skip special tokens (<pad>, <unk>, <s>, </s> head a vocabulary).
     ordinary = [i for i, n in enumerate(names) if not (n.startswith("<") and n.endswith(">"))]
     ordinary = ordinary or list(range(C))

@@ -7,8 +7,9 @@ import argparse
 import os
 from pathlib import Path
 
-from ..engine.checkpoint import atomic_write_text
-from ..engine.progress import log, progress
+from ..runs.atomic import atomic_write_text
+from ..runs.progress import log, progress
+from .outputs import make_out_folder
 
 __all__ = ["register", "run", "write_report", "default_out_dir"]
 
@@ -26,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="run directories, or directories holding run directories")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="where to write (default: report/ inside the common parent of RUN_DIRs)")
+                   help="the folder to write into, made if missing; files of an earlier report "
+                        "there are replaced (default: report/ inside the common parent of "
+                        "RUN_DIRs)")
     p.add_argument("--strict", action="store_true",
                    help="fail on an incomplete run (no result.json) instead of skipping it")
     p.set_defaults(func=run)
@@ -47,13 +50,13 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *,
     from ..report.table import (ScoreSummary, format_convergence, format_score_table,
                                 format_table, summarize, summarize_scores)
 
-    out = Path(out)
     runs = load_runs(run_dirs, strict=strict)
-    log(f"report: {len(runs)} finished runs")
     summaries = summarize(runs)
     scores = summarize_scores(runs)
     if not summaries and not scores:
         raise ValueError("none of the runs has test errors or scores to report")
+    out = make_out_folder(Path(out), "report.md and the curve figures")
+    log(f"report: {len(runs)} finished runs")
 
     pairs: dict[tuple[str, str], list] = {}
     for s in [*summaries, *scores]:

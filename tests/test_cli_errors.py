@@ -1,0 +1,180 @@
+"""The command line's error boundary, through a real ``python -m labelemb`` process: input the
+user can fix is one stderr line ``labelemb: error: ...`` naming the file or flag, exit 2;
+Ctrl-C is one line and exit 130; a traceback is only for a bug in labelemb."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import damaged_files
+import pytest
+import torch
+from test_report import write_run
+
+from labelemb.cli import error_line
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: a bound no labelemb command needs here (imports take ~0.7 GB of address space), far below
+#: the 40 GB a 100,000-class full embedding would take
+ADDRESS_SPACE_LIMIT = 4 << 30
+
+
+def _env() -> dict[str, str]:
+    """This checkout's labelemb for the child, whatever is installed; no bars, no colour."""
+    path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+
+
+def labelemb(*args: str | Path, cwd: Path, limit_memory: bool = False
+             ) -> subprocess.CompletedProcess:
+    """Run ``python -m labelemb ARGS`` in ``cwd``; ``limit_memory`` caps its address space."""
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
+
+    return subprocess.run([sys.executable, "-m", "labelemb", *map(str, args)], cwd=cwd,
+                          env=_env(), capture_output=True, text=True, timeout=600,
+                          preexec_fn=cap if limit_memory else None)
+
+
+def assert_user_error(done: subprocess.CompletedProcess, *named: str) -> str:
+    """Exit 2, one stderr line ``labelemb: error: ...`` holding each of ``named``."""
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert done.returncode == 2
+    assert lines[0].startswith("labelemb: error: ")
+    for name in named:
+        assert name in lines[0]
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def test_inspect_refuses_a_hostile_header_without_allocating(tmp_path):
+    """4x4 data whose metadata says 100,000 classes: before, inspect built a 40 GB matrix."""
+    path = damaged_files.set_metadata(damaged_files.saved_full(tmp_path / "e.safetensors"),
+                                      num_classes="100000", class_names=None)
+    done = labelemb("inspect", path, cwd=tmp_path, limit_memory=True)
+    assert_user_error(done, str(path), "num_classes=100000", "[4, 4]")
+
+
+def test_inspect_refuses_a_non_finite_embedding_and_writes_nothing(tmp_path):
+    weight = torch.eye(4)
+    weight[2, 0] = float("nan")
+    path = damaged_files.saved_full(tmp_path / "e.safetensors", weight)
+    done = labelemb("inspect", path, cwd=tmp_path)
+    assert_user_error(done, str(path), "'weight'", "non-finite")
+    assert not (tmp_path / "inspect").exists()
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda p: damaged_files.truncate(p, 10), ["truncated"]),
+    (lambda p: damaged_files.truncate(p, 300), ["truncated"]),
+    (lambda p: damaged_files.set_metadata(p, dim="5"), ["'A'", "dim=5"]),
+    (lambda p: damaged_files.set_metadata(p, num_classes="abc"), ["num_classes"]),
+    (lambda p: damaged_files.set_metadata(p, class_names="[oops"), ["class_names"]),
+], ids=["truncated-data", "truncated-header", "wrong-shape", "num-classes-abc",
+        "class-names-not-json"])
+def test_inspect_names_the_damaged_file_and_field(tmp_path, damage, named):
+    path = damage(damaged_files.saved_compressed(tmp_path / "c.safetensors"))
+    done = labelemb("inspect", path, cwd=tmp_path)
+    assert_user_error(done, str(path), *named)
+
+
+def test_inspect_refuses_a_pickle(tmp_path):
+    path = tmp_path / "embedding.safetensors"
+    torch.save({"weight": torch.eye(3)}, path)
+    assert_user_error(labelemb("inspect", path, cwd=tmp_path), str(path), "never unpickles")
+
+
+@pytest.mark.parametrize("command", ["inspect", "report"])
+def test_a_missing_run_is_named(tmp_path, command):
+    assert_user_error(labelemb(command, "no-such-run", cwd=tmp_path), "no-such-run")
+
+
+# --------------------------------------------------------------------------- --out
+
+
+def _source(command: str, tmp_path: Path) -> Path:
+    """What ``command`` reads: an embedding file for inspect, a finished run for report."""
+    if command == "inspect":
+        return damaged_files.saved_full(tmp_path / "e.safetensors")
+    return write_run(tmp_path / "runs", "baseline", 0)
+
+
+@pytest.mark.parametrize("command", ["inspect", "report"])
+@pytest.mark.parametrize("out, named", [
+    ("taken", ["--out taken", "is a file"]),
+    ("taken/below", ["--out taken/below", "Not a directory"]),
+    # /sys refuses new folders even to root: a real PermissionError on the user's path.
+    ("/sys/labelemb-out", ["--out /sys/labelemb-out", "not permitted"]),
+], ids=["onto-a-file", "below-a-file", "not-permitted"])
+def test_a_bad_out_folder_is_one_line_and_the_file_there_is_kept(tmp_path, command, out, named):
+    source = _source(command, tmp_path)
+    (tmp_path / "taken").write_text("keep me")
+    assert_user_error(labelemb(command, source, "--out", out, cwd=tmp_path), *named)
+    assert (tmp_path / "taken").read_text() == "keep me"
+
+
+# --------------------------------------------------------------------------- devices, Ctrl-C
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--dataset", "fashion-mnist", "--epochs", "1"],
+    ["seq2seq", "train", "--task", "iwslt15", "--data-dir", "."],
+], ids=["train", "seq2seq"])
+def test_unknown_device_names_the_flag(tmp_path, command):
+    """torch raises RuntimeError for it, which the boundary treats as a bug: the flag's
+    parser turns it into a ValueError, before a run folder is made."""
+    done = labelemb(*command, "--device", "foo", "--out", tmp_path / "out", cwd=tmp_path)
+    assert_user_error(done, "--device", "'foo'")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="needs the real Fashion-MNIST (Debian package dataset-fashion-mnist)")
+def test_ctrl_c_during_training_is_one_line_and_exit_130(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labelemb", "train", "--dataset", "fashion-mnist", "--model",
+         "mlp", "--modes", "emb", "--epochs", "50", "--train-subset", "2000",
+         "--test-subset", "500", "--threads", "1", "--device", "cpu", "--out", str(out)],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Interrupt once the run is under way: its folder has a config and a first epoch.
+        metrics = out / "emb" / "seed-0" / "metrics.jsonl"
+        while proc.poll() is None and not (metrics.is_file() and metrics.stat().st_size):
+            try:
+                proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.splitlines()[-1] == (
+        "labelemb: interrupted; run the same command with --resume to continue")
+
+
+# --------------------------------------------------------------------------- the one line
+
+
+def test_error_line_is_one_line_naming_the_path_and_what_to_do():
+    err = FileExistsError(17, "File exists", "out/report.md")
+    assert error_line(err) == ("labelemb: error: out/report.md: File exists; "
+                               "remove it or choose another path")
+    assert error_line(ValueError("first\n  second\n")) == "labelemb: error: first second"
+    # OSError(errno, text) raised by labelemb itself: its text, without "[Errno 20]".
+    assert error_line(NotADirectoryError(20, "x is a file; choose another --out")) == (
+        "labelemb: error: x is a file; choose another --out")
