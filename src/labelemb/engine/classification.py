@@ -300,7 +300,8 @@ def _resolve_embedding_path(template: str, seed: int) -> Path:
 
 def load_fixed_embedding(ds: ImageDataset, cfg: TrainConfig, seed: int) -> FixedLabelEmbedding:
     """The frozen embedding ``emb-fixed`` uses for ``seed``, checked against the dataset: its
-    class count and names must match, and every value must be finite."""
+    class count and names must match (:func:`~labelemb.embedding.load_embedding` refuses a
+    damaged file or non-finite values)."""
     assert cfg.embedding is not None
     path = _resolve_embedding_path(cfg.embedding, seed)
     emb = FixedLabelEmbedding.from_file(path)
@@ -310,10 +311,6 @@ def load_fixed_embedding(ds: ImageDataset, cfg: TrainConfig, seed: int) -> Fixed
     if emb.class_names is not None and list(emb.class_names) != list(ds.class_names):
         raise ValueError(f"--embedding {path}: embedding class names {emb.class_names[:3]}... "
                          f"do not match {ds.name}'s {ds.class_names[:3]}...")
-    if not all(torch.isfinite(t).all() for t in emb.state_dict().values()
-               if t.is_floating_point()):
-        raise ValueError(f"--embedding {path}: the embedding holds NaN or infinite values; "
-                         "train the emb run again (or use another seed's file)")
     return emb
 
 
@@ -720,6 +717,8 @@ def _run_training(config: Any, dataset: ImageDataset | None) -> list[Path]:
         if t is not None:
             setattr(ds, name, t.to(device))
     out = Path(cfg.out)
+    if _dist()[0] == 0:
+        rundir.make_folder(out)  # a file in the way or no write permission: said before training
     splits = _eval_splits(ds, cfg)
     dev_n = len(splits["dev"][1]) if "dev" in splits else 0
     world = _dist()[1]

@@ -9,6 +9,7 @@ any moment leaves either the previous or the new checkpoint, never half of one. 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about a foreign pickle protocol before refusing the file: the one
+            # line below is all the user needs.
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError, EOFError, ... depending on damage
         raise ValueError(
             f"{path} is damaged or not a labelemb checkpoint ({type(err).__name__}); it was not "

@@ -38,7 +38,7 @@ from .progress import log
 __all__ = [
     "RUN_FORMAT", "CONFIG", "METRICS", "EMBEDDING", "CHECKPOINT", "RESULT",
     "write_json", "read_json", "MetricsWriter", "read_metrics", "is_complete", "iter_run_dirs",
-    "RunDir", "changed_settings",
+    "RunDir", "changed_settings", "make_folder",
 ]
 
 RUN_FORMAT = 1
@@ -133,7 +133,7 @@ def changed_settings(saved: dict[str, Any], new: dict[str, Any],
                   if k not in free and saved.get(k) != new.get(k))
 
 
-def _make_folder(path: Path) -> None:
+def make_folder(path: Path) -> None:
     """``mkdir -p`` whose failure says which path is in the way and what to do."""
     for parent in (path, *path.parents):
         if parent.exists():
@@ -216,7 +216,7 @@ class RunDir:
         is unfinished again until it ends."""
         if not self.writer:
             return
-        _make_folder(self.path)
+        make_folder(self.path)
         if self.checkpoint is None:
             for name in (CONFIG, METRICS, EMBEDDING, CHECKPOINT, RESULT, *self.extra_files):
                 (self.path / name).unlink(missing_ok=True)
