@@ -265,7 +265,9 @@ def save_embedding(
 _HEADER_MAX = 100_000_000
 #: bytes per element of the floating dtypes an embedding may be stored in (safetensors' names)
 _FLOAT_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
-_RESAVE = "re-save it with labelemb.save_embedding"
+#: the advice for a file that save_embedding did write but that is damaged now
+_COPY_AGAIN = "copy it again or train the run again"
+_DAMAGED = "the file is damaged: " + _COPY_AGAIN
 
 
 def _refuse_foreign(path: Path, head: bytes) -> None:
@@ -293,14 +295,14 @@ def _read_header(path: Path) -> tuple[dict[str, str], dict[str, dict], int]:
         if n > size - 8:
             raise ValueError(
                 f"{path} is truncated: its header needs {n} bytes, the file has {size - 8}; "
-                f"copy it again or {_RESAVE}"
+                + _COPY_AGAIN
             )
         raw = prefix[8:] + f.read(n - 1)
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: the safetensors header is not valid JSON ({err}); "
-                         f"{_RESAVE}") from None
+                         f"{_DAMAGED}") from None
     meta = header.pop("__metadata__", None) if isinstance(header, dict) else None
     if not isinstance(header, dict) or not isinstance(meta, dict) or not all(
         isinstance(v, str) for v in meta.values()
@@ -315,7 +317,7 @@ def _meta_int(path: Path, meta: dict[str, str], field: str) -> int:
     text = meta.get(field)
     if text is None or not text.isascii() or not text.isdecimal() or int(text) < 1:
         raise ValueError(f"{path}: metadata {field} must be a positive int, got {text!r}; "
-                         f"the file is damaged: {_RESAVE}")
+                         f"{_DAMAGED}")
     return int(text)
 
 
@@ -329,10 +331,10 @@ def _meta_class_names(path: Path, meta: dict[str, str], num_classes: int) -> lis
         names = None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError(f"{path}: metadata class_names must be a JSON list of strings; "
-                         f"{_RESAVE}")
+                         f"{_DAMAGED}")
     if len(names) != num_classes:
         raise ValueError(f"{path}: metadata class_names has {len(names)} names but "
-                         f"num_classes is {num_classes}; {_RESAVE}")
+                         f"num_classes is {num_classes}; {_DAMAGED}")
     return names
 
 
@@ -361,28 +363,28 @@ def _check_entries(path: Path, entries: dict[str, dict], shapes: dict[str, tuple
     """
     if set(entries) != set(shapes):
         raise ValueError(f"{path}: holds tensors {sorted(entries)}, its metadata implies "
-                         f"{sorted(shapes)}; {_RESAVE}")
+                         f"{sorted(shapes)}; {_DAMAGED}")
     for name, want in shapes.items():
         entry = entries[name]
         if not isinstance(entry, dict):
-            raise ValueError(f"{path}: tensor {name!r} has no header entry; {_RESAVE}")
+            raise ValueError(f"{path}: tensor {name!r} has no header entry; {_DAMAGED}")
         dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
         if dtype not in _FLOAT_BYTES:
             raise ValueError(f"{path}: tensor {name!r} has dtype {dtype!r}; an embedding is "
                              f"floating point ({', '.join(_FLOAT_BYTES)})")
         if not isinstance(shape, list) or tuple(shape) != want:
             raise ValueError(f"{path}: tensor {name!r} has shape {shape}, but the metadata "
-                             f"({source}) implies {list(want)}; {_RESAVE}")
+                             f"({source}) implies {list(want)}; {_DAMAGED}")
         nbytes = _FLOAT_BYTES[dtype] * torch.Size(want).numel()
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(isinstance(o, int) for o in offsets)
                 or offsets[0] < 0 or offsets[1] - offsets[0] != nbytes):
             raise ValueError(f"{path}: tensor {name!r} has data offsets {offsets}, which do "
-                             f"not span its {nbytes} bytes; {_RESAVE}")
+                             f"not span its {nbytes} bytes; {_DAMAGED}")
         if offsets[1] > data_size:
             raise ValueError(f"{path} is truncated: tensor {name!r} ends at byte "
                              f"{offsets[1]} of the data, the file holds {data_size}; "
-                             f"copy it again or {_RESAVE}")
+                             + _COPY_AGAIN)
 
 
 def _read_tensors(path: Path, names: list[str]) -> dict[str, Tensor]:
@@ -393,12 +395,12 @@ def _read_tensors(path: Path, names: list[str]) -> dict[str, Tensor]:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             tensors = {k: f.get_tensor(k) for k in names}
     except SafetensorError as err:  # what the header checks above did not foresee
-        raise ValueError(f"{path}: cannot read the tensors ({err}); {_RESAVE}") from None
+        raise ValueError(f"{path}: cannot read the tensors ({err}); {_DAMAGED}") from None
     for name, t in tensors.items():
         bad = int((~torch.isfinite(t)).sum())
         if bad:
             raise ValueError(
-                f"{path}: tensor {name!r} holds {bad} non-finite values (NaN or inf); the run "
+                f"{path}: tensor {name!r} holds {bad} non-finite value(s) (NaN or inf); the run "
                 "that saved it diverged: train it again (e.g. with a lower learning rate)"
             )
     return tensors
