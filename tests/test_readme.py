@@ -33,3 +33,17 @@ def test_ci_runs_the_readme_test_command():
     setup, _, pytest_cmd = test_cmd.partition(" && ")
     assert "scripts/setup.sh --dev" in setup and "scripts/setup.sh --dev" in ci
     assert pytest_cmd in ci
+
+
+def test_the_authors_commands_table_gives_commands_that_parse():
+    """Each `labelemb ...` of the README's table from the authors' commands is a command line
+    this labelemb accepts (flags, choices, sub-commands), so the table cannot drift."""
+    from labelemb.cli import build_parser
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### From the authors' commands", 1)[1].split("\n#", 1)[0]
+    commands = re.findall(r"`labelemb ([^`]+)`", section)
+    assert len(commands) >= 8
+    for command in commands:
+        args = build_parser().parse_args(command.split())
+        assert callable(args.func), command
