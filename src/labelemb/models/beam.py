@@ -38,6 +38,10 @@ class Decoded:
     attention: list[list[int]]
 
 
+#: A finished hypothesis: (normalised score, raw score, tokens, attention positions).
+Finished = tuple[float, float, list[int], list[int]]
+
+
 def _no_specials(logp: Tensor, last_step: bool) -> Tensor:
     # PAD and BOS are never generated; UNK may be (and can be replaced from the source).
     logp[:, PAD] = float("-inf")
@@ -114,8 +118,7 @@ def beam_search(
     scores[:, 0] = 0.0  # one live hypothesis at first, so the first step picks distinct tokens
     hist = torch.zeros((n * k, 0), dtype=torch.long, device=dev)
     apos = torch.zeros((n * k, 0), dtype=torch.long, device=dev)
-    # Finished pool per sentence: (normalised score, raw score, tokens, attention).
-    pool: list[list[tuple[float, float, list[int], list[int]]]] = [[] for _ in range(n)]
+    pool: list[list[Finished]] = [[] for _ in range(n)]  # finished hypotheses per sentence
     done = [False] * n
     base = torch.arange(n, device=dev)[:, None] * k
     for t in range(max_len + 1):
@@ -130,14 +133,7 @@ def beam_search(
         # EOS among the best k extensions: finished hypotheses.
         fin = is_eos[:, :k] & torch.isfinite(top_s[:, :k])
         if bool(fin.any()):
-            length = t + 1  # tokens including EOS
-            for b, j in fin.nonzero().tolist():
-                if done[b]:
-                    continue
-                row = b * k + int(top_beam[b, j])
-                raw = float(top_s[b, j])
-                pool[b].append((raw / length**length_norm, raw, hist[row].tolist(),
-                                apos[row].tolist()))
+            _finish(pool, done, fin, top_s, base + top_beam, hist, apos, t + 1, length_norm)
 
         # The best k extensions that do not end here stay alive.
         sel_s, sel_j = top_s.masked_fill(is_eos, float("-inf")).topk(k, dim=1)
@@ -149,25 +145,45 @@ def beam_search(
         state = (state[0].index_select(1, rows), state[1].index_select(1, rows))
         scores, last = sel_s, new_tok
 
-        best_alive = scores[:, 0].tolist()
-        for b in range(n):
-            if done[b] or not pool[b]:
-                if not done[b] and best_alive[b] == float("-inf"):
-                    done[b] = True  # nothing left to extend
-                continue
-            best_fin = max(p[0] for p in pool[b])
-            if length_norm == 0.0:
-                done[b] = best_fin >= best_alive[b]
-            else:
-                # Raw scores only fall; the normalised score of any continuation is at most
-                # best_alive / max_length**a.
-                bound = best_alive[b] / float(max_len + 1) ** length_norm
-                done[b] = len(pool[b]) >= k or best_fin >= bound
+        _update_done(pool, done, scores[:, 0].tolist(), k, length_norm, max_len)
         if all(done):
             break
+    return _best_of_pools(pool, scores, hist, apos, k, max_len)
 
+
+def _finish(pool: list[list[Finished]], done: list[bool], fin: Tensor, top_s: Tensor,
+            top_rows: Tensor, hist: Tensor, apos: Tensor, length: int,
+            length_norm: float) -> None:
+    """Add the hypotheses that end with EOS here (``fin``; ``length`` counts the EOS)."""
+    for b, j in fin.nonzero().tolist():
+        if done[b]:
+            continue
+        row, raw = int(top_rows[b, j]), float(top_s[b, j])
+        pool[b].append((raw / length**length_norm, raw, hist[row].tolist(), apos[row].tolist()))
+
+
+def _update_done(pool: list[list[Finished]], done: list[bool], best_alive: list[float], k: int,
+                 length_norm: float, max_len: int) -> None:
+    """A sentence is done when no live hypothesis can beat its best finished one."""
+    for b in range(len(done)):
+        if done[b] or not pool[b]:
+            if not done[b] and best_alive[b] == float("-inf"):
+                done[b] = True  # nothing left to extend
+            continue
+        best_fin = max(p[0] for p in pool[b])
+        if length_norm == 0.0:
+            done[b] = best_fin >= best_alive[b]
+        else:
+            # Raw scores only fall; the normalised score of any continuation is at most
+            # best_alive / max_length**a.
+            bound = best_alive[b] / float(max_len + 1) ** length_norm
+            done[b] = len(pool[b]) >= k or best_fin >= bound
+
+
+def _best_of_pools(pool: list[list[Finished]], scores: Tensor, hist: Tensor, apos: Tensor,
+                   k: int, max_len: int) -> Decoded:
     result = Decoded([], [], [], [])
-    for b in range(n):
+    for b in range(len(pool)):
         # Not empty in practice: EOS is forced after max_len tokens.
         best = max(pool[b], key=lambda p: p[0]) if pool[b] else (
             0.0, float(scores[b, 0]), hist[b * k].tolist(), apos[b * k].tolist())
