@@ -37,10 +37,12 @@ def run_demo(
     seeds: list[int] | None = None, model: str = "cnn", data_dir: str | None = None,
     overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Train, report, inspect; returns the paths of ``report`` (report.md) and ``heatmap``."""
+    """Train, report, inspect; returns the paths of ``summary`` (the result table),
+    ``report`` (report.md), ``heatmap`` and ``nearest``."""
     from ..engine.classification import run_training
     from .inspect import inspect_run
     from .report import write_report
+    from .train import write_summary
 
     out = Path(out)
     run_dirs = run_training(dict(
@@ -48,10 +50,11 @@ def run_demo(
         epochs=epochs, train_subset=train_subset or None, out=str(out), data_dir=data_dir,
         resume=not overwrite, overwrite=overwrite,
     ))
+    write_summary(run_dirs)
     _, written = write_report(run_dirs, out / "report")
     emb_run = next(d for d in run_dirs if Path(d).parent.name == "emb")
     inspected = inspect_run(emb_run, out / "inspect", hide_diagonal=True)
-    return {"report": written[0], "heatmap": inspected["heatmap"],
+    return {"summary": out / "summary.md", "report": written[0], "heatmap": inspected["heatmap"],
             "nearest": inspected["markdown"]}
 
 
@@ -63,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         seeds=parse_seeds(args.seeds), model=args.model, data_dir=args.data_dir,
         overwrite=args.overwrite,
     )
+    print(paths["summary"].read_text(encoding="utf-8").rstrip())
     print()
     print(paths["nearest"].read_text(encoding="utf-8").rstrip())
     print()
