@@ -4,6 +4,7 @@ Ctrl-C is one line and exit 130; a traceback is only for a bug in labelemb."""
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import signal
@@ -16,7 +17,7 @@ import pytest
 import torch
 from test_report import write_run
 
-from labelemb.cli import error_line
+from labelemb.cli import error_line, is_user_error
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -99,6 +100,24 @@ def test_a_missing_run_is_named(tmp_path, command):
     assert_user_error(labelemb(command, "no-such-run", cwd=tmp_path), "no-such-run")
 
 
+@pytest.mark.skipif(not (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="needs the real Fashion-MNIST (Debian package dataset-fashion-mnist)")
+@pytest.mark.parametrize("damage, named", [
+    (lambda p: damaged_files.truncate(p, 10), ["truncated"]),
+    (lambda p: damaged_files.set_metadata(p, num_classes="100000", class_names=None),
+     ["num_classes=100000"]),
+], ids=["truncated", "wrong-shape"])
+def test_emb_fixed_refuses_a_damaged_embedding_before_a_run_folder(tmp_path, damage, named):
+    """The same checks guard training on a saved embedding (a NaN one:
+    tests/test_cli_training.py)."""
+    path = damage(damaged_files.saved_full(tmp_path / "e.safetensors"))
+    done = labelemb("train", "--modes", "emb-fixed", "--embedding", path, "--model", "mlp",
+                    "--data-dir", FASHION_MNIST, "--out", tmp_path / "out", cwd=tmp_path,
+                    limit_memory=True)
+    assert_user_error(done, str(path), *named)
+    assert not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------- --out
 
 
@@ -126,14 +145,12 @@ def test_a_bad_out_folder_is_one_line_and_the_file_there_is_kept(tmp_path, comma
 # --------------------------------------------------------------------------- devices, Ctrl-C
 
 
-@pytest.mark.parametrize("command", [
-    ["train", "--dataset", "fashion-mnist", "--epochs", "1"],
-    ["seq2seq", "train", "--task", "iwslt15", "--data-dir", "."],
-], ids=["train", "seq2seq"])
-def test_unknown_device_names_the_flag(tmp_path, command):
+def test_seq2seq_unknown_device_names_the_flag(tmp_path):
     """torch raises RuntimeError for it, which the boundary treats as a bug: the flag's
-    parser turns it into a ValueError, before a run folder is made."""
-    done = labelemb(*command, "--device", "foo", "--out", tmp_path / "out", cwd=tmp_path)
+    parser turns it into a ValueError, before a run folder is made (``train --device foo``:
+    tests/test_cli_training.py)."""
+    done = labelemb("seq2seq", "train", "--task", "iwslt15", "--data-dir", ".", "--device",
+                    "foo", "--out", tmp_path / "out", cwd=tmp_path)
     assert_user_error(done, "--device", "'foo'")
     assert not (tmp_path / "out").exists()
 
@@ -178,3 +195,16 @@ def test_error_line_is_one_line_naming_the_path_and_what_to_do():
     # OSError(errno, text) raised by labelemb itself: its text, without "[Errno 20]".
     assert error_line(NotADirectoryError(20, "x is a file; choose another --out")) == (
         "labelemb: error: x is a file; choose another --out")
+
+
+def test_only_user_errors_lose_their_traceback():
+    """What the boundary turns into one line, and what it leaves as a traceback (a bug)."""
+    from safetensors import SafetensorError
+
+    for err in [ValueError("x"), SafetensorError("x"), FileNotFoundError(2, "x", "f"),
+                PermissionError(13, "x", "f"), FileExistsError(17, "x", "f"),
+                OSError(errno.ENOSPC, "No space left on device", "f")]:
+        assert is_user_error(err), err
+    for err in [RuntimeError("x"), TypeError("x"), KeyError("x"), AttributeError("x"),
+                OSError(errno.ECONNREFUSED, "refused"), ZeroDivisionError()]:
+        assert not is_user_error(err), err

@@ -130,6 +130,8 @@ def test_cli_download_reports_a_bad_checksum(server, tmp_path, capsys):
         files[fname] = b"not the real file"
     rc = main(["data", "download", "fashion-mnist", "--dir", str(tmp_path / "f"),
                "--base-url", url])
-    out = capsys.readouterr().out
-    assert rc == 1 and "train-images-idx3-ubyte.gz" in out and "corrupt" in out
+    # The CLI's one error boundary: one stderr line, exit 2, as for any input to fix.
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("labelemb: error: ")
+    assert "train-images-idx3-ubyte.gz" in err[0] and "corrupt" in err[0]
     assert list((tmp_path / "f").iterdir()) == []

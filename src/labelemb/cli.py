@@ -53,15 +53,17 @@ _PATH_ERROR_HINTS: dict[type[OSError], str] = {
 _USER_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT}
 
 
-def _is_user_error(err: Exception) -> bool:
+def is_user_error(err: Exception) -> bool:
     """Whether ``err`` means bad input. ``TypeError``, ``RuntimeError``, ``KeyError`` do not:
     through the command line those come from labelemb's own code (an unknown ``--device``,
     torch's RuntimeError, is turned into a ValueError where the flag is parsed)."""
     from safetensors import SafetensorError  # a damaged .safetensors file the user passed
 
+    from .data.download import DownloadError  # the network or a mirror failed, or a checksum
+
     if isinstance(err, OSError):
         return isinstance(err, tuple(_PATH_ERROR_HINTS)) or err.errno in _USER_ERRNOS
-    return isinstance(err, (ValueError, SafetensorError))
+    return isinstance(err, (ValueError, SafetensorError, DownloadError))
 
 
 def error_line(err: BaseException) -> str:
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_interrupted_line(args), file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except Exception as err:
-        if not _is_user_error(err):
+        if not is_user_error(err):
             raise  # a bug in labelemb: the traceback is what its report needs
         print(error_line(err), file=sys.stderr, flush=True)
         return EXIT_USER_ERROR

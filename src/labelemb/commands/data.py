@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.download import DownloadError
 from ..data.registry import DATASETS, download_dataset, load_dataset, search_dirs
 
 __all__ = ["register"]
@@ -33,11 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _download(args: argparse.Namespace) -> int:
-    try:
-        path = download_dataset(args.name, args.dir, args.base_url)
-    except DownloadError as err:
-        print(f"labelemb: error: {err}")
-        return 1
+    # A DownloadError is reported by the CLI's error boundary (one line, exit 2).
+    path = download_dataset(args.name, args.dir, args.base_url)
     print(f"{args.name} ready in {path}")
     return 0
 
