@@ -262,6 +262,14 @@ def test_truncated_file_is_a_value_error_naming_the_file(tmp_path, drop):
     _refused(path, "truncated")
 
 
+@pytest.mark.parametrize("header", [b'{"a": 1', b'{"\xff": 1}', b'{"a": ' + b"[" * 100_000
+                                    + b"]" * 100_000 + b"}"], ids=["cut", "not-utf8", "deep"])
+def test_a_header_that_is_not_json_is_refused(tmp_path, header):
+    path = tmp_path / "e.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    _refused(path, "header is not valid JSON")
+
+
 def test_offsets_that_do_not_span_the_shape_are_refused(tmp_path):
     path = damaged_files.saved_full(tmp_path / "e.safetensors")
     damaged_files.edit_header(path, lambda h: h["weight"].__setitem__("data_offsets", [0, 8]))

@@ -300,7 +300,8 @@ def _read_header(path: Path) -> tuple[dict[str, str], dict[str, dict], int]:
         raw = prefix[8:] + f.read(n - 1)
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        # RecursionError: JSON nested deeper than Python's stack, as only a hostile file is.
         raise ValueError(f"{path}: the safetensors header is not valid JSON ({err}); "
                          f"{_DAMAGED}") from None
     meta = header.pop("__metadata__", None) if isinstance(header, dict) else None
