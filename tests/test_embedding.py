@@ -228,6 +228,7 @@ def test_bad_num_classes_is_named(tmp_path, bad):
     ('{"a": 1}', "JSON list of strings"),
     ("[1, 2, 3, 4]", "JSON list of strings"),
     ('["a", "b"]', "has 2 names but num_classes is 4"),
+    ("[" * 100_000 + "]" * 100_000, "JSON list of strings"),
 ])
 def test_bad_class_names_are_named(tmp_path, bad, why):
     path = damaged_files.set_metadata(damaged_files.saved_full(tmp_path / "e.safetensors"),

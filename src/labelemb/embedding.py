@@ -328,7 +328,7 @@ def _meta_class_names(path: Path, meta: dict[str, str], num_classes: int) -> lis
         return None
     try:
         names = json.loads(meta["class_names"])
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         names = None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ValueError(f"{path}: metadata class_names must be a JSON list of strings; "
