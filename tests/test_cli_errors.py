@@ -191,6 +191,9 @@ def test_error_line_is_one_line_naming_the_path_and_what_to_do():
     err = FileExistsError(17, "File exists", "out/report.md")
     assert error_line(err) == ("labelemb: error: out/report.md: File exists; "
                                "remove it or choose another path")
+    # os.replace(temp, target) onto a folder: the target is what the user named.
+    err = IsADirectoryError(21, "Is a directory", "out/report.md.tmp", None, "out/report.md")
+    assert error_line(err).startswith("labelemb: error: out/report.md: Is a directory; ")
     assert error_line(ValueError("first\n  second\n")) == "labelemb: error: first second"
     # OSError(errno, text) raised by labelemb itself: its text, without "[Errno 20]".
     assert error_line(NotADirectoryError(20, "x is a file; choose another --out")) == (

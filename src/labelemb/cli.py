@@ -72,7 +72,10 @@ def error_line(err: BaseException) -> str:
         # The OS's own text ("[Errno 21] Is a directory: 'x'") names the file but not the fix.
         hint = next((h for t, h in _PATH_ERROR_HINTS.items() if isinstance(err, t)),
                     "check the disk (full or read-only?) or choose another path")
-        message = f"{err.filename}: {err.strerror}; {hint}"
+        # A failed rename (an atomic write's temp file onto the target) names the target
+        # second: that is the path the user chose.
+        path = err.filename2 if err.filename2 is not None else err.filename
+        message = f"{path}: {err.strerror}; {hint}"
     elif isinstance(err, OSError) and err.strerror:
         message = err.strerror  # OSError(errno, text) from labelemb: the text, no "[Errno N]"
     else:
