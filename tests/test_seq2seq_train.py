@@ -127,6 +127,29 @@ def test_existing_run_needs_resume(tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
 
 
+def test_finished_run_follows_the_resume_rule_and_overwrite_starts_again(tmp_path, capsys):
+    """The rule of labelemb train: --resume checks the settings of a finished run too (only
+    how long it trains and where it runs may change), and --overwrite starts afresh."""
+    write_permutation_corpus(tmp_path / "data", n_train=50, n_dev=5, n_test=5)
+    assert _train(tmp_path, "run", "--max-steps", "2") == 0
+    run = tmp_path / "run"
+    result = (run / "result.json").read_text()
+    capsys.readouterr()
+    assert _train(tmp_path, "run", "--max-steps", "2", "--resume", "--lr", "0.01") == 2
+    err = capsys.readouterr().err
+    assert "cannot resume with changed settings (lr: 0.001 -> 0.01)" in err
+    assert _train(tmp_path, "run", "--max-steps", "2", "--resume") == 0
+    assert "complete (2 updates), skipped" in capsys.readouterr().err
+    assert (run / "result.json").read_text() == result
+    assert _train(tmp_path, "run", "--max-steps", "3", "--resume") == 0  # a longer run: extended
+    assert json.loads((run / "result.json").read_text())["steps"] == 3
+    (run / "checkpoint.pt.tmp").write_bytes(b"left by a killed process")
+    assert _train(tmp_path, "run", "--max-steps", "1", "--overwrite", "--lr", "0.01") == 0
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1]
+    assert json.loads((run / "config.json").read_text())["settings"]["lr"] == 0.01
+    assert not (run / "checkpoint.pt.tmp").exists()
+
+
 @pytest.mark.parametrize("breakage, message", [
     ("short", r"train\.src has 50 lines.*train\.tgt has 49"),
     ("bytes", r"dev\.tgt:3: not valid UTF-8"),
