@@ -40,7 +40,7 @@ from ..data.registry import DATASETS, ImageDataset, find_data_dir, load_dataset,
 from ..data.transforms import random_crop_flip, to_float
 from ..embedding import FixedLabelEmbedding, LabelEmbedding, save_embedding
 from ..loss import LabelEmbeddingLoss
-from ..models.classifier import MODELS, Classifier, build_model
+from ..models.classifier import MODELS, build_model
 from ..runs import rundir
 from ..runs.checkpoint import restore_training_state, rng_state, save_checkpoint, set_rng_state
 from ..runs.rundir import RunDir
@@ -409,6 +409,7 @@ def _run_config(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int, n_para
     """``config.json`` of one run: its ``settings``, flat copies of the settings reports read,
     and what the data and machine were."""
     settings = cfg.run_settings(mode, seed)
+    splits = _eval_splits(ds, cfg)
     flat = {k: v for k, v in settings.items()
             if k not in ("resume", "overwrite", "out", "device", "data_dir", "threads")}
     return {
@@ -417,8 +418,8 @@ def _run_config(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int, n_para
         "dataset": ds.name, "data_source": ds.source, "num_classes": ds.num_classes,
         "class_names": list(ds.class_names), "in_channels": ds.in_channels,
         "image_size": ds.image_size, "train_size": len(ds.train_y),
-        "dev_size": 0 if ds.dev_y is None else min(len(ds.dev_y), cfg.dev_subset or len(ds.dev_y)),
-        "test_size": min(len(ds.test_y), cfg.test_subset or len(ds.test_y)),
+        "dev_size": len(splits["dev"][1]) if "dev" in splits else 0,
+        "test_size": len(splits["test"][1]),
         "parameters": n_params, "device": str(device), "world_size": _dist()[1],
         "torch_version": torch.__version__,
     }
