@@ -39,6 +39,7 @@ def _user_error(parse: Any) -> Any:
 
 
 def _format(value: Any) -> str:
+    """A default as the user would type it (lists comma-separated)."""
     if isinstance(value, list):
         return ",".join(str(v) for v in value) or "none"
     return str(value)

@@ -13,7 +13,8 @@ initialisation and data order for a given seed):
 ``ols``         online label smoothing (Zhang et al. 2021), soft labels swapped at epoch end
 ==============  =============================================================================
 
-:func:`run_training` is the whole of ``labelemb train``; it returns the run directories
+:func:`run_training` is ``labelemb train`` less the printed summary table (the command
+writes that: the engine never imports :mod:`labelemb.report`); it returns the run directories
 (``OUT/<mode>/seed-<k>/``, laid out as :mod:`labelemb.runs.rundir` says). What each mode
 needs (auxiliary head, criterion, saved embedding, epoch hook) is one row of :data:`MODES`.
 """
@@ -67,6 +68,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 # --------------------------------------------------------------------------- modes
 
 
+# The criterion builders of MODES: (dataset, config, seed) -> loss module.
 def _label_smoothing(ds: ImageDataset, cfg: "TrainConfig", seed: int) -> nn.Module:
     return LabelSmoothingLoss(cfg.smoothing)
 
@@ -155,6 +157,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def _recipes_text() -> str:
+    """The recipes in one line, for ``--epochs``'s help."""
     return "; ".join(
         f"{k}: {v['epochs']} epochs, batch {v['batch_size']}, lr {v['lr']}"
         + (f" x--lr-gamma at {v['lr_milestones']}" if v["lr_milestones"] else "")

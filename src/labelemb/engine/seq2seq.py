@@ -73,6 +73,7 @@ MODES: dict[str, Mode] = {
 
 
 def _optional_prefix(text: str) -> str | None:
+    """``--test-prefix none`` (or empty): the task has no test set."""
     return None if text.strip().lower() in ("", "none") else text
 
 
@@ -406,6 +407,7 @@ class _Trainer:
         self._reset_sums()
 
     def _reset_sums(self) -> None:
+        """Start the running sums of the next evaluation interval."""
         self.acc: dict[str, Any] = {"loss": 0.0, "tokens": 0, "terms": {}, "term_tokens": {},
                                     "seconds": 0.0}
 
@@ -507,6 +509,7 @@ class _Trainer:
         self.model.train()
 
     def out_of_steps(self) -> bool:
+        """Whether ``--max-steps`` updates are done."""
         return self.cfg.max_steps is not None and self.step >= self.cfg.max_steps
 
     def train(self) -> None:

@@ -230,4 +230,5 @@ class RunDir:
         return self.checkpoint is not None
 
     def __truediv__(self, name: str) -> Path:
+        """``run / "metrics.jsonl"``: a file of the run."""
         return self.path / name
