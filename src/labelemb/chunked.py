@@ -142,12 +142,13 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
           options: LossOptions, weights: dict[str, Any], size: int, wants: list[Tensor]
           ) -> tuple[dict[str, Tensor], list[Tensor]]:
     """The summed terms over all chunks, and the loss's gradient for each tensor in ``wants``
-    (``features`` first if it is wanted, then parameters of the head and the embedding)."""
+    (``features``, parameters of the head and of the embedding)."""
     h_all, t_all = features.reshape(-1, features.shape[-1]), target.reshape(-1)
-    want_h = bool(wants) and wants[0] is features
-    params = wants[1:] if want_h else wants
-    grad_h = torch.zeros_like(h_all) if want_h else None
-    grad_p: list[Tensor | None] = [None] * len(params)
+    wanted = {id(t) for t in wants}
+    grads = {id(t): torch.zeros_like(t) for t in wants}  # summed in place, chunk by chunk
+    grad_h = grads[id(features)].view_as(h_all) if id(features) in wanted else None
+    layers = [layer for layer in (head.fc, head.aux_fc) if layer is not None]
+    emb_params = [p for p in embedding.parameters() if id(p) in wanted]
     n_valid = (t_all != options.ignore_index).sum()
     # The embedding_ce divisor needs the whole batch: divide that term (and so the
     # embedding's gradient, which only it reaches) once at the end.
@@ -156,25 +157,45 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
     n_correct = torch.zeros((), dtype=torch.long, device=t_all.device)
     for start in range(0, max(len(t_all), 1), size):  # an empty batch still makes its terms
         rows = slice(start, start + size)
-        h = h_all[rows].detach().requires_grad_(want_h)  # this chunk's features, as a leaf
-        terms, _, correct = masked_terms(*head(h), t_all[rows], embedding, options)
+        h = h_all[rows].detach().requires_grad_(grad_h is not None)  # the chunk's features
+        outputs = head(h)
+        terms, _, correct = masked_terms(*outputs, t_all[rows], embedding, options)
         n_correct += correct.sum()
         chunk = {k: v.sum() for k, v in terms.items()}
         sums = {k: v.detach() + sums[k] if k in sums else v.detach() for k, v in chunk.items()}
-        if wants:
-            objective = sum(weights[k] * v / divisors[k] for k, v in chunk.items())
-            grads = torch.autograd.grad(objective, [h] * want_h + params, allow_unused=True)
-            if grad_h is not None:
-                grad_h[rows] = grads[0]
-            grad_p = [new if old is None else old if new is None else old.add_(new)
-                      for old, new in zip(grad_p, grads[want_h:])]
+        if not wants:
+            continue
+        objective = sum(weights[k] * v / divisors[k] for k, v in chunk.items())
+        trained = [(layer, out) for layer, out in zip(layers, outputs)
+                   if out.requires_grad and any(id(p) in wanted for p in layer.parameters())]
+        inputs = [h] * (grad_h is not None) + [out for _, out in trained] + emb_params
+        found = list(torch.autograd.grad(objective, inputs, allow_unused=True))
+        if grad_h is not None:
+            grad_h[rows] = found.pop(0)
+        for (layer, _), grad_out in zip(trained, found):
+            _linear_weight_grads(layer, grad_out, h.detach(), grads)
+        for p, g in zip(emb_params, found[len(trained):]):
+            if g is not None:
+                grads[id(p)].add_(g)
     final = term_divisors(n_valid, n_correct, options, _dtype(features))
-    embedding_params = {id(p) for p in embedding.parameters()}
-    grad_p = [torch.zeros_like(p) if g is None
-              else g.div_(final["embedding_ce"]) if id(p) in embedding_params else g
-              for p, g in zip(params, grad_p)]
-    grads_out = ([grad_h.view_as(features)] if grad_h is not None else []) + grad_p
-    return {k: v / final[k] for k, v in sums.items()}, grads_out
+    for p in emb_params:
+        grads[id(p)].div_(final["embedding_ce"])
+    return {k: v / final[k] for k, v in sums.items()}, [grads[id(t)] for t in wants]
+
+
+def _linear_weight_grads(layer: nn.Linear, grad_out: Tensor | None, x: Tensor,
+                         grads: dict[int, Tensor]) -> None:
+    """Add an ``nn.Linear``'s weight and bias gradients for this chunk into ``grads``, in
+    place, as its own backward makes them (``dW = g^T x``, ``db = sum g``): a chunk's weight
+    gradient never exists as a tensor of its own (100 MB per chunk at C = 50,000)."""
+    if grad_out is None:
+        return
+    dtype = layer.weight.dtype
+    grad_out, x = grad_out.to(dtype), x.to(dtype)
+    if id(layer.weight) in grads:
+        grads[id(layer.weight)].addmm_(grad_out.t(), x)
+    if layer.bias is not None and id(layer.bias) in grads:
+        grads[id(layer.bias)].add_(grad_out.sum(0))
 
 
 def _dtype(features: Tensor) -> torch.dtype:
