@@ -344,7 +344,7 @@ def check_values(target: Tensor, valid: Tensor, **named: Tensor | None) -> None:
     tensors = {k: v for k, v in named.items() if v is not None}
     num_classes = next(iter(tensors.values())).shape[-1]
     bad_target = valid & ((target < 0) | (target >= num_classes))
-    flags = torch.stack([bad_target.any(), *(~torch.isfinite(v).all() for v in tensors.values())])
+    flags = torch.stack([bad_target.any(), *(_not_finite(v) for v in tensors.values())])
     if not torch.compiler.is_compiling():
         _raise_for(flags, target, bad_target, num_classes, list(tensors))
     elif target.device.type == "cpu":
@@ -352,6 +352,14 @@ def check_values(target: Tensor, valid: Tensor, **named: Tensor | None) -> None:
                             "holds NaN/inf (run eagerly to see which; validate=False skips)")
     else:  # an in-graph assert on a GPU would be a device-side assert: check on the host
         _raise_for_compiled(flags, target, bad_target, num_classes, list(tensors))
+
+
+def _not_finite(x: Tensor) -> Tensor:
+    """True if ``x`` holds a NaN or inf. One reduction and no (M, C) mask: min and max are
+    finite exactly when every element is (both propagate NaN)."""
+    if x.numel() == 0:
+        return torch.zeros((), dtype=torch.bool, device=x.device)
+    return ~torch.isfinite(torch.stack(torch.aminmax(x))).all()
 
 
 def _raise_for(flags: Tensor, target: Tensor, bad_target: Tensor, num_classes: int,
