@@ -1,6 +1,6 @@
 """An independent, slow, per-sample computation of the paper's loss terms (float64).
 
-Written from the equations (eq. 8-14, 17, Appendix A) and official-code.md with plain exp/log/sum,
+Written from the equations (eq. 8-14, 17, Appendix A) and the authors' code (docs/METHOD.md) with plain exp/log/sum,
 not the library's code path, so the tests compare two separate derivations.
 """
 

@@ -57,7 +57,8 @@ __all__ = [
     "parse_int_list",
 ]
 
-#: The paper's recipes (official-code.md). Adam without weight decay in every case.
+#: The paper's recipes, as the authors' code runs them (docs/TRAINING.md). Adam without
+#: weight decay in every case.
 RECIPES: dict[str, dict[str, Any]] = {
     "mnist": dict(epochs=15, batch_size=100, lr=1e-3, lr_milestones=[], augment=False),
     "cifar10": dict(epochs=100, batch_size=128, lr=1e-3, lr_milestones=[], augment=True),

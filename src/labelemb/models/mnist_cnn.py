@@ -1,4 +1,4 @@
-"""The paper's MNIST CNN backbone (Section 3.1; official-code.md).
+"""The paper's MNIST CNN backbone (Section 3.1; the authors' code, docs/TRAINING.md).
 
 conv 5x5 x32 -> ReLU -> max-pool 2 -> conv 5x5 x64 -> ReLU -> max-pool 2 -> FC 1024 -> ReLU.
 Convolutions and pools use TensorFlow's ``'same'`` padding as in the authors' TF code, so a

@@ -2,7 +2,7 @@
 
 Two families:
 
-* The widths the authors actually ran (official-code.md), used for Table 2:
+* The widths the authors actually ran (docs/TRAINING.md), used for Table 2:
   :func:`resnet8` (stem 128, one BasicBlock per stage at 128/256/512, strides 1/2/2, 4x4
   average pooling: a 32x32 image gives 2x2x512 = 2048 features, ~4.9M parameters with a
   10-class head) and :func:`resnet18` (BasicBlocks [2, 2, 2, 2] at 128/256/512/1024, stem 128,

@@ -44,7 +44,7 @@ class Seq2SeqConfig:
         return asdict(self)
 
 
-#: The paper's sizes (Section 3.3; official-code.md).
+#: The paper's sizes (Section 3.3; the authors' code, docs/SEQ2SEQ.md).
 PRESETS: dict[str, dict] = {
     "iwslt15": dict(emb_dim=512, hidden=512, layers=2, dropout=0.2, share_embeddings=False),
     "lcsts": dict(emb_dim=400, hidden=500, layers=1, dropout=0.0, share_embeddings=True),
