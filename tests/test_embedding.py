@@ -111,6 +111,18 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, make):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_failed_save_leaves_no_temp_file_and_keeps_what_was_there(tmp_path):
+    """A folder where the file should go: the rename fails after the temp file is written
+    (before, the temp file stayed)."""
+    target = tmp_path / "e.safetensors"
+    target.mkdir()
+    (target / "mine").write_text("keep")
+    with pytest.raises(OSError):
+        save_embedding(LabelEmbedding(3), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.safetensors"]
+    assert (target / "mine").read_text() == "keep"
+
+
 def test_class_names_with_unicode_and_from_module(tmp_path):
     emb = LabelEmbedding(3, class_names=["chó", "mèo", "đỏ"])
     save_embedding(emb, tmp_path / "e.safetensors")

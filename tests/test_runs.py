@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from labelemb.runs.atomic import atomic_write, atomic_write_text
+from labelemb.atomic import atomic_write, atomic_write_text
 from labelemb.runs.rundir import CONFIG, RunDir, changed_settings, write_json
 from labelemb.runs.settings import may_change_on_resume, setting
 

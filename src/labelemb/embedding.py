@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .atomic import atomic_write
 from .embedding_file import FORMAT, FORMAT_VERSION, read_embedding_file
 
 __all__ = [
@@ -219,8 +220,9 @@ def save_embedding(
 ) -> Path:
     """Write ``embedding`` to ``path`` as safetensors; class names go in the metadata.
 
-    The file is written to a temporary name and renamed, so a killed process never leaves a
-    half-written embedding behind. Returns the path.
+    The file is written through :func:`labelemb.atomic.atomic_write` (temp file, fsync,
+    rename, folder fsync), so a killed process never leaves a half-written embedding behind
+    and a failed write leaves no temp file. Returns the path.
     """
     from safetensors.torch import save_file
 
@@ -254,11 +256,8 @@ def save_embedding(
     }
     if names is not None:
         metadata["class_names"] = json.dumps([str(n) for n in names], ensure_ascii=False)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-    return path
+    contiguous = {k: v.contiguous().cpu() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
 
 
 def load_embedding(

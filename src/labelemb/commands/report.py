@@ -7,7 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..runs.atomic import atomic_write_text
+from ..atomic import atomic_write_text
 from ..runs.progress import log, progress
 from .outputs import make_out_folder
 

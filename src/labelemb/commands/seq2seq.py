@@ -91,7 +91,7 @@ def _read_input(path: str) -> list[str]:
 
 
 def _translate(args) -> int:
-    from ..runs.atomic import atomic_write_text
+    from ..atomic import atomic_write_text
     from ..engine.seq2seq import translate_lines
 
     lines = _read_input(args.input)

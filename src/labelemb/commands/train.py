@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..engine.classification import MODES, TrainConfig, run_training
 from ..report.table import build_table
-from ..runs.atomic import atomic_write_text
+from ..atomic import atomic_write_text
 from ..runs.rundir import iter_run_dirs
 from .options import add_config_arguments
 

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..runs.atomic import atomic_write_text
+from ..atomic import atomic_write_text
 
 __all__ = ["Vocab", "PAD", "UNK", "BOS", "EOS", "SPECIALS"]
 

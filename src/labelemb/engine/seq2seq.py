@@ -34,7 +34,7 @@ from ..loss import LabelEmbeddingLoss
 from ..models.beam import beam_search, greedy_decode
 from ..models.seq2seq import PRESETS as MODEL_PRESETS
 from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
-from ..runs.atomic import atomic_write_text
+from ..atomic import atomic_write_text
 from ..runs.checkpoint import (load_checkpoint, restore_training_state, rng_state, save_checkpoint,
                          set_rng_state)
 from ..runs.progress import log, progress

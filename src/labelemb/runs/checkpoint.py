@@ -1,7 +1,7 @@
 """Checkpoints that survive a killed process and never unpickle code.
 
 A checkpoint is a plain dict (model, optimiser, scheduler, loss state, epoch, RNG states, ...)
-written with ``torch.save`` through :func:`~labelemb.runs.atomic.atomic_write`, so a kill at
+written with ``torch.save`` through :func:`~labelemb.atomic.atomic_write`, so a kill at
 any moment leaves either the previous or the new checkpoint, never half of one. Loading uses
 ``torch.load(weights_only=True)``: tensors and plain containers only.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 
 __all__ = ["save_checkpoint", "load_checkpoint", "restore_training_state", "rng_state",
            "set_rng_state"]

@@ -20,7 +20,7 @@ A run directory holds
 
 :class:`RunDir` is the only code that creates, resumes or overwrites a run directory: both
 engines open their runs through :meth:`RunDir.open`, so one rule decides what ``--resume`` and
-``--overwrite`` do, and every file goes through the atomic writes of :mod:`labelemb.runs.atomic`.
+``--overwrite`` do, and every file goes through the atomic writes of :mod:`labelemb.atomic`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .atomic import atomic_write_text, remove_stale_temp_files
+from ..atomic import atomic_write_text, remove_stale_temp_files
 from .checkpoint import load_checkpoint
 from .progress import log
 

@@ -1,4 +1,7 @@
-"""Files that are either wholly old or wholly new: the only way labelemb writes a run's files.
+"""Files that are either wholly old or wholly new: the one way labelemb writes a file.
+
+The bottom of the package (it imports nothing from labelemb), so the method layer
+(:func:`labelemb.embedding.save_embedding`) and :mod:`labelemb.runs` share one rule.
 
 A write goes to ``NAME.tmp`` beside the target, is fsynced, renamed over the target, and the
 folder is fsynced so the rename itself survives a power cut. A kill before the rename leaves a
