@@ -289,6 +289,20 @@ def test_offsets_that_do_not_span_the_shape_are_refused(tmp_path):
     _refused(path, "'weight'", "data offsets [0, 8]")
 
 
+@pytest.mark.parametrize("offsets", [[0, 0], [0, 64]])
+def test_a_huge_num_classes_with_matching_shapes_is_refused_by_its_true_size(tmp_path, offsets):
+    """num_classes = 2**62: torch.Size's element count wrapped to 0, so [0, 0] offsets passed
+    the check (and [0, 64] was said not to span "0 bytes")."""
+    path = damaged_files.set_metadata(damaged_files.saved_full(tmp_path / "e.safetensors"),
+                                      num_classes=str(2**62), class_names=None)
+
+    def edit(header):
+        header["weight"].update(shape=[2**62, 2**62], data_offsets=offsets)
+    damaged_files.edit_header(path, edit)
+    message = _refused(path, "'weight'", f"data offsets {offsets}")
+    assert f"its {4 * 2**124} bytes" in message and "\n" not in message
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_embedding_is_refused(tmp_path, value):
     weight = torch.eye(4)

@@ -8,6 +8,7 @@ A hostile or damaged file must cost at most its own size to refuse, and every re
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -133,7 +134,8 @@ def _check_entries(path: Path, entries: dict[str, dict], shapes: dict[str, tuple
         if not isinstance(shape, list) or tuple(shape) != want:
             raise ValueError(f"{path}: tensor {name!r} has shape {shape}, but the metadata "
                              f"({source}) implies {list(want)}; {_DAMAGED}")
-        nbytes = _FLOAT_BYTES[dtype] * torch.Size(want).numel()
+        # Python ints: a hostile num_classes cannot overflow the size (torch.Size wraps to 0).
+        nbytes = _FLOAT_BYTES[dtype] * math.prod(want)
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(isinstance(o, int) for o in offsets)
                 or offsets[0] < 0 or offsets[1] - offsets[0] != nbytes):
