@@ -274,3 +274,30 @@ def test_validation_refuses_any_non_finite_logit(where, value):
     (logits if where == "logits" else aux)[3, 2] = value
     with pytest.raises(ValueError, match=f"^{where} contain NaN or inf"):
         label_embedding_loss(logits, aux, y, emb)
+
+
+def test_transposed_features_and_int32_targets():
+    """A (T, B, F) decoder output transposed to (B, T, F) is a view with other strides."""
+    h, y, head, emb = _setup("full", n=24)
+    seq = h.detach().reshape(4, 6, F_DIM).transpose(0, 1).requires_grad_()  # (6, 4, F), a view
+    target = y.reshape(4, 6).t()
+    ref = label_embedding_loss(*(z.reshape(-1, C) for z in head(seq.reshape(-1, F_DIM))),
+                               target.reshape(-1), emb)
+    got = chunked_label_embedding_loss(seq, target.int(), head, emb, chunk_size=5)
+    torch.testing.assert_close(got.loss, ref.loss)
+    ref_grad, = torch.autograd.grad(ref.loss, seq)
+    got_grad, = torch.autograd.grad(got.loss, seq)
+    torch.testing.assert_close(got_grad, ref_grad)
+
+
+def test_a_head_the_chunked_loss_cannot_differentiate_is_refused():
+    h, y, head, emb = _setup("full")
+    torch.nn.utils.parametrizations.weight_norm(head.fc)
+    with pytest.raises(TypeError, match="plain nn.Linear.*parametrizations"):
+        chunked_label_embedding_loss(h, y, head, emb)
+
+
+def test_a_head_on_another_dtype_is_named():
+    h, y, head, emb = _setup("full")
+    with pytest.raises(ValueError, match="head parameter fc.weight is torch.float32"):
+        chunked_label_embedding_loss(h, y, head.float(), emb)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
+from torch.nn.utils.parametrize import is_parametrized
 
 from .functional import LossOptions, LossOutput, check_inputs, masked_terms, term_divisors, term_weights
 from .head import LabelEmbeddingHead
@@ -85,17 +86,10 @@ def compute_chunked_loss(features: Tensor, target: Tensor, head: LabelEmbeddingH
     if not torch.is_grad_enabled():  # evaluation: the same sums, no gradients
         sums, _ = _walk(features, target, head, embedding, options, weights, size, [])
         return _output(sums, weights)
-    flat = _ChunkedLoss.apply(head, embedding, options, weights, size, target, features, *params)
-    return _output(dict(zip(_term_names(head, embedding), flat[1:])), weights, flat[0])
-
-
-def _term_names(head: LabelEmbeddingHead, embedding: nn.Module) -> tuple[str, ...]:
-    names = ("ce", "soft_ce")
-    if head.aux:
-        names += ("aux_ce", "aux_hinge")
-        if getattr(embedding, "trainable", True):
-            names += ("embedding_ce",)
-    return names
+    names: list[str] = []  # forward fills in the terms' names (outputs must be tensors)
+    flat = _ChunkedLoss.apply(head, embedding, options, weights, size, names, target, features,
+                              *params)
+    return _output(dict(zip(names, flat[1:], strict=True)), weights, flat[0])
 
 
 def _output(sums: dict[str, Tensor], weights: dict[str, Any], loss: Tensor | None = None
@@ -111,16 +105,17 @@ class _ChunkedLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, head: LabelEmbeddingHead, embedding: nn.Module,  # type: ignore[override]
-                options: LossOptions, weights: dict[str, Any], size: int, target: Tensor,
-                features: Tensor, *params: Tensor) -> tuple[Tensor, ...]:
-        wants = [features] if ctx.needs_input_grad[6] else []
-        wants += [p for p, need in zip(params, ctx.needs_input_grad[7:]) if need]
+                options: LossOptions, weights: dict[str, Any], size: int, names: list[str],
+                target: Tensor, features: Tensor, *params: Tensor) -> tuple[Tensor, ...]:
+        wants = [features] if ctx.needs_input_grad[7] else []
+        wants += [p for p, need in zip(params, ctx.needs_input_grad[8:]) if need]
         with torch.enable_grad():
             sums, grads = _walk(features, target, head, embedding, options, weights, size, wants)
         ctx.grads = {id(t): g for t, g in zip(wants, grads)}
         ctx.order = [id(t) for t in (features, *params)]
         loss = sum(weights[k] * v for k, v in sums.items())
         terms = tuple(sums.values())
+        names.extend(sums)
         ctx.mark_non_differentiable(*terms)
         return (loss, *terms)
 
@@ -135,7 +130,7 @@ class _ChunkedLoss(torch.autograd.Function):
         out = [grads.get(key) for key in ctx.order]
         if float(grad_loss) != 1.0:  # loss.backward() passes 1: skip a pass over every grad
             out = [None if g is None else g.mul_(grad_loss.to(g.dtype)) for g in out]
-        return (None,) * 6 + tuple(out)
+        return (None,) * 7 + tuple(out)
 
 
 def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding: nn.Module,
@@ -145,7 +140,8 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
     (``features``, parameters of the head and of the embedding)."""
     h_all, t_all = features.reshape(-1, features.shape[-1]), target.reshape(-1)
     wanted = {id(t) for t in wants}
-    grads = {id(t): torch.zeros_like(t) for t in wants}  # summed in place, chunk by chunk
+    grads = {id(t): torch.zeros_like(t, memory_format=torch.contiguous_format)  # summed in
+             for t in wants}  # place, chunk by chunk
     grad_h = grads[id(features)].view_as(h_all) if id(features) in wanted else None
     layers = [layer for layer in (head.fc, head.aux_fc) if layer is not None]
     emb_params = [p for p in embedding.parameters() if id(p) in wanted]
@@ -202,35 +198,52 @@ def _dtype(features: Tensor) -> torch.dtype:
     return torch.float64 if features.dtype == torch.float64 else torch.float32
 
 
-def _check_chunked(features: Tensor, target: Tensor, head: LabelEmbeddingHead,
-                   embedding: nn.Module, options: LossOptions, chunk_size: int | None) -> None:
-    if not isinstance(head, LabelEmbeddingHead):
-        raise TypeError(f"head must be a LabelEmbeddingHead, got {type(head).__name__}")
+def _check_chunk_options(options: LossOptions, chunk_size: int | None) -> None:
     if options.reduction == "none":
         raise ValueError("reduction must be 'mean' or 'sum' for the chunked loss, got 'none'; "
                          "use label_embedding_loss for per-target losses")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
                                    or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+
+
+def _check_chunked(features: Tensor, target: Tensor, head: LabelEmbeddingHead,
+                   embedding: nn.Module, options: LossOptions, chunk_size: int | None) -> None:
+    _check_chunk_options(options, chunk_size)
+    _check_head(head)
     if not isinstance(features, Tensor) or not features.is_floating_point():
         raise TypeError("features must be a floating Tensor")
     if features.dim() < 1 or features.shape[-1] != head.in_features:
         raise ValueError(f"features must be (*, {head.in_features}) for this head, got shape "
                          f"{tuple(features.shape)}")
-    if head.num_classes != getattr(embedding, "num_classes", head.num_classes):
-        raise ValueError(f"the head has {head.num_classes} classes but the embedding has "
-                         f"{embedding.num_classes}")
     if getattr(embedding, "trainable", True) and not head.aux:
         raise ValueError("the head has no second layer (aux=False) but the embedding is "
                          "trainable: build LabelEmbeddingHead(..., aux=True) or use a "
                          "FixedLabelEmbedding (eq. 17)")
-    # The logits' checks on an empty (0, C) stand-in: target type, every device.
+    # The logits' own checks on an empty (0, C) stand-in: target type, class count, devices.
     probe = features.new_empty(0, head.num_classes)
-    check_inputs(probe, target.reshape(-1)[:0], embedding=embedding,
-                 aux_logits=probe if head.aux else None)
+    check_inputs(probe, target.reshape(-1)[:0] if isinstance(target, Tensor) else target,
+                 aux_logits=probe if head.aux else None, embedding=embedding)
     if tuple(target.shape) != tuple(features.shape[:-1]):
         raise ValueError(f"target shape {tuple(target.shape)} does not match features shape "
                          f"{tuple(features.shape)}: expected {tuple(features.shape[:-1])}")
+    autocast = torch.is_autocast_enabled(features.device.type)
+    for name, p in head.named_parameters():
+        if p.device != features.device or (p.dtype != features.dtype and not autocast):
+            raise ValueError(f"head parameter {name} is {p.dtype} on {p.device} but the "
+                             f"features are {features.dtype} on {features.device}")
+
+
+def _check_head(head: object) -> None:
+    """The head's weight gradients are summed as ``nn.Linear``'s backward makes them, so its
+    layers must be plain ``nn.Linear`` (no subclass, no parametrization such as weight_norm)."""
+    if not isinstance(head, LabelEmbeddingHead):
+        raise TypeError(f"head must be a LabelEmbeddingHead, got {type(head).__name__}")
+    for name, layer in (("fc", head.fc), ("aux_fc", head.aux_fc)):
+        if layer is not None and (type(layer) is not nn.Linear or is_parametrized(layer)):
+            raise TypeError(f"the chunked loss needs plain nn.Linear head layers; head.{name} "
+                            f"is a {type(layer).__name__}"
+                            f"{' with parametrizations' if is_parametrized(layer) else ''}")
 
 
 class ChunkedLabelEmbeddingLoss(LabelEmbeddingLoss):
@@ -256,11 +269,7 @@ class ChunkedLabelEmbeddingLoss(LabelEmbeddingLoss):
 
     def __init__(self, embedding: nn.Module, chunk_size: int | None = None, **options: Any):
         super().__init__(embedding, **options)
-        if self.options.reduction == "none":
-            raise ValueError("reduction must be 'mean' or 'sum' for ChunkedLabelEmbeddingLoss")
-        if chunk_size is not None and (isinstance(chunk_size, bool)
-                                       or not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+        _check_chunk_options(self.options, chunk_size)
         self.chunk_size = chunk_size
 
     def forward(self, features: Tensor, target: Tensor,  # type: ignore[override]

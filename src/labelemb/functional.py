@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "LossOptions", "LossOutput", "PRESETS", "TERMS", "label_embedding_loss", "masked_terms",
-    "term_divisors", "term_weights", "check_inputs", "check_values", "rows",
+    "term_divisors", "term_weights", "check_inputs", "check_embedding", "check_values", "rows",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
@@ -82,7 +82,8 @@ class LossOptions:
         ignore_index: targets with this value add nothing to any term or gradient.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per target, in the target's shape).
         validate: check that targets are in range and that logits and embedding rows are
-            finite (one device sync per call).
+            finite, ignored rows included (one device sync per call). Without it a target out
+            of range is clamped into it (never a fault) and a NaN flows into the loss.
     """
 
     beta: float | None = 0.5
@@ -194,7 +195,7 @@ def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
     valid = target != options.ignore_index
     # Any in-range class serves ignored (and, while validating, bad) targets: they are
     # masked out below or reported, and an index in range can never fault.
-    y = target.clamp(0, logits.shape[1] - 1)
+    y = target.long().clamp(0, logits.shape[1] - 1)
     o1 = _float(logits)
     e = _float(embedding(y))  # label-embedding logits e_y, (M, C)
     if options.validate:
@@ -320,14 +321,19 @@ def _check_tensor(name: str, x: object, *, floating: bool) -> None:
                         "soft targets come from the label embedding, not from the caller")
 
 
-def _check_embedding(embedding: nn.Module, aux_logits: Tensor | None) -> None:
-    if not hasattr(embedding, "num_classes"):
+def check_embedding(embedding: object) -> None:
+    """A labelemb embedding with floating parameters, else a ``TypeError``."""
+    if not isinstance(embedding, nn.Module) or not hasattr(embedding, "num_classes"):
         raise TypeError("embedding must be a labelemb embedding (LabelEmbedding, "
                         "CompressedLabelEmbedding or FixedLabelEmbedding), got "
                         f"{type(embedding).__name__}")
     for name, p in embedding.named_parameters():
         if not p.is_floating_point():
             raise TypeError(f"embedding parameter {name} must be floating, got {p.dtype}")
+
+
+def _check_embedding(embedding: nn.Module, aux_logits: Tensor | None) -> None:
+    check_embedding(embedding)
     if aux_logits is None and getattr(embedding, "trainable", True):
         raise ValueError("aux_logits is None but the embedding is trainable: pass the head's "
                          "second output (LabelEmbeddingHead returns both) or use a "

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .functional import PRESETS, LossOptions, LossOutput, compute_loss
+from .functional import PRESETS, LossOptions, LossOutput, check_embedding, compute_loss
 
 __all__ = ["LabelEmbeddingLoss", "PRESETS"]
 
@@ -52,10 +52,7 @@ class LabelEmbeddingLoss(nn.Module):
         unknown = set(options) - _OPTION_NAMES
         if unknown:
             raise TypeError(f"unknown option(s) {sorted(unknown)}; valid: {sorted(_OPTION_NAMES)}")
-        if not hasattr(embedding, "num_classes"):
-            raise TypeError(
-                "embedding must be a labelemb embedding (LabelEmbedding, "
-                f"CompressedLabelEmbedding or FixedLabelEmbedding), got {type(embedding).__name__}")
+        check_embedding(embedding)
         self.embedding = embedding
         self.options = LossOptions(**options)  # a bad value fails now, not at the first batch
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
