@@ -12,23 +12,16 @@ import os
 import pickle
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli_process import assert_user_error, labelemb
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist")
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = ["--model", "mlp", "--epochs", "1", "--train-subset", "300", "--test-subset", "100",
         "--dev-subset", "100", "--threads", "1", "--data-dir", str(FASHION), "--no-summary"]
-
-
-def labelemb(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-m", "labelemb", *args], env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def train(*args: str) -> subprocess.CompletedProcess:
@@ -36,14 +29,8 @@ def train(*args: str) -> subprocess.CompletedProcess:
 
 
 def one_error_line(proc: subprocess.CompletedProcess, pattern: str) -> str:
-    """The user-error contract: exit 2, stderr's last line is ``labelemb: error: ...``
-    matching ``pattern``, no traceback."""
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("labelemb: error:")]
-    assert len(errors) == 1, proc.stderr
-    assert re.search(pattern, errors[0]), errors[0]
-    return errors[0]
+    """The user-error line matching ``pattern``; training may log before it."""
+    return assert_user_error(proc, pattern=pattern, alone=False)
 
 
 def test_out_that_is_an_existing_file_is_refused_and_left_alone(tmp_path):

@@ -14,6 +14,7 @@ import argparse
 import errno
 import importlib
 import sys
+import typing
 
 from . import __version__
 
@@ -24,8 +25,42 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors keep the command line's contract: one line
+    ``labelemb: error: <command>: <what>; see labelemb <command> --help``, exit 2 (argparse
+    prints the whole usage block). ``add_subparsers`` makes every sub-command parser of this
+    class too."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        # "argument --seeds: --seeds: cannot read 'x'": our parsers' messages name the flag.
+        flags, _, said = message.partition(": ")
+        if flags.startswith("argument ") and said.startswith(
+                tuple(flags.removeprefix("argument ").split("/"))):
+            message = said
+        command = self.prog.removeprefix("labelemb").strip()
+        where = f"{command}: " if command else ""
+        self.exit(EXIT_USER_ERROR, error_line(ValueError(
+            f"{where}{message}; see {self.prog} --help")) + "\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        """Unknown flags are reported by the sub-command they were given to."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._chosen(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _chosen(self, parsed: argparse.Namespace) -> "Parser":
+        """The deepest sub-command parser that ``parsed`` went through."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                name = getattr(parsed, action.dest, None)
+                if name in action.choices:
+                    return action.choices[name]._chosen(parsed)
+        return self
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="labelemb",
         description="Label Embedding Network: train, reproduce the paper, report, inspect.",
     )
