@@ -5,8 +5,6 @@ Ctrl-C is one line and exit 130; a traceback is only for a bug in labelemb."""
 from __future__ import annotations
 
 import errno
-import os
-import resource
 import signal
 import subprocess
 import sys
@@ -15,44 +13,43 @@ from pathlib import Path
 import damaged_files
 import pytest
 import torch
+from cli_process import assert_user_error, env, labelemb
 from test_report import write_run
+from test_seq2seq_train import TINY as SEQ2SEQ_TINY
+from test_seq2seq_train import write_permutation_corpus
 
 from labelemb.cli import error_line, is_user_error
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-#: a bound no labelemb command needs here (imports take ~0.7 GB of address space), far below
-#: the 40 GB a 100,000-class full embedding would take
-ADDRESS_SPACE_LIMIT = 4 << 30
 
 
-def _env() -> dict[str, str]:
-    """This checkout's labelemb for the child, whatever is installed; no bars, no colour."""
-    path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+# --------------------------------------------------------------------------- flags
 
 
-def labelemb(*args: str | Path, cwd: Path, limit_memory: bool = False
-             ) -> subprocess.CompletedProcess:
-    """Run ``python -m labelemb ARGS`` in ``cwd``; ``limit_memory`` caps its address space."""
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
+ARGPARSE_ERRORS = [
+    (["train", "--epochs", "abc"], ["train: argument --epochs: invalid int value: 'abc'"]),
+    (["train", "--model", "foo"], ["train: argument --model", "'foo'"]),
+    (["train", "--seeds", "x"], ["train: --seeds: cannot read 'x'"]),
+    (["train", "--modes", "nope"], ["train: --modes: unknown mode(s) ['nope']"]),
+    (["train", "--mod", "emb"], ["train: unrecognized arguments: --mod emb"]),
+    (["seq2seq", "train", "--task", "x"], ["seq2seq train: argument --task", "'x'"]),
+    (["seq2seq", "translate", "run", "--beam", "two"], ["seq2seq translate: argument --beam"]),
+    (["inspect"], ["inspect: the following arguments are required: RUN_DIR"]),
+    (["report", "runs", "--bogus"], ["report: unrecognized arguments: --bogus"]),
+    (["data", "download", "nope"], ["data download: argument"]),
+    (["nope"], ["argument COMMAND: invalid choice: 'nope'"]),
+]
 
-    return subprocess.run([sys.executable, "-m", "labelemb", *map(str, args)], cwd=cwd,
-                          env=_env(), capture_output=True, text=True, timeout=600,
-                          preexec_fn=cap if limit_memory else None)
 
-
-def assert_user_error(done: subprocess.CompletedProcess, *named: str) -> str:
-    """Exit 2, one stderr line ``labelemb: error: ...`` holding each of ``named``."""
-    assert "Traceback" not in done.stderr, done.stderr
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert done.returncode == 2
-    assert lines[0].startswith("labelemb: error: ")
-    for name in named:
-        assert name in lines[0]
-    return lines[0]
+@pytest.mark.parametrize("args, named", ARGPARSE_ERRORS,
+                         ids=[" ".join(args) for args, _ in ARGPARSE_ERRORS])
+def test_a_flag_argparse_refuses_is_one_line_naming_the_command(tmp_path, args, named):
+    """Not argparse's usage block and ``labelemb train: error:``: the same one line as every
+    other user error, with where to read the flags."""
+    line = assert_user_error(labelemb(*args, cwd=tmp_path), *named)
+    command = " ".join(args[:2] if args[0] in ("seq2seq", "data") else args[:1])
+    help_of = "labelemb" if args == ["nope"] else f"labelemb {command}"
+    assert line.endswith(f"; see {help_of} --help"), line
 
 
 # --------------------------------------------------------------------------- inspect
@@ -155,6 +152,57 @@ def test_seq2seq_unknown_device_names_the_flag(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.fixture(scope="module")
+def seq2seq_run(tmp_path_factory) -> Path:
+    """A finished one-update seq2seq run on a small parallel corpus."""
+    root = tmp_path_factory.mktemp("seq2seq")
+    write_permutation_corpus(root / "data", n_train=40, n_dev=4, n_test=4)
+    done = labelemb("seq2seq", "train", "--task", "parallel", "--data-dir", "data", "--out",
+                    "run", *SEQ2SEQ_TINY, "--max-steps", "1", "--device", "cpu", cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root / "run"
+
+
+@pytest.mark.parametrize("command", [["translate", "--input", "data/dev.src"],
+                                     ["evaluate", "--split", "dev"]], ids=lambda c: c[0])
+def test_seq2seq_decoding_with_an_unknown_device_names_the_flag_not_the_checkpoint(
+        seq2seq_run, command):
+    """Before, torch.load(map_location='foo') failed and the good best.pt was called damaged,
+    with the advice to delete it."""
+    best = (seq2seq_run / "best.pt").read_bytes()
+    done = labelemb("seq2seq", command[0], seq2seq_run, *command[1:], "--device", "foo",
+                    cwd=seq2seq_run.parent)
+    line = assert_user_error(done, "--device 'foo'")
+    assert "damaged" not in line and "delete" not in line
+    assert (seq2seq_run / "best.pt").read_bytes() == best
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--beam", "--max-len"])
+def test_seq2seq_translate_refuses_a_zero_size_naming_the_flag(seq2seq_run, flag):
+    done = labelemb("seq2seq", "translate", seq2seq_run, "--input", "data/dev.src", flag, "0",
+                    cwd=seq2seq_run.parent)
+    assert_user_error(done, f"{flag} must be an integer >= 1, got 0")
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--emb-dim", "-1"], "--emb-dim must be an integer >= 1, got -1"),
+    (["--hidden", "0"], "--hidden must be an integer >= 1, got 0"),
+    (["--layers", "0"], "--layers must be an integer >= 1, got 0"),
+    (["--dropout", "2"], "--dropout must be >= 0 and < 1, got 2.0"),
+    (["--dropout", "nan"], "--dropout must be >= 0 and < 1, got nan"),
+    (["--max-train-pairs", "0"], "--max-train-pairs must be an integer >= 1, got 0"),
+    (["--max-train-pairs", "-1"], "--max-train-pairs must be an integer >= 1, got -1"),
+    (["--dev-max-pairs", "0"], "--dev-max-pairs must be an integer >= 1, got 0"),
+    (["--lr", "0"], "--lr must be > 0, got 0.0"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_seq2seq_train_refuses_a_setting_out_of_range_naming_the_flag(tmp_path, flags, named):
+    write_permutation_corpus(tmp_path / "data", n_train=20, n_dev=2, n_test=2)
+    done = labelemb("seq2seq", "train", "--task", "parallel", "--data-dir", "data", "--out",
+                    "run", *SEQ2SEQ_TINY, "--max-steps", "1", *flags, cwd=tmp_path)
+    assert_user_error(done, named)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.skipif(not (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file(),
                     reason="needs the real Fashion-MNIST (Debian package dataset-fashion-mnist)")
 def test_ctrl_c_during_training_is_one_line_and_exit_130(tmp_path):
@@ -163,7 +211,7 @@ def test_ctrl_c_during_training_is_one_line_and_exit_130(tmp_path):
         [sys.executable, "-m", "labelemb", "train", "--dataset", "fashion-mnist", "--model",
          "mlp", "--modes", "emb", "--epochs", "50", "--train-subset", "2000",
          "--test-subset", "500", "--threads", "1", "--device", "cpu", "--out", str(out)],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # Interrupt once the run is under way: its folder has a config and a first epoch.
         metrics = out / "emb" / "seed-0" / "metrics.jsonl"

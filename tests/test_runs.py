@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from labelemb.atomic import atomic_write, atomic_write_text
 from labelemb.runs.rundir import CONFIG, RunDir, changed_settings, write_json
-from labelemb.runs.settings import may_change_on_resume, setting
+from labelemb.runs.checkpoint import load_checkpoint, save_checkpoint
+from labelemb.runs.settings import check_ranges, may_change_on_resume, setting
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
@@ -54,3 +56,36 @@ def test_settings_declare_what_may_change_on_resume():
     a, b = Config(), Config()
     a.seeds.append(1)
     assert b.seeds == [0]  # a list default is copied per instance
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:99"])
+def test_a_device_a_sound_checkpoint_cannot_go_to_is_not_called_damage(tmp_path, device):
+    path = save_checkpoint({"w": torch.ones(2)}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(path, map_location=device)
+    message = str(info.value)
+    assert f"onto device {device!r}" in message and "--device" in message
+    assert "damaged" not in message and "delete" not in message
+    assert torch.equal(load_checkpoint(path)["w"], torch.ones(2))  # the file was left alone
+
+
+def test_check_ranges_names_the_flag_and_the_declared_range():
+    @dataclasses.dataclass
+    class Config:
+        hidden: int | None = setting(None, "size", at_least=1)
+        dropout: float = setting(0.1, "dropout", at_least=0, below=1)
+        lr: float = setting(0.1, "learning rate", above=0)
+        seed: int = setting(-5, "seed")  # no range declared: anything goes
+
+    check_ranges(Config())  # None means "the default" and is not checked
+    for kwargs, message in [
+        (dict(hidden=0), "--hidden must be an integer >= 1, got 0"),
+        (dict(hidden=2.5), "--hidden must be an integer >= 1, got 2.5"),
+        (dict(hidden=True), "--hidden must be an integer >= 1, got True"),
+        (dict(dropout=1), "--dropout must be >= 0 and < 1, got 1"),
+        (dict(dropout=float("nan")), "--dropout must be >= 0 and < 1, got nan"),
+        (dict(lr=0.0), "--lr must be > 0, got 0.0"),
+    ]:
+        with pytest.raises(ValueError) as info:
+            check_ranges(Config(**kwargs))
+        assert str(info.value) == message

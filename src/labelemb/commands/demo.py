@@ -9,9 +9,29 @@ nearest-label list of the learned embedding. It is ``labelemb train`` + ``labele
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import Any
 
-__all__ = ["register", "run_demo"]
+from ..engine.classification import parse_seeds
+from ..runs.settings import check_ranges, setting
+from .options import add_config_arguments, config_from_args
+
+__all__ = ["register", "run_demo", "DemoConfig"]
+
+
+@dataclasses.dataclass
+class DemoConfig:
+    """The demo's settings, declared once: its flags and :func:`run_demo`'s defaults."""
+
+    epochs: int = setting(3, "training epochs", at_least=1)
+    train_subset: int = setting(10_000, "training images used, of 55,000; 0 = all", at_least=0)
+    seeds: list[int] = setting([0], "e.g. 0 or 0-2", parse=parse_seeds)
+    model: str = setting("cnn", "cnn (the paper's MNIST CNN) or mlp", choices=("cnn", "mlp"))
+    out: str = setting("runs/demo", "output folder", flags=("--out", "-o"))
+    data_dir: str | None = setting(None, "folder that holds Fashion-MNIST",
+                                   default_text="the usual places, see labelemb train --help")
+    overwrite: bool = setting(False, "start again if OUT has runs")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,34 +41,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(one seed, a few epochs on a subset), print the result table, write the report and a "
         "heatmap of the learned label embedding.",
     )
-    p.add_argument("--epochs", type=int, default=3, help="default: 3")
-    p.add_argument("--train-subset", type=int, default=10_000,
-                   help="training images used (default: 10,000 of 55,000; 0 = all)")
-    p.add_argument("--seeds", default="0", help="e.g. 0 or 0-2 (default: 0)")
-    p.add_argument("--model", default="cnn", help="cnn (the paper's MNIST CNN) or mlp")
-    p.add_argument("--out", "-o", default="runs/demo", help="default: runs/demo")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--overwrite", action="store_true", help="start again if OUT has runs")
+    add_config_arguments(p, DemoConfig)
     p.set_defaults(func=_run)
 
 
-def run_demo(
-    out: str | Path = "runs/demo", *, epochs: int = 3, train_subset: int | None = 10_000,
-    seeds: list[int] | None = None, model: str = "cnn", data_dir: str | None = None,
-    overwrite: bool = False,
-) -> dict[str, Path]:
-    """Train, report, inspect; returns the paths of ``summary`` (the result table),
+def run_demo(config: DemoConfig | None = None, **settings: Any) -> dict[str, Path]:
+    """Train, report, inspect with ``config`` (default :class:`DemoConfig`), any field
+    replaced by ``settings``; returns the paths of ``summary`` (the result table),
     ``report`` (report.md), ``heatmap`` and ``nearest``."""
     from ..engine.classification import run_training
     from .inspect import inspect_run
     from .report import write_report
     from .train import write_summary
 
-    out = Path(out)
+    cfg = dataclasses.replace(config or DemoConfig(), **settings)
+    check_ranges(cfg)
+    out = Path(cfg.out)
     run_dirs = run_training(dict(
-        dataset="fashion-mnist", model=model, modes=["baseline", "emb"], seeds=seeds or [0],
-        epochs=epochs, train_subset=train_subset or None, out=str(out), data_dir=data_dir,
-        resume=not overwrite, overwrite=overwrite,
+        dataset="fashion-mnist", model=cfg.model, modes=["baseline", "emb"], seeds=cfg.seeds,
+        epochs=cfg.epochs, train_subset=cfg.train_subset or None, out=str(out),
+        data_dir=cfg.data_dir, resume=not cfg.overwrite, overwrite=cfg.overwrite,
     ))
     write_summary(run_dirs)
     _, written = write_report(run_dirs, out / "report")
@@ -59,13 +71,7 @@ def run_demo(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..engine.classification import parse_seeds
-
-    paths = run_demo(
-        args.out, epochs=args.epochs, train_subset=args.train_subset,
-        seeds=parse_seeds(args.seeds), model=args.model, data_dir=args.data_dir,
-        overwrite=args.overwrite,
-    )
+    paths = run_demo(config_from_args(DemoConfig, args))
     print(paths["summary"].read_text(encoding="utf-8").rstrip())
     print()
     print(paths["nearest"].read_text(encoding="utf-8").rstrip())

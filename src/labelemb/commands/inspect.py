@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 
 from ..atomic import atomic_write_text
+from ..report.nearest import TOP_K
 from ..runs.progress import log, progress
+from .options import add_flag
 from .outputs import make_out_folder
 
 __all__ = ["register", "run", "inspect_run", "HEATMAP_MAX", "ALL_ROWS_MAX"]
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    dest="classes",
                    help="classes (or vocabulary words) to show: names, or indices where no "
                         "class has that name (default: all classes, up to 30 in the heatmap)")
-    p.add_argument("--top-k", type=int, default=5, help="neighbours per label (default 5)")
+    add_flag(p, "--top-k", type=int, default=TOP_K, help="neighbours per label")
     p.add_argument("--hide-diagonal", action="store_true",
                    help="blank each label's weight on itself in the heatmap, so the colours "
                         "span the similarities between different labels")
@@ -75,7 +77,7 @@ def _embedding_path(run_dir: Path) -> tuple[Path, dict]:
 
 
 def inspect_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
-                classes: list[str] | None = None, top_k: int = 5,
+                classes: list[str] | None = None, top_k: int = TOP_K,
                 hide_diagonal: bool = False) -> dict[str, Path]:
     """Write ``heatmap.png``, ``nearest.md`` and ``nearest.json`` into ``out`` (default
     ``RUN_DIR/inspect``); returns their paths under ``heatmap``, ``markdown``, ``json``."""

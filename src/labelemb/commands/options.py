@@ -8,22 +8,9 @@ import dataclasses
 import typing
 from typing import Any
 
-from ..runs.settings import default_of, flag_of
+from ..runs.settings import default_of, flag_of, kind_of
 
-__all__ = ["add_config_arguments", "config_from_args"]
-
-
-def _parse_for(f: dataclasses.Field) -> tuple[Any, bool]:
-    """``(argparse type, is_bool)`` from the field's annotation (a string under
-    ``from __future__ import annotations``)."""
-    text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    kinds = {part.strip() for part in text.split("|")}
-    if "bool" in kinds:
-        return None, True
-    for name, kind in (("int", int), ("float", float)):
-        if name in kinds:
-            return kind, False
-    return str, False
+__all__ = ["add_config_arguments", "config_from_args", "add_flag"]
 
 
 def _user_error(parse: Any) -> Any:
@@ -63,12 +50,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
             kwargs["required"] = True
         else:
             kwargs["default"] = default
-        parse, is_bool = _parse_for(f)
-        if is_bool:
+        kind = kind_of(f)
+        if kind is bool:
             kwargs["action"] = "store_true" if default is False else \
                 argparse.BooleanOptionalAction
         else:
-            kwargs["type"] = _user_error(meta["parse"]) if meta["parse"] else parse
+            kwargs["type"] = _user_error(meta["parse"]) if meta["parse"] else (kind or str)
             kwargs["choices"] = meta["choices"]
             kwargs["metavar"] = f.name.upper() if meta["choices"] is None else None
         parser.add_argument(*(meta["flags"] or (flag_of(f.name),)), **kwargs)
@@ -79,3 +66,10 @@ def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> A
     names = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in vars(args).items() if k in names}
     return cls(**{**values, **overrides})
+
+
+def add_flag(parser: argparse.ArgumentParser, *flags: str, default: Any, help: str,
+             **kwargs: Any) -> None:
+    """A hand-declared flag whose help shows ``default`` once, generated from the value."""
+    parser.add_argument(*flags, default=default, help=f"{help} (default: {_format(default)})",
+                        **kwargs)

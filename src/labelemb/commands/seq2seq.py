@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Sequence
@@ -10,13 +11,45 @@ from typing import Sequence
 from torch import nn
 
 from ..data.vocab import SPECIALS, Vocab
+from ..engine.device import pick_device
 from ..engine.seq2seq import TrainConfig
+from ..report.nearest import TOP_K
 from ..report.nearest import nearest_labels as _nearest
-from .options import add_config_arguments, config_from_args
+from ..runs.settings import check_ranges, setting
+from .options import add_config_arguments, add_flag, config_from_args
 
-__all__ = ["register", "nearest_labels"]
+__all__ = ["register", "nearest_labels", "DecodeOptions", "TranslateOptions", "EvaluateOptions"]
 
-_BOOL = argparse.BooleanOptionalAction
+_THE_RUNS = "the run's setting"
+
+
+@dataclasses.dataclass
+class DecodeOptions:
+    """The decoding flags of translate and evaluate, declared once; ``None``: the run's own."""
+
+    beam: int | None = setting(None, "beam size", default_text=_THE_RUNS, at_least=1)
+    max_len: int | None = setting(None, "longest output", default_text=_THE_RUNS, at_least=1)
+    length_norm: float | None = setting(None, "rank finished beams by score/len**a",
+                                        default_text=_THE_RUNS)
+    unk_replace: bool | None = setting(None, "replace <unk> from attention",
+                                       default_text=_THE_RUNS)
+    checkpoint: str = setting("best", "best.pt, or checkpoint.pt (the last)",
+                              choices=("best", "last"))
+    batch_size: int = setting(64, "sentences decoded together", at_least=1)
+    device: str = setting("cpu", "cpu, cuda or cuda:N")
+
+
+@dataclasses.dataclass
+class TranslateOptions(DecodeOptions):
+    input: str = setting("-", "input text file, one sentence a line; - is stdin")
+    output: str = setting("-", "output file; - is stdout")
+
+
+@dataclasses.dataclass
+class EvaluateOptions(DecodeOptions):
+    split: str = setting("test", "the run's split to score", choices=("dev", "test"))
+    src: str | None = setting(None, "source file (with --ref: score these instead of a split)")
+    ref: str | None = setting(None, "reference file aligned with --src")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,44 +67,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     tr = sub.add_parser("translate", help="translate/summarise lines with a trained run")
     tr.add_argument("run", help="run directory")
-    tr.add_argument("--input", default="-", help="input text file, one sentence a line (- stdin)")
-    tr.add_argument("--output", default="-", help="output file (- stdout)")
-    _decode_options(tr)
+    add_config_arguments(tr, TranslateOptions)
     tr.set_defaults(func=_translate)
 
     ev = sub.add_parser("evaluate", help="score a trained run on its dev/test set or given files")
     ev.add_argument("run", help="run directory")
-    ev.add_argument("--split", default="test", choices=["dev", "test"])
-    ev.add_argument("--src", help="source file (with --ref: score these instead of a split)")
-    ev.add_argument("--ref", help="reference file aligned with --src")
-    _decode_options(ev)
+    add_config_arguments(ev, EvaluateOptions)
     ev.set_defaults(func=_evaluate)
 
     nb = sub.add_parser("neighbours", help="nearest target words in the learned label embedding")
     nb.add_argument("run", help="run directory (mode emb)")
     nb.add_argument("words", nargs="+", help="target-side words")
-    nb.add_argument("-k", type=int, default=5, help="neighbours per word (default 5)")
+    add_flag(nb, "-k", type=int, default=TOP_K, help="neighbours per word")
     nb.add_argument("--json", action="store_true", help="print JSON")
     nb.set_defaults(func=_neighbours)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
-def _decode_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--beam", type=int, help="beam size (default: the run's)")
-    p.add_argument("--max-len", type=int, help="longest output (default: the run's)")
-    p.add_argument("--length-norm", type=float, help="score/len**a for finished beams")
-    p.add_argument("--unk-replace", action=_BOOL, default=None, help="replace <unk> from attention")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"],
-                   help="best.pt (default) or checkpoint.pt")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="cpu")
+def _options(cls: type, args: argparse.Namespace):
+    """The parsed ``cls`` flags, checked, and the device: both before any file is read (an
+    unknown --device would otherwise fail inside torch.load)."""
+    opts = config_from_args(cls, args)
+    check_ranges(opts)
+    return opts, pick_device(opts.device)
 
 
-def _which(args) -> str:
+def _which(opts: DecodeOptions) -> str:
     from ..runs.rundir import CHECKPOINT
     from ..engine.seq2seq import BEST
 
-    return BEST if args.checkpoint == "best" else CHECKPOINT
+    return BEST if opts.checkpoint == "best" else CHECKPOINT
 
 
 def _train(args) -> int:
@@ -94,17 +119,18 @@ def _translate(args) -> int:
     from ..atomic import atomic_write_text
     from ..engine.seq2seq import translate_lines
 
-    lines = _read_input(args.input)
+    opts, device = _options(TranslateOptions, args)
+    lines = _read_input(opts.input)
     out = translate_lines(
-        args.run, lines, beam=args.beam, max_len=args.max_len, length_norm=args.length_norm,
-        unk_replace=args.unk_replace, batch_size=args.batch_size, device=args.device,
-        which=_which(args),
+        args.run, lines, beam=opts.beam, max_len=opts.max_len, length_norm=opts.length_norm,
+        unk_replace=opts.unk_replace, batch_size=opts.batch_size, device=device,
+        which=_which(opts),
     )
     text = "".join(o + "\n" for o in out)
-    if args.output == "-":
+    if opts.output == "-":
         sys.stdout.write(text)
     else:
-        atomic_write_text(args.output, text)
+        atomic_write_text(opts.output, text)
     return 0
 
 
@@ -112,24 +138,25 @@ def _evaluate(args) -> int:
     from ..data.parallel_text import read_parallel
     from ..engine.seq2seq import TrainConfig, decode_corpus, load_run, load_task, score
 
-    model, _, src_vocab, tgt_vocab, config = load_run(args.run, _which(args), args.device)
-    s = config["settings"]
-    if bool(args.src) != bool(args.ref):
+    opts, device = _options(EvaluateOptions, args)
+    if bool(opts.src) != bool(opts.ref):
         raise ValueError("--src and --ref go together")
-    if args.src:
-        corpus = read_parallel(args.src, args.ref, s["tokenize"])
+    model, _, src_vocab, tgt_vocab, config = load_run(args.run, _which(opts), device)
+    s = config["settings"]
+    if opts.src:
+        corpus = read_parallel(opts.src, opts.ref, s["tokenize"])
     else:
-        corpus = load_task(TrainConfig(**s))[args.split]
+        corpus = load_task(TrainConfig(**s))[opts.split]
         if corpus is None:
-            raise ValueError(f"the run has no {args.split} set")
-        if args.split == "dev":
+            raise ValueError(f"the run has no {opts.split} set")
+        if opts.split == "dev":
             corpus = corpus.head(s["dev_max_pairs"])
-    beam = args.beam or s["beam"]
+    beam = opts.beam or s["beam"]
     hyps = decode_corpus(
-        model, corpus, src_vocab, tgt_vocab, beam=beam, max_len=args.max_len or s["max_len"],
-        length_norm=s["length_norm"] if args.length_norm is None else args.length_norm,
-        unk_replace=s["unk_replace"] if args.unk_replace is None else args.unk_replace,
-        batch_size=args.batch_size, device=args.device, show_progress=True,
+        model, corpus, src_vocab, tgt_vocab, beam=beam, max_len=opts.max_len or s["max_len"],
+        length_norm=s["length_norm"] if opts.length_norm is None else opts.length_norm,
+        unk_replace=s["unk_replace"] if opts.unk_replace is None else opts.unk_replace,
+        batch_size=opts.batch_size, device=device, show_progress=True,
     )
     refs = [corpus.tgt_tokens(i) for i in range(len(corpus))]
     scores = score(s["select"], hyps, refs)
@@ -154,7 +181,7 @@ def _neighbours(args) -> int:
 
 
 def nearest_labels(
-    embedding: nn.Module, vocab: Vocab, words: Sequence[str], k: int = 5
+    embedding: nn.Module, vocab: Vocab, words: Sequence[str], k: int = TOP_K
 ) -> dict[str, list[tuple[str, float]]]:
     """The ``k`` labels each word's learned soft target puts most weight on (paper Table 5).
 

@@ -30,6 +30,7 @@ from ..data.parallel_text import (
 )
 from ..data.vocab import PAD, UNK, Vocab
 from ..embedding import CompressedLabelEmbedding, save_embedding
+from ..functional import PRESETS as LOSS_PRESETS
 from ..loss import LabelEmbeddingLoss
 from ..models.beam import beam_search, greedy_decode
 from ..models.seq2seq import PRESETS as MODEL_PRESETS
@@ -41,7 +42,7 @@ from ..runs.progress import log, progress
 from ..runs.rundir import (CHECKPOINT, CONFIG, EMBEDDING, METRICS, RESULT, RUN_FORMAT,
                            MetricsWriter, RunDir, is_complete, read_json, read_metrics, write_json)
 from ..runs.seed import seed_everything
-from ..runs.settings import flag_of, may_change_on_resume, setting
+from ..runs.settings import check_ranges, may_change_on_resume, setting
 from .device import pick_device
 from .text_metrics import bleu, rouge
 
@@ -77,6 +78,35 @@ def _optional_prefix(text: str) -> str | None:
     return None if text.strip().lower() in ("", "none") else text
 
 
+_IWSLT = dict(
+    src_lang="en", tgt_lang="vi", tokenize="words", share_vocab=False, epochs=25, beam=10,
+    max_len=100, max_train_len=100, select="bleu", **MODEL_PRESETS["iwslt15"],
+)
+# Weibo posts have at most 140 characters: 150 drops only malformed pairs.
+_LCSTS = dict(
+    tokenize="chars", share_vocab=True, epochs=10, beam=1, max_len=50, max_train_len=150,
+    select="rougeL", **MODEL_PRESETS["lcsts"],
+)
+#: Per-task defaults: the paper's settings (Section 3.3 and the authors' code).
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "iwslt15": _IWSLT,
+    "lcsts": _LCSTS,
+    "parallel": dict(_IWSLT, src_lang="src", tgt_lang="tgt"),
+}
+
+
+def _per_task(key: str) -> str:
+    """The help's default of a setting that depends on --task, read from TASK_DEFAULTS (so
+    never typed twice): "iwslt15, parallel: 512; lcsts: 400"."""
+    by_value: dict[str, list[str]] = {}
+    for task in TASKS:
+        if key in TASK_DEFAULTS[task]:
+            value = TASK_DEFAULTS[task][key]
+            text = ("on" if value else "off") if isinstance(value, bool) else str(value)
+            by_value.setdefault(text, []).append(task)
+    return "; ".join(f"{', '.join(tasks)}: {text}" for text, tasks in by_value.items())
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a seq2seq run, declared once: ``labelemb seq2seq train``'s flags are
@@ -93,59 +123,68 @@ class TrainConfig:
                            on_resume=True)
     overwrite: bool = setting(False, "delete the run in --out and start again", on_resume=True)
     threads: int | None = setting(None, "torch CPU threads", on_resume=True,
-                                  default_text="torch's choice")
+                                  default_text="torch's choice", at_least=1)
     # data
     src_lang: str | None = setting(None, "source file extension",
-                                   default_text="iwslt15: en; parallel: src")
+                                   default_text=_per_task("src_lang"))
     tgt_lang: str | None = setting(None, "target file extension",
-                                   default_text="iwslt15: vi; parallel: tgt")
+                                   default_text=_per_task("tgt_lang"))
     train_prefix: str = setting("train", "parallel: training files <prefix>.<lang>")
     dev_prefix: str = setting("dev", "parallel: dev files")
     test_prefix: str | None = setting("test", "parallel: test files; 'none' for no test set",
                                       parse=_optional_prefix)
     tokenize: str | None = setting(None, "words or chars", choices=("words", "chars"),
-                                   default_text="words; lcsts chars")
+                                   default_text=_per_task("tokenize"))
     lcsts_min_score: int | None = setting(
         None, "lcsts: keep dev/test pairs with human_label >= N",
         default_text="all, the paper's counts")
-    vocab_size: int = setting(50_000, "vocabulary cap, specials included")
-    min_count: int = setting(1, "drop tokens seen fewer times")
+    vocab_size: int = setting(50_000, "vocabulary cap, specials included", at_least=1)
+    min_count: int = setting(1, "drop tokens seen fewer times", at_least=1)
     share_vocab: bool | None = setting(None, "one vocabulary for both sides",
-                                       default_text="lcsts only")
-    max_train_len: int | None = setting(None, "drop training pairs with a longer side; 0 keeps all",
-                                        default_text="iwslt 100 tokens, lcsts 150 characters")
-    max_train_pairs: int | None = setting(None, "use only the first N training pairs")
-    dev_max_pairs: int | None = setting(None, "score only the first N dev pairs")
+                                       default_text=_per_task("share_vocab"))
+    max_train_len: int | None = setting(
+        None, "drop training pairs with a longer side (tokens; characters for chars); 0 keeps "
+        "all", default_text=_per_task("max_train_len"), at_least=0)
+    max_train_pairs: int | None = setting(None, "use only the first N training pairs",
+                                          at_least=1)
+    dev_max_pairs: int | None = setting(None, "score only the first N dev pairs", at_least=1)
     # model
-    emb_dim: int | None = setting(None, "word embedding size", default_text="iwslt 512, lcsts 400")
-    hidden: int | None = setting(None, "LSTM size", default_text="iwslt 512, lcsts 500")
-    layers: int | None = setting(None, "LSTM layers", default_text="iwslt 2, lcsts 1")
-    dropout: float | None = setting(None, "dropout", default_text="iwslt 0.2, lcsts 0")
+    emb_dim: int | None = setting(None, "word embedding size", default_text=_per_task("emb_dim"),
+                                  at_least=1)
+    hidden: int | None = setting(None, "LSTM size", default_text=_per_task("hidden"), at_least=1)
+    layers: int | None = setting(None, "LSTM layers", default_text=_per_task("layers"),
+                                 at_least=1)
+    dropout: float | None = setting(None, "dropout", default_text=_per_task("dropout"),
+                                    at_least=0, below=1)
     share_embeddings: bool | None = setting(None, "one word embedding for both sides",
-                                            default_text="off")
+                                            default_text=_per_task("share_embeddings"))
     # 512 in the authors' code
-    label_dim: int = setting(512, "compressed label embedding size")
+    label_dim: int = setting(512, "compressed label embedding size", at_least=1)
     # training
-    batch_size: int = setting(64, "sentence pairs per update")
-    lr: float = setting(1e-3, "Adam learning rate")
-    clip_norm: float = setting(5.0, "gradient norm clip")
-    epochs: int | None = setting(None, "training epochs", default_text="iwslt 25, lcsts 10",
-                                 on_resume=True)
-    max_steps: int | None = setting(None, "stop after N updates", on_resume=True)
-    warmup_steps: int = setting(20_000, "updates before the soft-target term starts")
+    batch_size: int = setting(64, "sentence pairs per update", at_least=1)
+    lr: float = setting(1e-3, "Adam learning rate", above=0)
+    clip_norm: float = setting(5.0, "gradient norm clip", above=0)
+    epochs: int | None = setting(None, "training epochs", default_text=_per_task("epochs"),
+                                 on_resume=True, at_least=1)
+    max_steps: int | None = setting(None, "stop after N updates", on_resume=True, at_least=1)
+    warmup_steps: int = setting(LOSS_PRESETS["seq2seq"].warmup_steps,
+                                "updates before the soft-target term starts", at_least=0)
     # head + loss in chunks of tokens (labelemb.chunked): no (B*T) x V tensor is held
     chunked_loss: bool = setting(False, "emb: head + loss in chunks of tokens, no (B*T) x V "
                                  "tensor (same loss, far less memory for big vocabularies)")
-    eval_every: int = setting(500, "updates between dev evaluations", on_resume=True)
+    eval_every: int = setting(500, "updates between dev evaluations", on_resume=True,
+                              at_least=1)
     # decoding
-    beam: int | None = setting(None, "beam for the test set", default_text="iwslt 10, lcsts 1")
-    dev_beam: int = setting(1, "beam for dev evaluations (1: greedy)")
-    max_len: int | None = setting(None, "longest output", default_text="iwslt 100, lcsts 50")
+    beam: int | None = setting(None, "beam for the test set", default_text=_per_task("beam"),
+                               at_least=1)
+    dev_beam: int = setting(1, "beam for dev evaluations (1: greedy)", at_least=1)
+    max_len: int | None = setting(None, "longest output", default_text=_per_task("max_len"),
+                                  at_least=1)
     length_norm: float = setting(0.0, "rank finished beams by score/len**a")
     unk_replace: bool = setting(False, "copy the most attended source token for each output <unk>")
     select: str | None = setting(None, "dev metric that picks best.pt",
                                  choices=("bleu", "rouge1", "rouge2", "rougeL"),
-                                 default_text="iwslt bleu, lcsts rougeL")
+                                 default_text=_per_task("select"))
     device: str | None = setting(None, "cpu or cuda", default_text="cuda when available",
                                  on_resume=True)
 
@@ -172,42 +211,13 @@ class TrainConfig:
 
 def _check_config(cfg: TrainConfig) -> None:
     """Refuse settings no run can use, naming the flag (before any file is written)."""
-    for name in ("batch_size", "eval_every", "epochs", "vocab_size", "min_count", "label_dim",
-                 "beam", "dev_beam", "max_len"):
-        v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{flag_of(name)} must be a positive integer, got {v!r}")
-    for name in ("max_steps", "threads"):
-        v = getattr(cfg, name)
-        if v is not None and v < 1:
-            raise ValueError(f"{flag_of(name)} must be >= 1, got {v!r}")
-    if not cfg.lr > 0 or not cfg.clip_norm > 0:
-        raise ValueError(f"--lr and --clip-norm must be > 0, got {cfg.lr!r}, {cfg.clip_norm!r}")
-    if cfg.warmup_steps < 0:
-        raise ValueError(f"--warmup-steps must be >= 0, got {cfg.warmup_steps!r}")
+    check_ranges(cfg)  # every number against the range its field declares
     if cfg.tokenize not in ("words", "chars"):
         raise ValueError(f"--tokenize must be 'words' or 'chars', got {cfg.tokenize!r}")
     if cfg.select not in ("bleu", "rouge1", "rouge2", "rougeL"):
         raise ValueError(f"--select must be bleu, rouge1, rouge2 or rougeL, got {cfg.select!r}")
     if cfg.share_embeddings and not cfg.share_vocab:
         raise ValueError("--share-embeddings needs --share-vocab")
-
-
-_IWSLT = dict(
-    src_lang="en", tgt_lang="vi", tokenize="words", share_vocab=False, epochs=25, beam=10,
-    max_len=100, max_train_len=100, select="bleu", **MODEL_PRESETS["iwslt15"],
-)
-# Weibo posts have at most 140 characters: 150 drops only malformed pairs.
-_LCSTS = dict(
-    tokenize="chars", share_vocab=True, epochs=10, beam=1, max_len=50, max_train_len=150,
-    select="rougeL", **MODEL_PRESETS["lcsts"],
-)
-#: Per-task defaults: the paper's settings (Section 3.3 and the authors' code).
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "iwslt15": _IWSLT,
-    "lcsts": _LCSTS,
-    "parallel": dict(_IWSLT, src_lang="src", tgt_lang="tgt"),
-}
 
 
 # --------------------------------------------------------------------------- data
@@ -255,8 +265,8 @@ def build_model(mcfg: Seq2SeqConfig, mode: str) -> Seq2Seq:
     return Seq2Seq(mcfg, aux_head=MODES[mode].label_embedding)
 
 
-def build_criterion(mode: str, tgt_vocab: Vocab, label_dim: int = 512,
-                    warmup_steps: int = 20_000, chunked: bool = False) -> nn.Module:
+def build_criterion(mode: str, tgt_vocab: Vocab, label_dim: int, warmup_steps: int,
+                    chunked: bool = False) -> nn.Module:
     """``emb``: the seq2seq preset over a compressed label embedding, PAD ignored in every
     term; ``chunked`` computes head and loss together in chunks of tokens (same loss and
     gradients, same state-dict keys, a fraction of the memory). ``baseline``: cross-entropy,
@@ -408,8 +418,7 @@ class _Trainer:
 
     def _reset_sums(self) -> None:
         """Start the running sums of the next evaluation interval."""
-        self.acc: dict[str, Any] = {"loss": 0.0, "tokens": 0, "terms": {}, "term_tokens": {},
-                                    "seconds": 0.0}
+        self.acc: dict[str, Any] = {"loss": 0.0, "tokens": 0, "terms": {}, "seconds": 0.0}
 
     def config_json(self) -> dict[str, Any]:
         """``config.json`` of the run."""
@@ -457,9 +466,8 @@ class _Trainer:
         ntok, acc = batch.num_tokens, self.acc
         acc["loss"] += float(loss.detach()) * ntok
         acc["tokens"] += ntok
-        for k, v in terms.items():  # soft_ce is absent during the warm-up
+        for k, v in terms.items():  # every term, every batch (soft_ce weighs 0 in the warm-up)
             acc["terms"][k] = acc["terms"].get(k, 0.0) + float(v) * ntok
-            acc["term_tokens"][k] = acc["term_tokens"].get(k, 0) + ntok
         dt = time.perf_counter() - t0
         self.seconds += dt
         acc["seconds"] += dt
@@ -478,7 +486,7 @@ class _Trainer:
         n, acc = max(self.acc["tokens"], 1), self.acc
         return {
             "step": self.step, "epoch": epoch_done, "train_loss": acc["loss"] / n,
-            "terms": {k: v / acc["term_tokens"][k] for k, v in acc["terms"].items()},
+            "terms": {k: v / n for k, v in acc["terms"].items()},
             **{f"dev_{k}": v for k, v in dev_scores.items()}, "dev_loss": dev_loss,
             "seconds": acc["seconds"], "total_seconds": self.seconds, "lr": cfg.lr,
         }, dev_scores

@@ -25,7 +25,7 @@ from ..embedding import FixedLabelEmbedding
 
 __all__ = [
     "Neighbour", "embedding_rows", "softmax_rows", "nearest_labels", "resolve_classes",
-    "class_names_of", "nearest_to_markdown", "nearest_to_json",
+    "class_names_of", "nearest_to_markdown", "nearest_to_json", "TOP_K",
 ]
 
 
@@ -36,6 +36,9 @@ class Neighbour:
     #: ``softmax(e_i)[index]``: the weight the soft target of ``i`` gives this label
     probability: float
 
+
+#: neighbours listed per label unless asked otherwise (``inspect --top-k``, ``neighbours -k``)
+TOP_K = 5
 
 def _unwrap(embedding: nn.Module) -> nn.Module:
     return embedding.inner if isinstance(embedding, FixedLabelEmbedding) else embedding
@@ -101,7 +104,7 @@ def resolve_classes(names: Sequence[str], requested: Iterable[str | int]) -> lis
     return out
 
 
-def nearest_labels(embedding: nn.Module, indices: Sequence[int] | None = None, k: int = 5,
+def nearest_labels(embedding: nn.Module, indices: Sequence[int] | None = None, k: int = TOP_K,
                    names: Sequence[str] | None = None, batch_size: int = 1024, progress=None,
                    exclude: Sequence[int] = ()) -> dict[int, list[Neighbour]]:
     """The ``k`` labels most similar to each label in ``indices`` (default: all).

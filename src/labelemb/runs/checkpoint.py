@@ -37,12 +37,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        with warnings.catch_warnings():
-            # torch warns about a foreign pickle protocol before refusing the file: the one
-            # line below is all the user needs.
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=map_location, weights_only=True)
+        state = _torch_load(path, map_location)
     except Exception as err:  # UnpicklingError, RuntimeError, EOFError, ... depending on damage
+        if str(map_location) != "cpu" and _loads_on_cpu(path):
+            # The file is sound; the device it was asked onto is not (a name torch does not
+            # know, CUDA absent): never tell the user to delete a good checkpoint.
+            raise ValueError(f"{path} cannot be loaded onto device {str(map_location)!r} "
+                             f"({type(err).__name__}); choose another --device") from None
         raise ValueError(
             f"{path} is damaged or not a labelemb checkpoint ({type(err).__name__}); it was not "
             "loaded: delete it, or start the run again with --overwrite"
@@ -51,6 +52,24 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise ValueError(f"{path} is not a labelemb checkpoint (it holds a "
                          f"{type(state).__name__}, not a dict); start the run again with --overwrite")
     return state
+
+
+def _torch_load(path: Path, map_location: Any) -> Any:
+    """``torch.load`` of tensors and plain containers only."""
+    with warnings.catch_warnings():
+        # torch warns about a foreign pickle protocol before refusing the file: the one line
+        # of load_checkpoint is all the user needs.
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def _loads_on_cpu(path: Path) -> bool:
+    """Whether ``path`` loads onto the CPU (told apart: a bad file from a bad device)."""
+    try:
+        _torch_load(path, "cpu")
+    except Exception:
+        return False
+    return True
 
 
 def restore_training_state(state: dict[str, Any], source: str | os.PathLike, model: torch.nn.Module,

@@ -3,7 +3,8 @@
 An engine declares each setting as ``name: type = setting(default, "help", ...)``; the command
 line is generated from those fields (:func:`labelemb.commands.options.add_config_arguments`),
 so a default is written in one place, and :class:`~labelemb.runs.rundir.RunDir` reads which
-settings may change on ``--resume`` from the same declaration.
+settings may change on ``--resume`` from the same declaration, and :func:`check_ranges` refuses
+a value outside the range declared beside its default.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-__all__ = ["setting", "may_change_on_resume", "flag_of", "default_of"]
+__all__ = ["setting", "may_change_on_resume", "flag_of", "default_of", "kind_of",
+           "check_ranges"]
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *,
             flags: tuple[str, ...] = (), parse: Callable[[str], Any] | None = None,
             choices: Any = None, default_text: str | None = None, on_resume: bool = False,
-            cli: bool = True, factory: Callable[[], Any] | None = None) -> Any:
+            cli: bool = True, factory: Callable[[], Any] | None = None,
+            at_least: float | None = None, above: float | None = None,
+            at_most: float | None = None, below: float | None = None) -> Any:
     """A dataclass field with its command-line declaration in ``metadata``.
 
     Args:
@@ -31,9 +35,13 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *,
             where it runs); every other setting must stay as the run was started.
         cli: ``False`` for settings with no flag (library use only).
         factory: a default factory (mutable defaults).
+        at_least, above, at_most, below: the valid range of a number (``None`` is always
+            allowed: it means "the default"); :func:`check_ranges` enforces it.
     """
+    bounds = {k: v for k, v in (("at_least", at_least), ("above", above),
+                                ("at_most", at_most), ("below", below)) if v is not None}
     meta = dict(help=help, flags=flags, parse=parse, choices=choices,
-                default_text=default_text, on_resume=on_resume, cli=cli)
+                default_text=default_text, on_resume=on_resume, cli=cli, bounds=bounds)
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     if isinstance(default, list):
@@ -57,3 +65,35 @@ def default_of(f: dataclasses.Field) -> Any:
     if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
         return f.default_factory()  # type: ignore[misc]
     return f.default
+
+
+def kind_of(f: dataclasses.Field) -> type | None:
+    """``bool``, ``int``, ``float`` or ``str`` from the field's annotation (a string under
+    ``from __future__ import annotations``); ``None`` for anything else (lists)."""
+    text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    kinds = {part.strip() for part in text.split("|")}
+    return next((k for k in (bool, int, float, str) if k.__name__ in kinds), None)
+
+
+#: a bound's name -> (how the message says it, whether ``value`` is inside it)
+_BOUNDS: dict[str, tuple[str, Callable[[Any, Any], bool]]] = {
+    "at_least": (">=", lambda v, b: v >= b), "above": (">", lambda v, b: v > b),
+    "at_most": ("<=", lambda v, b: v <= b), "below": ("<", lambda v, b: v < b),
+}
+
+
+def check_ranges(config: Any) -> None:
+    """Refuse a number outside the range its field declares (see :func:`setting`), or of the
+    wrong type, with a ``ValueError`` that names the flag. NaN is outside every range."""
+    for f in dataclasses.fields(config):
+        bounds, value = f.metadata.get("bounds"), getattr(config, f.name)
+        if not bounds or value is None:
+            continue
+        kind = kind_of(f)
+        wanted = (int,) if kind is int else (int, float)
+        inside = not isinstance(value, bool) and isinstance(value, wanted) and all(
+            _BOUNDS[name][1](value, bound) for name, bound in bounds.items())
+        if not inside:
+            rule = " and ".join(f"{_BOUNDS[name][0]} {bound}" for name, bound in bounds.items())
+            what = "an integer " if kind is int else ""
+            raise ValueError(f"{flag_of(f.name)} must be {what}{rule}, got {value!r}")
