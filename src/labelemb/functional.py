@@ -356,8 +356,9 @@ def check_values(target: Tensor, valid: Tensor, **named: Tensor | None) -> None:
     elif target.device.type == "cpu":
         torch._assert_async(~flags.any(), "labelemb: a target is out of range or an input "
                             "holds NaN/inf (run eagerly to see which; validate=False skips)")
-    else:  # an in-graph assert on a GPU would be a device-side assert: check on the host
-        _raise_for_compiled(flags, target, bad_target, num_classes, list(tensors))
+    else:  # an in-graph assert on a GPU would be a device-side assert: check on the host.
+        # Wrapped here, not at import: torch.compiler.disable imports dynamo (seconds).
+        torch.compiler.disable(_raise_for)(flags, target, bad_target, num_classes, list(tensors))
 
 
 def _not_finite(x: Tensor) -> Tensor:
@@ -379,6 +380,3 @@ def _raise_for(flags: Tensor, target: Tensor, bad_target: Tensor, num_classes: i
                          "(and not ignore_index)")
     raise ValueError(f"{names[first_bad[0] - 1]} contain NaN or inf "
                      "(pass validate=False to skip this check)")
-
-
-_raise_for_compiled = torch.compiler.disable(_raise_for)
