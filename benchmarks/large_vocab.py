@@ -110,9 +110,25 @@ def worker(args: argparse.Namespace) -> dict:
         loss = step(h, y)
         times.append(time.perf_counter() - t0)
         losses.append(loss.item())
-    return dict(variant=args.worker, setup_mib=rss_setup / MIB,
-                peak_extra_mib=(peak_rss_bytes() - rss_setup) / MIB, times=times,
-                loss=losses[0])
+    peak_extra_mib = (peak_rss_bytes() - rss_setup) / MIB
+    return dict(variant=args.worker, setup_mib=rss_setup / MIB, peak_extra_mib=peak_extra_mib,
+                times=times, loss=losses[0],
+                matmul_share=_matmul_share(lambda: (clear(), step(h, y))) if args.profile else None)
+
+
+#: The matrix-product operators, as torch.profiler names them.
+_MATMULS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::addmv_")
+
+
+def _matmul_share(run) -> float:
+    """Share of one step's self CPU time spent in matrix products (torch.profiler)."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        run()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in _MATMULS) / total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unchunked", action="store_true", help="also run the plain path")
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one step of each variant: share of matrix products")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -141,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = ["ce", "chunked"] + (["unchunked"] if args.unchunked else [])
     passthrough = [f"--num-classes={args.num_classes}", f"--features={args.features}",
                    f"--targets={args.targets}", f"--dim={args.dim}", f"--fit={args.fit}",
-                   f"--steps={args.steps}"]
+                   f"--steps={args.steps}"] + (["--profile"] if args.profile else [])
     if args.chunk_size:
         passthrough.append(f"--chunk-size={args.chunk_size}")
     print(machine())
@@ -152,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         for v in (variants if r % 2 == 0 else variants[::-1]):
             res = run_worker(__file__, [f"--worker={v}", *passthrough])
             runs[v].append(res)
+            share = res["matmul_share"]
             print(f"  round {r}: {v:9s} step {median(res['times']):8.3f} s  "
-                  f"peak +{res['peak_extra_mib']:8.1f} MiB  loss {res['loss']:.5f}", flush=True)
+                  f"peak +{res['peak_extra_mib']:8.1f} MiB  loss {res['loss']:.5f}"
+                  + (f"  matrix products {100 * share:.0f} % of the step" if share else ""),
+                  flush=True)
 
     summary = {}
     for v in variants:

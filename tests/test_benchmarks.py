@@ -75,3 +75,12 @@ def test_profile_step_quick_prints_the_phase_table():
     for phase in ("forward", "loss", "backward", "optimizer", "sum"):
         assert any(line.startswith(phase) for line in stdout.splitlines()), phase
     assert "aten::" in stdout  # the profiler table
+
+
+def test_head_layout_quick_times_both_heads():
+    has_old_head = subprocess.run(["git", "cat-file", "-e", "d91db14"], cwd=ROOT,
+                                  capture_output=True).returncode == 0
+    if not has_old_head:
+        pytest.skip("a shallow clone: the old head's commit is not here")
+    stdout = _run("head_layout.py")
+    assert "two_layer" in stdout and "one_weight" in stdout and "baseline" in stdout
