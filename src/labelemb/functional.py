@@ -203,21 +203,22 @@ def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
     log_p1 = F.log_softmax(o1, dim=1)
     log_q = F.log_softmax(e, dim=1)  # log e'
     terms = {
-        "ce": -log_p1.gather(1, y[:, None]).squeeze(1),
-        # The soft target e' is detached: the embedding learns only from embedding_ce.
+        "ce": -log_p1.gather(1, y[:, None]).squeeze(1),  # H(y, o1')
+        # H(e', o1'): the soft target e' is detached, the embedding learns only from
+        # embedding_ce; temperature 1, as in the authors' code.
         "soft_ce": -(log_q.detach().exp() * log_p1).sum(1),
     }
     correct = valid
     if aux_logits is not None:
         o2 = _float(aux_logits)
         log_p2_y = F.log_softmax(o2, dim=1).gather(1, y[:, None]).squeeze(1)
-        terms["aux_ce"] = -log_p2_y
-        terms["aux_hinge"] = _hinge(log_p2_y.exp() - options.alpha, options.hinge)
+        terms["aux_ce"] = -log_p2_y  # H(y, o2')
+        terms["aux_hinge"] = _hinge(log_p2_y.exp() - options.alpha, options.hinge)  # eq. 12
         if getattr(embedding, "trainable", True):
             # o2'' = softmax(o2 / tau), detached: the second head is not trained to fit e.
             soft_aux = F.softmax(o2.detach() / options.tau, dim=1)
-            terms["embedding_ce"] = -(soft_aux * log_q).sum(1)
-            if options.mask_wrong:
+            terms["embedding_ce"] = -(soft_aux * log_q).sum(1)  # H(o2'', e')
+            if options.mask_wrong:  # Appendix A: learn only from what o2 gets right
                 correct = valid & (o2.detach().argmax(1) == y)
     # where, not a product: an ignored row's inf or nan never becomes 0 * inf = nan.
     masked = {k: torch.where(correct if k == "embedding_ce" else valid, v, 0.0)
