@@ -89,3 +89,22 @@ def test_check_ranges_names_the_flag_and_the_declared_range():
         with pytest.raises(ValueError) as info:
             check_ranges(Config(**kwargs))
         assert str(info.value) == message
+
+
+def test_rank_zero_is_one_rule_inside_and_after_the_process_group(tmp_path, monkeypatch):
+    """The engine asks the process group, the train command (after the group is gone) asked
+    RANK: one function answers both, the group first."""
+    import torch.distributed as dist
+
+    from labelemb.runs.ranks import is_main_process, rank_and_world
+
+    monkeypatch.setenv("RANK", "1")  # torchrun's second process, before or after the group
+    assert not is_main_process() and rank_and_world() == (0, 1)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}",
+                            rank=0, world_size=1)
+    try:
+        assert is_main_process() and rank_and_world() == (0, 1)  # the group says rank 0
+    finally:
+        dist.destroy_process_group()
+    monkeypatch.setenv("RANK", "0")
+    assert is_main_process()

@@ -8,12 +8,12 @@ from :class:`~labelemb.engine.classification.TrainConfig`; after the runs it wri
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ..engine.classification import MODES, TrainConfig, run_training
 from ..report.table import build_table
 from ..atomic import atomic_write_text
+from ..runs.ranks import is_main_process
 from ..runs.rundir import iter_run_dirs
 from .options import add_config_arguments
 
@@ -52,6 +52,6 @@ def write_summary(run_dirs: list[Path]) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     run_dirs = run_training(args)
-    if args.summary and os.environ.get("RANK", "0") == "0":  # rank 0 of torchrun alone
+    if args.summary and is_main_process():  # rank 0 of torchrun alone
         print(write_summary(run_dirs), flush=True)
     return 0

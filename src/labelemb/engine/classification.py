@@ -45,9 +45,10 @@ from ..models.classifier import MODELS, build_model
 from ..runs import rundir
 from ..runs.checkpoint import restore_training_state, rng_state, save_checkpoint, set_rng_state
 from ..runs.rundir import RunDir
-from ..runs.settings import flag_of, may_change_on_resume, setting
+from ..runs.settings import check_ranges, may_change_on_resume, setting
 from ..runs.progress import log as _log_line
 from ..runs.progress import progress
+from ..runs.ranks import is_main_process, rank_and_world
 from ..runs.seed import seed_everything
 from .device import pick_device
 
@@ -181,18 +182,22 @@ class TrainConfig:
                                flags=("--modes", "--mode"), parse=parse_modes)
     seeds: list[int] = setting([0], "e.g. 0-19 or 0,3,5", parse=parse_seeds)
     epochs: int | None = setting(None, "training epochs", default_text=f"the recipe "
-                                 f"({_recipes_text()})", on_resume=True)
-    batch_size: int | None = setting(None, "images per update", default_text="the recipe")
-    lr: float | None = setting(None, "Adam learning rate", default_text="the recipe")
+                                 f"({_recipes_text()})", on_resume=True, at_least=1)
+    batch_size: int | None = setting(None, "images per update", default_text="the recipe",
+                                     at_least=1)
+    lr: float | None = setting(None, "Adam learning rate", default_text="the recipe", above=0)
     lr_milestones: list[int] | None = setting(
         None, "epochs after which the lr is multiplied by --lr-gamma, e.g. 40,80 or none",
         parse=parse_int_list, default_text="the recipe")
-    lr_gamma: float = setting(0.2, "lr factor at each milestone, > 0")
+    lr_gamma: float = setting(0.2, "lr factor at each milestone", above=0)
     augment: bool | None = setting(None, "random crop (pad 4) + horizontal flip",
                                    default_text="on for CIFAR")
-    train_subset: int | None = setting(None, "train on the first N training images only")
-    test_subset: int | None = setting(None, "evaluate on the first N test images only")
-    dev_subset: int | None = setting(None, "evaluate on the first N dev images only")
+    train_subset: int | None = setting(None, "train on the first N training images only",
+                                       at_least=1)
+    test_subset: int | None = setting(None, "evaluate on the first N test images only",
+                                      at_least=1)
+    dev_subset: int | None = setting(None, "evaluate on the first N dev images only",
+                                     at_least=1)
     out: str | None = setting(None, "output folder, one OUT/<mode>/seed-<k>/ per run",
                               flags=("--out", "-o"), default_text="runs/<dataset>-<model>",
                               on_resume=True)
@@ -208,13 +213,16 @@ class TrainConfig:
     embedding: str | None = setting(
         None, "emb-fixed: embedding.safetensors of an earlier emb run; may contain {seed}, "
         "or name that run's OUT folder (uses OUT/emb/seed-<k>/)")
-    smoothing: float = setting(0.1, "ls: label smoothing epsilon, in [0, 1)")
-    ols_alpha: float = setting(0.5, "ols: weight of the hard cross-entropy, in [0, 1]")
-    eval_batch_size: int = setting(1000, "images per evaluation batch", on_resume=True)
+    smoothing: float = setting(0.1, "ls: label smoothing epsilon, in [0, 1)", at_least=0,
+                               below=1)
+    ols_alpha: float = setting(0.5, "ols: weight of the hard cross-entropy, in [0, 1]",
+                               at_least=0, at_most=1)
+    eval_batch_size: int = setting(1000, "images per evaluation batch", on_resume=True,
+                                   at_least=1)
     threads: int | None = setting(
         None, "CPU threads for torch; 1 is much faster on a machine shared with other jobs. "
         "Results are bit-identical only for the same thread count", on_resume=True,
-        default_text="torch's choice")
+        default_text="torch's choice", at_least=1)
     cifar100_labels: str = setting("fine", "CIFAR-100 label set", choices=("fine", "coarse"))
 
     @classmethod
@@ -260,21 +268,7 @@ def _check_config(c: TrainConfig) -> None:
         raise ValueError(f"--model: unknown model {c.model!r}; choose from {sorted(MODELS)}")
     if not c.seeds:
         raise ValueError("--seeds must not be empty")
-    for name in ("epochs", "batch_size", "eval_batch_size"):
-        v = getattr(c, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{flag_of(name)} must be a positive integer, got {v!r}")
-    for name in ("lr", "lr_gamma"):
-        if not getattr(c, name) > 0:  # also refuses NaN
-            raise ValueError(f"{flag_of(name)} must be > 0, got {getattr(c, name)!r}")
-    if not 0 <= c.smoothing < 1:
-        raise ValueError(f"--smoothing must be in [0, 1), got {c.smoothing!r}")
-    if not 0 <= c.ols_alpha <= 1:
-        raise ValueError(f"--ols-alpha must be in [0, 1], got {c.ols_alpha!r}")
-    for name in ("train_subset", "test_subset", "dev_subset", "threads"):
-        v = getattr(c, name)
-        if v is not None and v < 1:
-            raise ValueError(f"{flag_of(name)} must be >= 1, got {v!r}")
+    check_ranges(c)  # every number against the range its field declares
     if any(MODES[m].needs_embedding_file for m in c.modes) and not c.embedding:
         raise ValueError(
             "mode emb-fixed needs --embedding PATH: an embedding.safetensors from an earlier "
@@ -371,15 +365,9 @@ def _forward_logits(model: nn.Module, x: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- distributed
 
 
-def _dist() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def log(msg: str) -> None:
     """A log line from rank 0 only."""
-    if _dist()[0] == 0:
+    if is_main_process():
         _log_line(msg)
 
 
@@ -401,7 +389,7 @@ def _check_ranks_agree(model: nn.Module, criterion: nn.Module, run_dir: Path) ->
 
 
 def _barrier() -> None:
-    if _dist()[1] > 1:
+    if rank_and_world()[1] > 1:
         dist.barrier()
 
 
@@ -424,7 +412,7 @@ def _run_config(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int, n_para
         "image_size": ds.image_size, "train_size": len(ds.train_y),
         "dev_size": len(splits["dev"][1]) if "dev" in splits else 0,
         "test_size": len(splits["test"][1]),
-        "parameters": n_params, "device": str(device), "world_size": _dist()[1],
+        "parameters": n_params, "device": str(device), "world_size": rank_and_world()[1],
         "torch_version": torch.__version__,
     }
 
@@ -488,7 +476,7 @@ def train_one(
     device: torch.device,
 ) -> Path:
     """Train (or resume) one ``(mode, seed)`` run into ``run_dir``; returns ``run_dir``."""
-    is_main = _dist()[0] == 0
+    is_main = is_main_process()
     run = RunDir.open(run_dir, cfg.run_settings(mode, seed),
                       may_change=may_change_on_resume(TrainConfig), resume=cfg.resume,
                       overwrite=cfg.overwrite, writer=is_main)
@@ -507,7 +495,7 @@ def train_one(
     if is_main:
         metrics.truncate_after(start)  # records a kill left after the checkpoint are redone
     _train_epochs(cfg, ds, mode, seed, run, t, start, device)
-    if _dist()[1] > 1:
+    if rank_and_world()[1] > 1:
         _check_ranks_agree(t.model, t.criterion, run.path)
     if is_main:
         _write_result(run.path, t.n_params)
@@ -518,7 +506,7 @@ def train_one(
 def _train_epochs(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int, run: RunDir,
                   t: _Training, start: int, device: torch.device) -> None:
     """Epochs ``start + 1 .. cfg.epochs``: train, evaluate, log, checkpoint."""
-    world = _dist()[1]
+    world = rank_and_world()[1]
     train_model: nn.Module = t.model
     if world > 1:
         train_model = nn.parallel.DistributedDataParallel(
@@ -573,7 +561,7 @@ def _train_epoch(
     model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
     ds: ImageDataset, cfg: TrainConfig, g: torch.Generator, device: torch.device, desc: str,
 ) -> dict[str, Any]:
-    rank, world = _dist()
+    rank, world = rank_and_world()
     model.train()
     criterion.train()
     n = len(ds.train_y)
@@ -649,7 +637,7 @@ def _device_of_rank(name: str | None) -> torch.device:
     """:func:`~labelemb.engine.device.pick_device`; under torchrun a bare ``cuda`` is this
     rank's own GPU."""
     dev = pick_device(name)
-    rank, world = _dist()
+    rank, world = rank_and_world()
     if dev.type == "cuda" and dev.index is None and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     return dev
@@ -722,11 +710,11 @@ def _run_training(config: Any, dataset: ImageDataset | None) -> list[Path]:
         if t is not None:
             setattr(ds, name, t.to(device))
     out = Path(cfg.out)
-    if _dist()[0] == 0:
+    if is_main_process():
         rundir.make_folder(out)  # a file in the way or no write permission: said before training
     splits = _eval_splits(ds, cfg)
     dev_n = len(splits["dev"][1]) if "dev" in splits else 0
-    world = _dist()[1]
+    world = rank_and_world()[1]
     log(f"{ds.name} ({ds.source}): train {len(ds.train_y)}, dev {dev_n}, test "
         f"{len(splits['test'][1])}; model {cfg.model}; "
         f"{cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr}"
