@@ -136,7 +136,8 @@ def _translate(args) -> int:
 
 def _evaluate(args) -> int:
     from ..data.parallel_text import read_parallel
-    from ..engine.seq2seq import TrainConfig, decode_corpus, load_run, load_task, score
+    from ..engine.seq2seq import (TrainConfig, decode_corpus, decoding_settings, load_run,
+                                  load_task, score)
 
     opts, device = _options(EvaluateOptions, args)
     if bool(opts.src) != bool(opts.ref):
@@ -151,16 +152,13 @@ def _evaluate(args) -> int:
             raise ValueError(f"the run has no {opts.split} set")
         if opts.split == "dev":
             corpus = corpus.head(s["dev_max_pairs"])
-    beam = opts.beam or s["beam"]
-    hyps = decode_corpus(
-        model, corpus, src_vocab, tgt_vocab, beam=beam, max_len=opts.max_len or s["max_len"],
-        length_norm=s["length_norm"] if opts.length_norm is None else opts.length_norm,
-        unk_replace=s["unk_replace"] if opts.unk_replace is None else opts.unk_replace,
-        batch_size=opts.batch_size, device=device, show_progress=True,
-    )
+    decoding = decoding_settings(s, beam=opts.beam, max_len=opts.max_len,
+                                 length_norm=opts.length_norm, unk_replace=opts.unk_replace)
+    hyps = decode_corpus(model, corpus, src_vocab, tgt_vocab, batch_size=opts.batch_size,
+                         device=device, show_progress=True, **decoding)
     refs = [corpus.tgt_tokens(i) for i in range(len(corpus))]
     scores = score(s["select"], hyps, refs)
-    print(json.dumps({"pairs": len(corpus), "beam": beam, **scores}, indent=2))
+    print(json.dumps({"pairs": len(corpus), "beam": decoding["beam"], **scores}, indent=2))
     return 0
 
 

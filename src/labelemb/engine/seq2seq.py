@@ -48,7 +48,7 @@ from .text_metrics import bleu, rouge
 
 __all__ = [
     "TrainConfig", "MODES", "Mode", "TASK_DEFAULTS", "load_task", "build_vocabs", "build_model", "build_criterion",
-    "train", "decode_corpus", "score", "load_run", "BEST", "SRC_VOCAB",
+    "train", "decode_corpus", "decoding_settings", "score", "load_run", "BEST", "SRC_VOCAB",
     "TGT_VOCAB", "TEST_OUTPUT",
 ]
 
@@ -629,6 +629,15 @@ def load_run(run_dir: str | Path, which: str = BEST, device: str | torch.device 
     return model, criterion, src_vocab, tgt_vocab, config
 
 
+def decoding_settings(settings: dict[str, Any], *, beam: int | None = None,
+                      max_len: int | None = None, length_norm: float | None = None,
+                      unk_replace: bool | None = None) -> dict[str, Any]:
+    """:func:`decode_corpus`'s decoding keywords: each one given, else the run's own
+    (``settings`` of its config.json)."""
+    given = dict(beam=beam, max_len=max_len, length_norm=length_norm, unk_replace=unk_replace)
+    return {k: settings[k] if v is None else v for k, v in given.items()}
+
+
 def translate_lines(
     run_dir: str | Path, lines: Sequence[str], *, beam: int | None = None,
     max_len: int | None = None, length_norm: float | None = None, unk_replace: bool | None = None,
@@ -639,10 +648,9 @@ def translate_lines(
     s = config["settings"]
     corpus = ParallelCorpus(list(lines), [""] * len(lines), s["tokenize"], "input")
     hyps = decode_corpus(
-        model, corpus, src_vocab, tgt_vocab, beam=beam or s["beam"], max_len=max_len or s["max_len"],
-        length_norm=s["length_norm"] if length_norm is None else length_norm,
-        unk_replace=s["unk_replace"] if unk_replace is None else unk_replace,
-        batch_size=batch_size, device=device,
+        model, corpus, src_vocab, tgt_vocab, batch_size=batch_size, device=device,
+        **decoding_settings(s, beam=beam, max_len=max_len, length_norm=length_norm,
+                            unk_replace=unk_replace),
     )
     sep = "" if s["tokenize"] == "chars" else " "
     return [sep.join(h) for h in hyps]
