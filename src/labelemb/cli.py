@@ -42,6 +42,12 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, error_line(ValueError(
             f"{where}{message}; see {self.prog} --help")) + "\n")
 
+    def error_no_command(self) -> typing.NoReturn:
+        """The one line for a command given without its sub-command."""
+        names = next(a.choices for a in self._actions
+                     if isinstance(a, argparse._SubParsersAction))
+        self.error(f"choose one of {', '.join(names)}")
+
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         """Unknown flags are reported by the sub-command they were given to."""
         parsed, extras = self.parse_known_args(args, namespace)
@@ -133,9 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if getattr(args, "func", None) is None:
-            parser.print_help()
-            return EXIT_USER_ERROR
+        if getattr(args, "func", None) is None:  # `labelemb`, `labelemb seq2seq`: no action
+            parser._chosen(args).error_no_command()
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(_interrupted_line(args), file=sys.stderr, flush=True)

@@ -28,7 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("name", help=f"one of {sorted(DATASETS)}, a folder of class folders or an .npz")
     i.add_argument("--data-dir", default=None)
     i.set_defaults(func=_info)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
 def _download(args: argparse.Namespace) -> int:

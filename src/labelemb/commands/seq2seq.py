@@ -81,7 +81,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_flag(nb, "-k", type=int, default=TOP_K, help="neighbours per word")
     nb.add_argument("--json", action="store_true", help="print JSON")
     nb.set_defaults(func=_neighbours)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
 def _options(cls: type, args: argparse.Namespace):
