@@ -158,6 +158,17 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+def _default_models_text() -> str:
+    """Each dataset's backbone for ``--model``'s help, from the registry (own data: the
+    ImageDataset default)."""
+    by_model: dict[str, list[str]] = {}
+    for name, spec in DATASETS.items():
+        by_model.setdefault(spec.default_model, []).append(name)
+    own = next(f.default for f in dataclasses.fields(ImageDataset) if f.name == "default_model")
+    by_model.setdefault(own, []).append("own data")
+    return "; ".join(f"{model} for {', '.join(names)}" for model, names in by_model.items())
+
+
 def _recipes_text() -> str:
     """The recipes in one line, for ``--epochs``'s help."""
     return "; ".join(
@@ -176,7 +187,7 @@ class TrainConfig:
         "and y", flags=("--dataset", "-d"))
     model: str | None = setting(
         None, "backbone", flags=("--model", "-m"), choices=sorted(MODELS),
-        default_text="cnn for MNIST-like and own data, resnet8 for cifar10, resnet18 for cifar100")
+        default_text=_default_models_text())
     # --mode is the authors' spelling (cnn.py --mode=emb): one mode, or a list as --modes.
     modes: list[str] = setting(["baseline", "emb"], f"comma-separated, from {', '.join(MODES)}",
                                flags=("--modes", "--mode"), parse=parse_modes)
@@ -191,7 +202,8 @@ class TrainConfig:
         parse=parse_int_list, default_text="the recipe")
     lr_gamma: float = setting(0.2, "lr factor at each milestone", above=0)
     augment: bool | None = setting(None, "random crop (pad 4) + horizontal flip",
-                                   default_text="on for CIFAR")
+                                   default_text="on for " + ", ".join(
+                                       k for k, v in RECIPES.items() if v["augment"]))
     train_subset: int | None = setting(None, "train on the first N training images only",
                                        at_least=1)
     test_subset: int | None = setting(None, "evaluate on the first N test images only",
