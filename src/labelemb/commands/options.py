@@ -8,7 +8,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from ..runs.settings import default_of, flag_of, kind_of
+from ..runs.settings import default_of, flag_of, kind_of, range_text
 
 __all__ = ["add_config_arguments", "config_from_args", "add_flag"]
 
@@ -35,7 +35,8 @@ def _format(value: Any) -> str:
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
                          skip: typing.Iterable[str] = ()) -> None:
     """Add one flag per field of ``cls`` (fields declared with ``cli=False`` or in ``skip``
-    are left out). The argparse default is the field's default; the help shows it once."""
+    are left out). The argparse default is the field's default; the help shows it once, and
+    the field's declared range."""
     skip = set(skip)
     for f in dataclasses.fields(cls):
         meta = f.metadata
@@ -44,7 +45,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
         default = default_of(f)
         shown = meta["default_text"] or (None if default in (None, False) or
                                          default is dataclasses.MISSING else _format(default))
-        help_text = meta["help"] + (f" (default: {shown})" if shown else "")
+        rule = range_text(f)
+        help_text = (meta["help"] + (f"; {rule}" if rule else "")
+                     + (f" (default: {shown})" if shown else ""))
         kwargs: dict[str, Any] = dict(dest=f.name, help=help_text)
         if default is dataclasses.MISSING:
             kwargs["required"] = True

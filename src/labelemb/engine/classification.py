@@ -225,9 +225,9 @@ class TrainConfig:
     embedding: str | None = setting(
         None, "emb-fixed: embedding.safetensors of an earlier emb run; may contain {seed}, "
         "or name that run's OUT folder (uses OUT/emb/seed-<k>/)")
-    smoothing: float = setting(0.1, "ls: label smoothing epsilon, in [0, 1)", at_least=0,
+    smoothing: float = setting(0.1, "ls: label smoothing epsilon", at_least=0,
                                below=1)
-    ols_alpha: float = setting(0.5, "ols: weight of the hard cross-entropy, in [0, 1]",
+    ols_alpha: float = setting(0.5, "ols: weight of the hard cross-entropy",
                                at_least=0, at_most=1)
     eval_batch_size: int = setting(1000, "images per evaluation batch", on_resume=True,
                                    at_least=1)

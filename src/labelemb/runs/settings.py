@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any, Callable
 
 __all__ = ["setting", "may_change_on_resume", "flag_of", "default_of", "kind_of",
-           "check_ranges"]
+           "check_ranges", "range_text"]
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *,
@@ -94,6 +94,11 @@ def check_ranges(config: Any) -> None:
         inside = not isinstance(value, bool) and isinstance(value, wanted) and all(
             _BOUNDS[name][1](value, bound) for name, bound in bounds.items())
         if not inside:
-            rule = " and ".join(f"{_BOUNDS[name][0]} {bound}" for name, bound in bounds.items())
             what = "an integer " if kind is int else ""
-            raise ValueError(f"{flag_of(f.name)} must be {what}{rule}, got {value!r}")
+            raise ValueError(f"{flag_of(f.name)} must be {what}{range_text(f)}, got {value!r}")
+
+
+def range_text(f: dataclasses.Field) -> str:
+    """The field's declared range as the help and the errors say it (">= 0 and < 1"), or ""."""
+    bounds = f.metadata.get("bounds") or {}
+    return " and ".join(f"{_BOUNDS[name][0]} {bound}" for name, bound in bounds.items())
