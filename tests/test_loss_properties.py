@@ -70,6 +70,32 @@ def _poison(data, x: torch.Tensor, label: str) -> bool:
     return True
 
 
+def _poison_embedding(data, embedding, target: torch.Tensor) -> bool:
+    """Sometimes put a NaN or inf into one row of a full or fixed embedding; True if a target
+    looks that row up (validation checks the rows the loss reads, ignored targets' included)."""
+    weight = getattr(getattr(embedding, "inner", embedding), "weight", None)
+    if weight is None or not data.draw(st.booleans(), label="poison embedding"):
+        return False
+    c = weight.shape[0]
+    row = data.draw(st.integers(0, c - 1), label="poisoned row")
+    with torch.no_grad():
+        weight[row, data.draw(st.integers(0, c - 1), label="column")] = float("nan")
+    return bool((target.long().clamp(0, c - 1) == row).any())
+
+
+def _finite_or_refused(call, bad: bool, tensors) -> None:
+    """``call()`` raises a ValueError/TypeError exactly when the input is bad; otherwise its
+    loss, terms and gradients (w.r.t. ``tensors``) are finite."""
+    try:
+        out = call()
+    except (ValueError, TypeError) as err:
+        assert str(err)
+        assert bad, f"refused good input: {err}"
+        return
+    assert not bad, "bad input was accepted"
+    _assert_finite(out, tensors)
+
+
 def _assert_finite(out, tensors) -> None:
     assert torch.isfinite(out.loss).all(), out
     assert all(torch.isfinite(v).all() for v in out.terms.values()), out.terms
@@ -97,18 +123,17 @@ def test_label_embedding_loss_is_finite_or_raises(data):
     target, bad_target = _draw_target(data, (n, *extra), c, options["ignore_index"])
     poisoned = _poison(data, logits, "logits") | (aux is not None and _poison(data, aux, "aux"))
     poisoned |= not torch.isfinite(logits).all() or (aux is not None and not torch.isfinite(aux).all())
+    poisoned |= _poison_embedding(data, embedding, target)
     logits.requires_grad_()
-    criterion = None
-    try:
+
+    def call():
         criterion = LabelEmbeddingLoss(embedding, **options)
-        for _ in range(3):  # through the warm-up switch
-            out = criterion(logits, aux, target)
-    except (ValueError, TypeError) as err:
-        assert str(err)
-        assert bad_option or bad_target or poisoned, f"refused good input: {err}"
-        return
-    assert not (bad_option or bad_target or poisoned), "bad input was accepted"
-    _assert_finite(out, [logits, *criterion.parameters()])
+        for _ in range(2):
+            criterion(logits, aux, target)  # through the warm-up switch
+        return criterion(logits, aux, target)
+
+    _finite_or_refused(call, bad_option or bad_target or poisoned,
+                       [logits, *embedding.parameters()])
 
 
 @SETTINGS
@@ -123,15 +148,13 @@ def test_chunked_loss_is_finite_or_raises(data):
     head = LabelEmbeddingHead(4, c, aux=not isinstance(embedding, FixedLabelEmbedding)).to(dtype)
     features = torch.randn(n, 4, dtype=dtype) * data.draw(st.sampled_from([1.0, 1e3]))
     target, bad_target = _draw_target(data, (n,), c, options["ignore_index"])
-    poisoned = _poison(data, features, "features")
+    poisoned = _poison(data, features, "features") | _poison_embedding(data, embedding, target)
     features.requires_grad_()
     chunk_size = data.draw(st.integers(1, 4), label="chunk size")
-    try:
+
+    def call():
         criterion = ChunkedLabelEmbeddingLoss(embedding, chunk_size=chunk_size, **options)
-        out = criterion(features, target, head)
-    except (ValueError, TypeError) as err:
-        assert str(err)
-        assert bad_option or bad_target or poisoned, f"refused good input: {err}"
-        return
-    assert not (bad_option or bad_target or poisoned), "bad input was accepted"
-    _assert_finite(out, [features, *head.parameters(), *criterion.parameters()])
+        return criterion(features, target, head)
+
+    _finite_or_refused(call, bad_option or bad_target or poisoned,
+                       [features, *head.parameters(), *embedding.parameters()])
