@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.parametrize import is_parametrized
 
-from .functional import LossOptions, LossOutput, check_inputs, masked_terms, term_divisors, term_weights
+from .functional import (LossOptions, LossOutput, check_inputs, label_rows, masked_terms,
+                         term_divisors, term_weights)
 from .head import LabelEmbeddingHead
 from .loss import LabelEmbeddingLoss
 
@@ -155,7 +156,9 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
         rows = slice(start, start + size)
         h = h_all[rows].detach().requires_grad_(grad_h is not None)  # the chunk's features
         outputs = head(h)
-        terms, _, correct = masked_terms(*outputs, t_all[rows], embedding, options)
+        y = label_rows(t_all[rows], head.num_classes)
+        label_logits = _label_logits(embedding, y, bool(emb_params))
+        terms, _, correct = masked_terms(*outputs, t_all[rows], embedding, options, label_logits)
         n_correct += correct.sum()
         chunk = {k: v.sum() for k, v in terms.items()}
         sums = {k: v.detach() + sums[k] if k in sums else v.detach() for k, v in chunk.items()}
@@ -164,19 +167,46 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
         objective = sum(weights[k] * v / divisors[k] for k, v in chunk.items())
         trained = [(layer, out) for layer, out in zip(layers, outputs)
                    if out.requires_grad and any(id(p) in wanted for p in layer.parameters())]
-        inputs = [h] * (grad_h is not None) + [out for _, out in trained] + emb_params
+        inputs = [h] * (grad_h is not None) + [out for _, out in trained]
+        inputs += [label_logits] * bool(emb_params)
         found = list(torch.autograd.grad(objective, inputs, allow_unused=True))
         if grad_h is not None:
             grad_h[rows] = found.pop(0)
         for (layer, _), grad_out in zip(trained, found):
             _linear_weight_grads(layer, grad_out, h.detach(), grads)
-        for p, g in zip(emb_params, found[len(trained):]):
-            if g is not None:
-                grads[id(p)].add_(g)
+        if emb_params:
+            _embedding_grads(embedding, emb_params, y, label_logits, found[-1], grads)
     final = term_divisors(n_valid, n_correct, options, _dtype(features))
     for p in emb_params:
         grads[id(p)].div_(final["embedding_ce"])
     return {k: v / final[k] for k, v in sums.items()}, [grads[id(t)] for t in wants]
+
+
+def _label_logits(embedding: nn.Module, y: Tensor, trained: bool) -> Tensor | None:
+    """The chunk's embedding rows, or None when the embedding is not trained (then
+    ``masked_terms`` looks them up itself)."""
+    return embedding(y) if trained else None
+
+
+def _embedding_grads(embedding: nn.Module, params: list[Tensor], y: Tensor, e: Tensor,
+                     grad_rows: Tensor | None, grads: dict[int, Tensor]) -> None:
+    """Backpropagate the gradient of the chunk's embedding rows ``e`` into the embedding.
+
+    embedding_ce trains only the targets the second head gets right: at first almost none,
+    and a backward through every row would cost as much as the head's products. When fewer
+    than half the rows have a gradient, the embedding runs again on those rows alone.
+    """
+    if grad_rows is None:
+        return
+    fitted = grad_rows.ne(0).any(1).nonzero().squeeze(1)
+    if fitted.numel() == 0:
+        return
+    if 2 * fitted.numel() < len(y):
+        e, grad_rows = embedding(y[fitted]), grad_rows[fitted]
+    found = torch.autograd.grad(e, params, grad_rows, allow_unused=True)
+    for p, g in zip(params, found):
+        if g is not None:
+            grads[id(p)].add_(g)
 
 
 def _linear_weight_grads(layer: nn.Linear, grad_out: Tensor | None, x: Tensor,

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 __all__ = [
     "LossOptions", "LossOutput", "PRESETS", "TERMS", "label_embedding_loss", "masked_terms",
     "term_divisors", "term_weights", "check_inputs", "check_embedding", "check_values", "rows",
+    "label_rows",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
@@ -180,24 +181,24 @@ def compute_loss(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
 
 
 def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
-                 embedding: nn.Module, options: LossOptions
+                 embedding: nn.Module, options: LossOptions, label_logits: Tensor | None = None
                  ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     """Every term for every target row, zero where a target is ignored or masked.
 
     Args:
         logits, aux_logits: ``(M, C)`` rows (``aux_logits`` may be ``None``).
         target: ``(M,)`` class indices.
+        label_logits: ``embedding(label_rows(target, C))`` when the caller has made it already
+            (the chunked loss, which backpropagates into the embedding itself).
 
     Returns:
         ``(terms, valid, correct)``: ``{name: (M,)}`` unweighted and unreduced, the ``(M,)``
         mask of non-ignored targets and the mask of targets that train the embedding.
     """
     valid = target != options.ignore_index
-    # Any in-range class serves ignored (and, while validating, bad) targets: they are
-    # masked out below or reported, and an index in range can never fault.
-    y = target.long().clamp(0, logits.shape[1] - 1)
+    y = label_rows(target, logits.shape[1])
     o1 = _float(logits)
-    e = _float(embedding(y))  # label-embedding logits e_y, (M, C)
+    e = _float(embedding(y) if label_logits is None else label_logits)  # e_y, (M, C)
     if options.validate:
         check_values(target, valid, logits=o1, aux_logits=aux_logits, embedding=e)
     log_p1 = F.log_softmax(o1, dim=1)
@@ -224,6 +225,13 @@ def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
     masked = {k: torch.where(correct if k == "embedding_ce" else valid, v, 0.0)
               for k, v in terms.items()}
     return masked, valid, correct
+
+
+def label_rows(target: Tensor, num_classes: int) -> Tensor:
+    """The class each target looks up in the embedding. Any in-range class serves ignored
+    (and, while validating, bad) targets: they are masked out or reported, and an index in
+    range can never fault."""
+    return target.long().clamp(0, num_classes - 1)
 
 
 def rows(x: Tensor | None) -> Tensor | None:
