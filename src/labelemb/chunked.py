@@ -7,10 +7,11 @@ The plain path, ``LabelEmbeddingHead`` then the loss, holds three ``N x C`` tens
 :func:`chunked_label_embedding_loss` computes the same loss from the features. An autograd
 ``Function`` walks the targets in chunks of ``chunk_size`` rows; for each chunk it runs the
 head and the one definition of the terms (:func:`labelemb.functional.masked_terms`) under
-autograd, takes that chunk's gradients with respect to the features, the head and the
-embedding at once, adds them up and frees the chunk. Backward hands the sums out. No
-``N x C`` tensor is ever held: peak memory is one chunk's graph plus one gradient per
-parameter.
+autograd and takes that chunk's gradients with respect to the features, the head's two outputs
+and the embedding rows; the head's weight gradients are then added in place as
+``nn.Linear``'s backward makes them, and the embedding's through the rows ``embedding_ce``
+trains. Backward hands the sums out. No ``N x C`` tensor is ever held: peak memory is one
+chunk's graph plus one gradient per parameter.
 
 Normalisers that depend on the whole batch need no second pass: the number of real targets
 comes from ``target`` alone, and the number of targets the second head gets right only divides
