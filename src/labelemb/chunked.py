@@ -30,7 +30,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.utils.parametrize import is_parametrized
 
 from .functional import (LossOptions, LossOutput, check_inputs, label_rows, masked_terms,
-                         term_divisors, term_weights)
+                         term_divisors, term_weights, weighted_sum)
 from .head import LabelEmbeddingHead
 from .loss import LabelEmbeddingLoss
 
@@ -97,7 +97,7 @@ def compute_chunked_loss(features: Tensor, target: Tensor, head: LabelEmbeddingH
 def _output(sums: dict[str, Tensor], weights: dict[str, Any], loss: Tensor | None = None
             ) -> LossOutput:
     if loss is None:
-        loss = sum(weights[k] * v for k, v in sums.items())
+        loss = weighted_sum(sums, weights)
     return LossOutput(loss, {k: v.detach() for k, v in sums.items()})
 
 
@@ -115,7 +115,7 @@ class _ChunkedLoss(torch.autograd.Function):
             sums, grads = _walk(features, target, head, embedding, options, weights, size, wants)
         ctx.grads = {id(t): g for t, g in zip(wants, grads)}
         ctx.order = [id(t) for t in (features, *params)]
-        loss = sum(weights[k] * v for k, v in sums.items())
+        loss = weighted_sum(sums, weights)
         terms = tuple(sums.values())
         names.extend(sums)
         ctx.mark_non_differentiable(*terms)
@@ -158,7 +158,8 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
         h = h_all[rows].detach().requires_grad_(grad_h is not None)  # the chunk's features
         outputs = head(h)
         y = label_rows(t_all[rows], head.num_classes)
-        label_logits = _label_logits(embedding, y, bool(emb_params))
+        # The rows' own tensor when the embedding trains: its gradient is taken below.
+        label_logits = embedding(y) if emb_params else None
         terms, _, correct = masked_terms(*outputs, t_all[rows], embedding, options, label_logits)
         n_correct += correct.sum()
         chunk = {k: v.sum() for k, v in terms.items()}
@@ -181,12 +182,6 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
     for p in emb_params:
         grads[id(p)].div_(final["embedding_ce"])
     return {k: v / final[k] for k, v in sums.items()}, [grads[id(t)] for t in wants]
-
-
-def _label_logits(embedding: nn.Module, y: Tensor, trained: bool) -> Tensor | None:
-    """The chunk's embedding rows, or None when the embedding is not trained (then
-    ``masked_terms`` looks them up itself)."""
-    return embedding(y) if trained else None
 
 
 def _embedding_grads(embedding: nn.Module, params: list[Tensor], y: Tensor, e: Tensor,

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "LossOptions", "LossOutput", "PRESETS", "TERMS", "label_embedding_loss", "masked_terms",
-    "term_divisors", "term_weights", "check_inputs", "check_embedding", "check_values", "rows",
+    "term_divisors", "term_weights", "weighted_sum", "check_inputs", "check_embedding", "check_values", "rows",
     "label_rows",
 ]
 
@@ -171,12 +171,12 @@ def compute_loss(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
                                          embedding, options)
     weights = term_weights(options, step)
     if options.reduction == "none":
-        loss = sum(weights[k] * v for k, v in terms.items())
+        loss = weighted_sum(terms, weights)
         shape = target.shape
         return LossOutput(loss.view(shape), {k: v.detach().view(shape) for k, v in terms.items()})
     divisors = term_divisors(valid.sum(), correct.sum(), options, terms["ce"].dtype)
     sums = {k: v.sum() / divisors[k] for k, v in terms.items()}
-    loss = sum(weights[k] * v for k, v in sums.items())
+    loss = weighted_sum(sums, weights)
     return LossOutput(loss, {k: v.detach() for k, v in sums.items()})
 
 
@@ -266,6 +266,11 @@ def term_weights(options: LossOptions, step: int | Tensor | None = None
             raise ValueError("step is required when warmup_steps > 0")
         w_soft = w_soft * (step >= options.warmup_steps)
     return {"ce": w_ce, "soft_ce": w_soft, "aux_ce": 1.0, "aux_hinge": 1.0, "embedding_ce": 1.0}
+
+
+def weighted_sum(terms: dict[str, Tensor], weights: dict[str, float | Tensor]) -> Tensor:
+    """The loss (eq. 14): each term times its weight, summed."""
+    return sum(weights[k] * v for k, v in terms.items())
 
 
 def term_divisors(n_valid: Tensor, n_correct: Tensor, options: LossOptions,
