@@ -134,6 +134,19 @@ class ImageDataset:
     def image_size(self) -> int:
         return int(self.train_x.shape[2])
 
+    def hold_out_dev(self, n: int | None = None) -> "ImageDataset":
+        """A dataset without a dev split with the last ``n`` training images moved into one
+        (default :func:`default_held_out`); itself when it has a dev split or ``n`` is 0."""
+        n = default_held_out(len(self.train_y)) if n is None else n
+        if self.dev_y is not None or n == 0:
+            return self
+        if not 0 < n < len(self.train_y):
+            raise ValueError(f"cannot hold out {n} of {len(self.train_y)} training images")
+        out = ImageDataset(**{**self.__dict__})
+        out.train_x, out.dev_x = self.train_x[:-n], self.train_x[-n:]
+        out.train_y, out.dev_y = self.train_y[:-n], self.train_y[-n:]
+        return out
+
     def subset_train(self, n: int | None) -> "ImageDataset":
         """The first ``n`` training images (deterministic, for quick runs)."""
         if n is None or n >= len(self.train_y):
@@ -143,6 +156,12 @@ class ImageDataset:
         out = ImageDataset(**{**self.__dict__})
         out.train_x, out.train_y = self.train_x[:n], self.train_y[:n]
         return out
+
+
+def default_held_out(n_train: int) -> int:
+    """How many training images a dataset without a dev split holds out as one: 10 %, at most
+    5,000 (the size of the paper's MNIST dev split)."""
+    return min(n_train // 10, 5000)
 
 
 # --------------------------------------------------------------------------- locating

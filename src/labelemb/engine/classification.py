@@ -37,6 +37,8 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..baselines import LabelSmoothingLoss, OnlineLabelSmoothingLoss
+from ..calibration import (calibration_metrics, expected_calibration_error, fit_temperature,
+                           reliability_bins)
 from ..data.registry import DATASETS, ImageDataset, find_data_dir, load_dataset, search_dirs
 from ..data.transforms import random_crop_flip, to_float
 from ..embedding import FixedLabelEmbedding, LabelEmbedding, save_embedding
@@ -54,7 +56,7 @@ from .device import pick_device
 
 __all__ = [
     "MODES", "Mode", "RECIPES", "TrainConfig", "run_training", "train_one", "evaluate",
-    "expected_calibration_error", "build_criterion", "parse_seeds", "parse_modes",
+    "evaluate", "calibrate", "predict_logits", "build_criterion", "parse_seeds", "parse_modes",
     "parse_int_list",
 ]
 
@@ -210,6 +212,10 @@ class TrainConfig:
                                       at_least=1)
     dev_subset: int | None = setting(None, "evaluate on the first N dev images only",
                                      at_least=1)
+    held_out: int | None = setting(
+        None, "for a dataset without a dev split: hold out the last N training images as one "
+        "(best-dev epoch, temperature scaling); 0 trains on all and skips calibration",
+        default_text="10%% of train, at most 5,000", at_least=0)
     out: str | None = setting(None, "output folder, one OUT/<mode>/seed-<k>/ per run",
                               flags=("--out", "-o"), default_text="runs/<dataset>-<model>",
                               on_resume=True)
@@ -333,40 +339,41 @@ def build_criterion(
     return MODES[mode].criterion(ds, cfg, seed)
 
 
-def expected_calibration_error(probs: Tensor, target: Tensor, n_bins: int = 15) -> float:
-    """ECE with ``n_bins`` equal-width confidence bins: ``sum_b n_b/N |acc_b - conf_b|``.
-
-    Shape: probs ``(N, C)``, target ``(N,)``.
-    """
-    conf, pred = probs.max(1)
-    correct = (pred == target).to(probs.dtype)
-    # Bin b holds confidences in (b/n, (b+1)/n]; confidence is >= 1/C > 0.
-    bins = (conf * n_bins).ceil().long().clamp(1, n_bins) - 1
-    n = torch.zeros(n_bins, dtype=probs.dtype, device=probs.device)
-    n.index_add_(0, bins, torch.ones_like(conf))
-    s_conf = torch.zeros_like(n).index_add_(0, bins, conf)
-    s_acc = torch.zeros_like(n).index_add_(0, bins, correct)
-    return float((s_acc - s_conf).abs().sum() / max(len(target), 1))
-
-
 @torch.no_grad()
+def predict_logits(model: nn.Module, x: Tensor, ds: ImageDataset,
+                   batch_size: int = 1000) -> Tensor:
+    """The main head's float32 logits ``(N, C)`` on the CPU for images ``x``, in eval mode.
+    The forward sees images only. On the CPU because CUDA's scatter-adds (in the calibration
+    measures) sum in a nondeterministic order."""
+    model.eval()
+    return torch.cat([_forward_logits(model, to_float(x[i:i + batch_size], ds.mean, ds.std))
+                      .float().cpu() for i in range(0, len(x), batch_size)])
+
+
 def evaluate(
     model: nn.Module, x: Tensor, y: Tensor, ds: ImageDataset, batch_size: int = 1000
 ) -> dict[str, float]:
-    """Error, mean cross-entropy and ECE of the main head. The forward sees images only."""
-    model.eval()
-    probs, losses = [], []
-    for i in range(0, len(y), batch_size):
-        logits = _forward_logits(model, to_float(x[i:i + batch_size], ds.mean, ds.std)).float()
-        losses.append(F.cross_entropy(logits, y[i:i + batch_size], reduction="sum"))
-        probs.append(logits.softmax(1))
-    # On the CPU: CUDA's index_add_ (inside the ECE) sums in a nondeterministic order.
-    p, y = torch.cat(probs).cpu(), y.cpu()
+    """Error, mean cross-entropy and ECE of the main head."""
+    logits, y = predict_logits(model, x, ds, batch_size), y.cpu()
     return {
-        "error": float((p.argmax(1) != y).float().mean()),
-        "loss": float(torch.stack(losses).sum().cpu() / len(y)),
-        "ece": expected_calibration_error(p, y),
+        "error": float((logits.argmax(1) != y).float().mean()),
+        "loss": float(F.cross_entropy(logits, y)),
+        "ece": expected_calibration_error(logits.softmax(1), y),
     }
+
+
+def calibrate(model: nn.Module, held_out: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
+              ds: ImageDataset, batch_size: int = 1000) -> dict[str, Any]:
+    """Temperature scaling of the main head fitted on ``held_out`` (images, labels), and the
+    test set's calibration measures and reliability bins before and after it."""
+    fit_logits = predict_logits(model, held_out[0], ds, batch_size)
+    temperature = fit_temperature(fit_logits, held_out[1].cpu())
+    logits, y = predict_logits(model, test[0], ds, batch_size), test[1].cpu()
+    out: dict[str, Any] = {"temperature": temperature}
+    for name, t in (("raw", 1.0), ("calibrated", temperature)):
+        out[name] = calibration_metrics(logits, y, temperature=t)
+        out[name]["reliability"] = reliability_bins((logits.double() / t).softmax(1), y)
+    return out
 
 
 def _forward_logits(model: nn.Module, x: Tensor) -> Tensor:
@@ -510,7 +517,11 @@ def train_one(
     if rank_and_world()[1] > 1:
         _check_ranks_agree(t.model, t.criterion, run.path)
     if is_main:
-        _write_result(run.path, t.n_params)
+        splits = _eval_splits(ds, cfg)
+        # Fitted on the dev split, never on test; without one (--held-out 0) no calibration.
+        calibration = (calibrate(t.model, splits["dev"], splits["test"], ds, cfg.eval_batch_size)
+                       if "dev" in splits else None)
+        _write_result(run.path, t.n_params, calibration)
     _barrier()
     return run.path
 
@@ -556,8 +567,9 @@ def _train_epochs(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int, run:
         _barrier()
 
 
-def _write_result(run_dir: Path, n_params: int) -> None:
-    """``result.json`` from the whole metrics log (resumed runs included): the run is done."""
+def _write_result(run_dir: Path, n_params: int, calibration: dict[str, Any] | None) -> None:
+    """``result.json`` from the whole metrics log (resumed runs included) and the final
+    model's calibration on the test set (:func:`calibrate`): the run is done."""
     history = rundir.read_metrics(run_dir / rundir.METRICS)
     final = history[-1]
     rundir.write_json(run_dir / rundir.RESULT, {
@@ -565,7 +577,7 @@ def _write_result(run_dir: Path, n_params: int) -> None:
         "dev_error": final["dev_error"], "test_loss": final["test_loss"],
         "test_ece": final["test_ece"], "train_error": final["train_error"],
         "seconds_per_epoch": sum(r["seconds"] for r in history) / len(history),
-        "parameters": n_params,
+        "parameters": n_params, "calibration": calibration,
     })
 
 
@@ -711,7 +723,7 @@ def _run_training(config: Any, dataset: ImageDataset | None) -> list[Path]:
     cfg = cfg.resolved(ds)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    ds = dataclasses.replace(ds.subset_train(cfg.train_subset))
+    ds = dataclasses.replace(ds.subset_train(cfg.train_subset).hold_out_dev(cfg.held_out))
     for mode in cfg.modes:  # every emb-fixed file checked before the first run starts
         if MODES[mode].needs_embedding_file:
             for seed in cfg.seeds:
