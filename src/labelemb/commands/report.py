@@ -46,7 +46,9 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *,
     """Write ``report.md`` and the curve figures into ``out``; returns (table, written paths)."""
     from ..report.curves import (curve_file_stem, plot_error_curves, plot_score_curves,
                                  save_figure)
+    from ..report.calibration import format_calibration_table, plot_reliability
     from ..report.runs import load_runs
+    from ..report.significance import compare, format_comparisons
     from ..report.table import (ScoreSummary, format_convergence, format_score_table,
                                 format_table, summarize, summarize_scores)
 
@@ -62,12 +64,19 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *,
     for s in [*summaries, *scores]:
         pairs.setdefault((s.dataset, s.model), []).append(s)
     written: list[Path] = []
-    figure_lines = []
+    figure_lines, reliability_lines = [], []
     for (dataset, model), group in progress(pairs.items(), total=len(pairs), desc="figures"):
         if isinstance(group[0], ScoreSummary):
             fig = plot_score_curves(group)
         else:
             fig = plot_error_curves(group)
+            reliability = plot_reliability(group)
+            if reliability is not None:
+                paths = save_figure(reliability, out / curve_file_stem(dataset, model).replace(
+                    "curves_", "reliability_", 1))
+                written += paths
+                reliability_lines.append(f"![reliability · {dataset} · {model}]"
+                                         f"({paths[0].name}) ([SVG]({paths[1].name}))")
         paths = save_figure(fig, out / curve_file_stem(dataset, model))
         written += paths
         figure_lines.append(f"![{dataset} · {model}]({paths[0].name}) ([SVG]({paths[1].name}))")
@@ -85,6 +94,21 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *,
                "Epochs the mean test-error curve of each mode needs to reach the final mean "
                "test error of the baseline (same dataset and model).", "",
                format_convergence(summaries)]
+        calibration = format_calibration_table(summaries)
+        if calibration:
+            tables.append(calibration)
+            md += ["## Calibration", "",
+                   "The main head's test-set measures before and after temperature scaling (T "
+                   "fitted on the dev split by NLL; predictions unchanged), mean ± std over "
+                   "seeds; reliability diagrams pool the seeds' bins.", "", calibration,
+                   *[line + "\n" for line in reliability_lines]]
+        significance = format_comparisons(compare(summaries))
+        if significance:
+            tables.append(significance)
+            md += ["## Significance", "",
+                   "Welch's t-test (two-sided, unequal variances) of the final test errors "
+                   "over seeds, emb against each other mode; difference = emb minus the other "
+                   "mode (negative: emb makes fewer errors).", "", significance]
     if scores:
         table = format_score_table(scores)
         tables.append(table)
