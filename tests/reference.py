@@ -22,7 +22,8 @@ def cross_entropy(p: Tensor, q: Tensor) -> Tensor:
     return -(p * torch.log(q)).sum()
 
 
-def reference_terms(z1, z2, y, E_rows, *, tau=2.0, alpha=0.9, hinge="l1", mask_wrong=True):
+def reference_terms(z1, z2, y, E_rows, *, tau=2.0, alpha=0.9, hinge="l1", mask_wrong=True,
+                    soft_target_temperature=1.0):
     """Per-sample terms for one sample: z1, z2, e are (C,) vectors, y an int.
 
     Detaches follow the method: the soft target softmax(e) and softmax(z2/tau) are constants.
@@ -34,7 +35,7 @@ def reference_terms(z1, z2, y, E_rows, *, tau=2.0, alpha=0.9, hinge="l1", mask_w
     e_soft = softmax(E_rows)
     out = {
         "ce": cross_entropy(one_hot, p1),
-        "soft_ce": cross_entropy(e_soft.detach(), p1),
+        "soft_ce": cross_entropy(softmax(E_rows, soft_target_temperature).detach(), p1),
     }
     if z2 is not None:
         p2 = softmax(z2)
@@ -69,6 +70,7 @@ def reference_loss(
     ignore_index=-100,
     reduction="mean",
     trainable=True,
+    soft_target_temperature=1.0,
 ):
     """Total loss and the reduced terms, one sample at a time."""
     w_ce, w_soft = (1.0, 1.0) if beta is None else (beta, 1.0 - beta)
@@ -78,7 +80,8 @@ def reference_loss(
         if yi == ignore_index:
             continue
         per.append(reference_terms(z1[i], None if z2 is None else z2[i], yi, E[yi],
-                                   tau=tau, alpha=alpha, hinge=hinge, mask_wrong=mask_wrong))
+                                   tau=tau, alpha=alpha, hinge=hinge, mask_wrong=mask_wrong,
+                                   soft_target_temperature=soft_target_temperature))
     n = max(len(per), 1)
     zero = z1.sum() * 0.0
     sums = {}

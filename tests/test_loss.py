@@ -44,6 +44,7 @@ OPTION_GRID = [
     dict(beta=None),
     dict(beta=0.2, tau=4.0),
     dict(alpha=0.05),  # the hinge is active for most samples
+    dict(soft_target_temperature=0.5),  # a sharper soft target (our option)
 ]
 
 
@@ -335,7 +336,8 @@ def test_validation_can_be_switched_off():
 @pytest.mark.parametrize(
     "options, match",
     [
-        (dict(beta=1.5), "beta"), (dict(tau=0.0), "tau"), (dict(alpha=2.0), "alpha"),
+        (dict(beta=1.5), "beta"), (dict(tau=0.0), "tau"),
+        (dict(soft_target_temperature=-1.0), "soft_target_temperature"), (dict(alpha=2.0), "alpha"),
         (dict(hinge="l3"), "hinge"), (dict(hinge_reduction="max"), "hinge_reduction"),
         (dict(embedding_normalizer="x"), "embedding_normalizer"),
         (dict(reduction="avg"), "reduction"), (dict(warmup_steps=-1), "warmup_steps"),

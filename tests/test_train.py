@@ -279,3 +279,16 @@ def test_cifar100_recipe_on_cifar_format_files(tmp_path):
             rundir.read_json(run / rundir.CONFIG)["dev_size"]) == (13, 0)
     assert rundir.read_metrics(run / rundir.METRICS)[0]["dev_error"] is None
     assert rundir.read_json(run / rundir.RESULT)["calibration"] is None
+
+
+def test_loss_flags_reach_the_emb_criteria_and_unset_ones_keep_the_preset(fashion):
+    from labelemb.engine.classification import build_criterion
+    from labelemb.loss import PRESETS
+
+    cfg = TrainConfig(tau=3.0, soft_target_temperature=0.5, hinge="l2")
+    criterion = build_criterion("emb", fashion, cfg, seed=0)
+    assert (criterion.options.tau, criterion.options.soft_target_temperature,
+            criterion.options.hinge) == (3.0, 0.5, "l2")
+    assert criterion.options.alpha == PRESETS["classification"].alpha
+    assert criterion.options.beta == PRESETS["classification"].beta
+    assert main(["train", "--soft-target-temperature", "0"]) == 2

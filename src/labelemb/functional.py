@@ -78,6 +78,10 @@ class LossOptions:
         embedding_normalizer: with ``reduction="mean"``, ``embedding_ce`` is divided by the
             number of targets the second head gets right (``"correct"``) or of all
             non-ignored ones (``"valid"``, the authors' seq2seq code).
+        soft_target_temperature: the main head's soft target is ``softmax(e / T)`` with
+            this ``T``. 1 is the paper's ``e' = softmax(e)``; below 1 sharpens the target
+            towards the gold label, which leaves the main head less under-confident (an option
+            of ours, measured in docs/RESULTS.md). The embedding still learns ``softmax(e)``.
         warmup_steps: training calls before ``soft_ce`` counts (the authors' seq2seq code
             waits 20,000 updates); before that it is reported but weighs 0.
         ignore_index: targets with this value add nothing to any term or gradient.
@@ -94,6 +98,7 @@ class LossOptions:
     hinge_reduction: Literal["sum", "mean"] = "sum"
     mask_wrong: bool = True
     embedding_normalizer: Literal["correct", "valid"] = "correct"
+    soft_target_temperature: float = 1.0
     warmup_steps: int = 0
     ignore_index: int = -100
     reduction: Reduction = "mean"
@@ -106,6 +111,10 @@ class LossOptions:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
         if not (_number_in(self.tau, 0.0, float("inf")) and self.tau > 0):
             raise ValueError(f"tau must be > 0, got {self.tau!r}")
+        if not (_number_in(self.soft_target_temperature, 0.0, float("inf"))
+                and self.soft_target_temperature > 0):
+            raise ValueError("soft_target_temperature must be > 0, got "
+                             f"{self.soft_target_temperature!r}")
         _check_choice("hinge", self.hinge, ("l1", "l2", "abs"))
         _check_choice("hinge_reduction", self.hinge_reduction, ("sum", "mean"))
         _check_choice("embedding_normalizer", self.embedding_normalizer, ("correct", "valid"))
@@ -206,8 +215,8 @@ def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
     terms = {
         "ce": -log_p1.gather(1, y[:, None]).squeeze(1),  # H(y, o1')
         # H(e', o1'): the soft target e' is detached, the embedding learns only from
-        # embedding_ce; temperature 1, as in the authors' code.
-        "soft_ce": -(log_q.detach().exp() * log_p1).sum(1),
+        # embedding_ce; temperature 1 in the authors' code (soft_target_temperature).
+        "soft_ce": -(soft_target(e.detach(), options) * log_p1).sum(1),
     }
     correct = valid
     if aux_logits is not None:
@@ -225,6 +234,12 @@ def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
     masked = {k: torch.where(correct if k == "embedding_ce" else valid, v, 0.0)
               for k, v in terms.items()}
     return masked, valid, correct
+
+
+def soft_target(e: Tensor, options: LossOptions) -> Tensor:
+    """``e' = softmax(e / T)``, ``T = soft_target_temperature`` (1: the paper's). ``(M, C)``."""
+    t = options.soft_target_temperature
+    return F.softmax(e if t == 1 else e / t, dim=1)
 
 
 def label_rows(target: Tensor, num_classes: int) -> Tensor:

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .functional import PRESETS, LossOptions, LossOutput, check_embedding, compute_loss
+from .functional import (PRESETS, LossOptions, LossOutput, check_embedding, compute_loss,
+                         soft_target)
 
 __all__ = ["LabelEmbeddingLoss", "PRESETS"]
 
@@ -80,8 +81,9 @@ class LabelEmbeddingLoss(nn.Module):
 
     @torch.no_grad()
     def soft_target(self, target: Tensor) -> Tensor:
-        """``softmax(e_y)``, the soft distribution a target is trained towards: ``(M,) -> (M, C)``."""
-        return torch.softmax(self.embedding(target).float(), dim=-1)
+        """``e'_y``, the soft distribution the main head is trained towards for each target:
+        ``(M,) -> (M, C)``."""
+        return soft_target(self.embedding(target).float(), self.options)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in asdict(self.options).items())

@@ -42,7 +42,7 @@ from ..calibration import (calibration_metrics, expected_calibration_error, fit_
 from ..data.registry import DATASETS, ImageDataset, find_data_dir, load_dataset, search_dirs
 from ..data.transforms import random_crop_flip, to_float
 from ..embedding import FixedLabelEmbedding, LabelEmbedding, save_embedding
-from ..loss import LabelEmbeddingLoss
+from ..loss import PRESETS, LabelEmbeddingLoss
 from ..models.classifier import MODELS, build_model
 from ..runs import rundir
 from ..runs.checkpoint import restore_training_state, rng_state, save_checkpoint, set_rng_state
@@ -83,11 +83,26 @@ def _online_label_smoothing(ds: ImageDataset, cfg: "TrainConfig", seed: int) -> 
 
 def _label_embedding(ds: ImageDataset, cfg: "TrainConfig", seed: int) -> nn.Module:
     return LabelEmbeddingLoss.from_preset(
-        "classification", LabelEmbedding(ds.num_classes, class_names=ds.class_names))
+        "classification", LabelEmbedding(ds.num_classes, class_names=ds.class_names),
+        **_loss_options(cfg))
 
 
 def _fixed_label_embedding(ds: ImageDataset, cfg: "TrainConfig", seed: int) -> nn.Module:
-    return LabelEmbeddingLoss.from_preset("classification", load_fixed_embedding(ds, cfg, seed))
+    return LabelEmbeddingLoss.from_preset("classification", load_fixed_embedding(ds, cfg, seed),
+                                          **_loss_options(cfg))
+
+
+#: The loss options ``labelemb train`` exposes as flags (the rest keep the preset's values).
+LOSS_FLAGS = ("beta", "tau", "alpha", "hinge", "warmup_steps", "soft_target_temperature")
+
+
+def _preset_text(option: str) -> str:
+    return f"{getattr(PRESETS['classification'], option)}, the classification preset"
+
+
+def _loss_options(cfg: "TrainConfig") -> dict[str, Any]:
+    """The loss options set on the command line; the others keep the preset's values."""
+    return {k: getattr(cfg, k) for k in LOSS_FLAGS if getattr(cfg, k) is not None}
 
 
 @dataclass(frozen=True)
@@ -235,6 +250,21 @@ class TrainConfig:
                                below=1)
     ols_alpha: float = setting(0.5, "ols: weight of the hard cross-entropy",
                                at_least=0, at_most=1)
+    # The loss options of emb and emb-fixed; None keeps the classification preset's value.
+    beta: float | None = setting(None, "emb: weight of the hard ce term (soft_ce gets 1 - beta)",
+                                 default_text=_preset_text("beta"), at_least=0, at_most=1)
+    tau: float | None = setting(None, "emb: temperature of the second head's output that the "
+                                "embedding fits", default_text=_preset_text("tau"), above=0)
+    alpha: float | None = setting(None, "emb: hinge threshold on the second head's gold "
+                                  "probability", default_text=_preset_text("alpha"),
+                                  at_least=0, at_most=1)
+    hinge: str | None = setting(None, "emb: hinge form", choices=("l1", "l2", "abs"),
+                                default_text=_preset_text("hinge"))
+    warmup_steps: int | None = setting(None, "emb: updates before the soft target counts",
+                                       default_text=_preset_text("warmup_steps"), at_least=0)
+    soft_target_temperature: float | None = setting(
+        None, "emb: the main head's soft target is softmax(e / T); below 1 sharpens it",
+        default_text=_preset_text("soft_target_temperature"), above=0)
     eval_batch_size: int = setting(1000, "images per evaluation batch", on_resume=True,
                                    at_least=1)
     threads: int | None = setting(
