@@ -41,16 +41,42 @@ def default_out_dir(run_dirs: list[str | os.PathLike]) -> Path:
     return Path(os.path.commonpath(paths)) / "report"
 
 
+def _write_figures(summaries: list, out: Path) -> tuple[list[Path], list[str], list[str]]:
+    """One curve figure per (dataset, model), and a reliability diagram where the runs
+    recorded calibration; returns the paths and the Markdown lines of each kind."""
+    from ..report.calibration import plot_reliability
+    from ..report.curves import (curve_file_stem, plot_error_curves, plot_score_curves,
+                                 save_figure)
+    from ..report.table import ScoreSummary
+
+    pairs: dict[tuple[str, str], list] = {}
+    for s in summaries:
+        pairs.setdefault((s.dataset, s.model), []).append(s)
+    written: list[Path] = []
+    lines: dict[str, list[str]] = {"curves": [], "reliability": []}
+    for (dataset, model), group in progress(pairs.items(), total=len(pairs), desc="figures"):
+        scores = isinstance(group[0], ScoreSummary)
+        figures = {"curves": plot_score_curves(group) if scores else plot_error_curves(group),
+                   "reliability": None if scores else plot_reliability(group)}
+        for kind, fig in figures.items():
+            if fig is None:
+                continue
+            stem = curve_file_stem(dataset, model).replace("curves_", f"{kind}_", 1)
+            paths = save_figure(fig, out / stem)
+            written += paths
+            title = dataset if kind == "curves" else f"reliability · {dataset}"
+            lines[kind].append(f"![{title} · {model}]({paths[0].name}) ([SVG]({paths[1].name}))")
+    return written, lines["curves"], lines["reliability"]
+
+
 def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *,
                  strict: bool = False) -> tuple[str, list[Path]]:
     """Write ``report.md`` and the curve figures into ``out``; returns (table, written paths)."""
-    from ..report.curves import (curve_file_stem, plot_error_curves, plot_score_curves,
-                                 save_figure)
-    from ..report.calibration import format_calibration_table, plot_reliability
+    from ..report.calibration import format_calibration_table
     from ..report.runs import load_runs
     from ..report.significance import compare, format_comparisons
-    from ..report.table import (ScoreSummary, format_convergence, format_score_table,
-                                format_table, summarize, summarize_scores)
+    from ..report.table import (format_convergence, format_score_table, format_table,
+                                summarize, summarize_scores)
 
     runs = load_runs(run_dirs, strict=strict)
     summaries = summarize(runs)
@@ -60,27 +86,7 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *,
     out = make_out_folder(Path(out), "report.md and the curve figures")
     log(f"report: {len(runs)} finished runs")
 
-    pairs: dict[tuple[str, str], list] = {}
-    for s in [*summaries, *scores]:
-        pairs.setdefault((s.dataset, s.model), []).append(s)
-    written: list[Path] = []
-    figure_lines, reliability_lines = [], []
-    for (dataset, model), group in progress(pairs.items(), total=len(pairs), desc="figures"):
-        if isinstance(group[0], ScoreSummary):
-            fig = plot_score_curves(group)
-        else:
-            fig = plot_error_curves(group)
-            reliability = plot_reliability(group)
-            if reliability is not None:
-                paths = save_figure(reliability, out / curve_file_stem(dataset, model).replace(
-                    "curves_", "reliability_", 1))
-                written += paths
-                reliability_lines.append(f"![reliability · {dataset} · {model}]"
-                                         f"({paths[0].name}) ([SVG]({paths[1].name}))")
-        paths = save_figure(fig, out / curve_file_stem(dataset, model))
-        written += paths
-        figure_lines.append(f"![{dataset} · {model}]({paths[0].name}) ([SVG]({paths[1].name}))")
-
+    written, figure_lines, reliability_lines = _write_figures([*summaries, *scores], out)
     tables = []
     md = ["# Results", "",
           f"{len(runs)} finished runs from: " + ", ".join(f"`{d}`" for d in run_dirs), "",
