@@ -15,7 +15,7 @@ from scipy.stats import t as t_distribution
 
 from labelemb.cli import main
 from labelemb.report.calibration import pooled_bins
-from test_report import numbers, records, write_run
+from test_report import numbers, parse_table, records, write_run
 
 MODES = ("baseline", "emb", "ls")
 
@@ -64,6 +64,18 @@ def test_calibration_table_is_the_mean_and_std_over_seeds_of_raw_and_calibrated(
             ece = [100 * c[which]["ece"] for c in cals]
             got = numbers(cells[4])[i:i + 2]
             assert got == pytest.approx([statistics.fmean(ece), statistics.stdev(ece)], abs=0.006)
+
+
+def test_main_table_shows_the_calibrated_ece_beside_the_raw(report):
+    out, runs = report
+    rows = parse_table((out / "report.md").read_text())
+    for mode, dirs in runs.items():
+        row = rows[("toy", "mlp", mode)]
+        assert list(row).index("calibrated ECE (%)") == list(row).index("ECE (%)") + 1
+        ece = [100 * json.loads((d / "result.json").read_text())["calibration"]["calibrated"]["ece"]
+               for d in dirs]
+        assert numbers(row["calibrated ECE (%)"]) == pytest.approx(
+            [statistics.fmean(ece), statistics.stdev(ece)], abs=0.0051)
 
 
 def test_pooled_bins_weight_each_seed_by_its_counts():

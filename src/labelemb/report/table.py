@@ -11,7 +11,8 @@ table prints percent):
 * **best-dev test error (%)**: where the runs logged a ``dev_error``, the test error at the
   epoch with the lowest dev error (first such epoch on ties), mean ± std over seeds.
 * **ECE (%)**: the final epoch's ``test_ece`` (expected calibration error of the main head,
-  15 bins), mean ± std over seeds.
+  15 bins), mean ± std over seeds; **calibrated ECE (%)**: the same after temperature scaling
+  fitted on dev (``result.json``'s ``calibration``), ``—`` for runs that did not record it.
 * **time/epoch (s)**: the mean of ``seconds`` over all epochs of all seeds.
 * **epochs**: epochs per run (a range when seeds differ); **n**: number of seeds.
 
@@ -60,6 +61,7 @@ class ModeSummary:
     final_test_error: list[float]
     best_dev_test_error: list[float] | None
     test_ece: list[float] | None
+    calibrated_ece: list[float] | None
     seconds_per_epoch: float | None
     epochs: list[int]
     #: mean test error per epoch over seeds, for epochs 1..min(epochs) that all seeds have
@@ -114,6 +116,8 @@ def _summarize_group(key: tuple[str, str, str], runs: list[Run]) -> ModeSummary:
         finals.append(v)
     devs = [_best_dev_test(r) for r in runs]
     eces = [_final_value(r, "test_ece") for r in runs]
+    calibrated = [(r.result.get("calibration") or {}).get("calibrated", {}).get("ece")
+                  for r in runs]
     secs = [float(s) for r in runs for s in r.series("seconds") if s is not None]
     epochs = [len(r.metrics) for r in runs]
     common = min(epochs)
@@ -126,6 +130,7 @@ def _summarize_group(key: tuple[str, str, str], runs: list[Run]) -> ModeSummary:
         # All seeds or none: a mean over a subset of seeds would not be comparable.
         best_dev_test_error=None if any(d is None for d in devs) else devs,  # type: ignore[misc]
         test_ece=None if any(e is None for e in eces) else eces,  # type: ignore[misc]
+        calibrated_ece=None if any(e is None for e in calibrated) else calibrated,  # type: ignore[misc]
         seconds_per_epoch=statistics.fmean(secs) if secs else None,
         epochs=epochs,
         mean_curve=mean_curve,
@@ -194,7 +199,8 @@ def _epochs(epochs: list[int]) -> str:
 
 
 HEADER = ("dataset", "model", "mode", "test error (%)", "error reduction",
-          "best-dev test error (%)", "ECE (%)", "time/epoch (s)", "epochs", "n")
+          "best-dev test error (%)", "ECE (%)", "calibrated ECE (%)", "time/epoch (s)",
+          "epochs", "n")
 
 
 def format_table(summaries: Sequence[ModeSummary]) -> str:
@@ -204,7 +210,7 @@ def format_table(summaries: Sequence[ModeSummary]) -> str:
         mean, std = mean_std(s.final_test_error)
         rows.append((
             s.dataset, s.model, s.mode, _pct(mean, std, s.n), _reduction(s),
-            _pct_list(s.best_dev_test_error), _pct_list(s.test_ece),
+            _pct_list(s.best_dev_test_error), _pct_list(s.test_ece), _pct_list(s.calibrated_ece),
             "—" if s.seconds_per_epoch is None else f"{s.seconds_per_epoch:.2f}",
             _epochs(s.epochs), str(s.n),
         ))
