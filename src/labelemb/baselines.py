@@ -7,6 +7,10 @@ training loop serves every mode.
 * :class:`LabelSmoothingLoss`: cross-entropy with uniform label smoothing; ``smoothing=0`` is
   the plain cross-entropy baseline.
 * :class:`OnlineLabelSmoothingLoss`: Online Label Smoothing (Zhang et al., 2021).
+
+Both take ``normalizers=`` / ``process_group=`` as the label embedding loss does: a call on one
+part of a batch divides by the whole batch's number of non-ignored targets and returns its
+share of the batch's loss (:mod:`labelemb.normalizers`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .functional import LossOutput, _float, check_inputs, check_values, rows
+from .normalizers import Normalizers, per_target, whole_batch_counts
 
 __all__ = ["LabelSmoothingLoss", "OnlineLabelSmoothingLoss"]
 
@@ -28,6 +33,13 @@ def _check(logits: Tensor, target: Tensor, ignore_index: int, validate: bool,
     if validate:
         flat = target.reshape(-1)
         check_values(flat, flat != ignore_index, logits=rows(logits))
+
+
+def _whole_batch_valid(target: Tensor, ignore_index: int, normalizers: Normalizers | None,
+                       process_group: dist.ProcessGroup | None) -> Tensor:
+    """The whole batch's number of non-ignored targets (this call's, if it is the batch)."""
+    n_valid = (target != ignore_index).sum()
+    return whole_batch_counts(n_valid, n_valid, normalizers, process_group)[0]
 
 
 class LabelSmoothingLoss(nn.Module):
@@ -48,12 +60,18 @@ class LabelSmoothingLoss(nn.Module):
         self.reduction = reduction
         self.validate = validate
 
-    def forward(self, logits: Tensor, aux_logits: Tensor | None, target: Tensor) -> LossOutput:
+    def forward(self, logits: Tensor, aux_logits: Tensor | None, target: Tensor, *,
+                normalizers: Normalizers | None = None,
+                process_group: dist.ProcessGroup | None = None) -> LossOutput:
         _check(logits, target, self.ignore_index, self.validate)
+        part = self.reduction == "mean" and (normalizers, process_group) != (None, None)
         loss = F.cross_entropy(
             _float(logits), target, ignore_index=self.ignore_index,
-            reduction=self.reduction, label_smoothing=self.smoothing,
+            reduction="sum" if part else self.reduction, label_smoothing=self.smoothing,
         )
+        if part:  # this part's share: the sum over the whole batch's count
+            n_valid = _whole_batch_valid(target, self.ignore_index, normalizers, process_group)
+            loss = loss / per_target(n_valid, loss.dtype)
         return LossOutput(loss, {"ce": loss.detach()})
 
     def extra_repr(self) -> str:
@@ -103,7 +121,9 @@ class OnlineLabelSmoothingLoss(nn.Module):
         self.register_buffer("_sum", torch.zeros(num_classes, num_classes))
         self.register_buffer("_count", torch.zeros(num_classes))
 
-    def forward(self, logits: Tensor, aux_logits: Tensor | None, target: Tensor) -> LossOutput:
+    def forward(self, logits: Tensor, aux_logits: Tensor | None, target: Tensor, *,
+                normalizers: Normalizers | None = None,
+                process_group: dist.ProcessGroup | None = None) -> LossOutput:
         _check(logits, target, self.ignore_index, self.validate, self.num_classes)
         z = _float(rows(logits))
         t = target.reshape(-1)
@@ -112,7 +132,8 @@ class OnlineLabelSmoothingLoss(nn.Module):
         log_p = F.log_softmax(z, dim=1)
         ce = -log_p.gather(1, t_safe[:, None]).squeeze(1)
         soft = -(self.soft_labels[t_safe] * log_p).sum(1)
-        n = valid.sum().clamp(min=1).to(z.dtype)
+        n = per_target(_whole_batch_valid(t, self.ignore_index, normalizers, process_group),
+                       z.dtype)
         ce = torch.where(valid, ce, 0.0).sum() / n
         soft = torch.where(valid, soft, 0.0).sum() / n
         if self.training and torch.is_grad_enabled():

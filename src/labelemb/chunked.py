@@ -17,7 +17,8 @@ Normalisers that depend on the whole batch need no second pass: the number of re
 comes from ``target`` alone, and the number of targets the second head gets right only divides
 ``embedding_ce``, whose gradient reaches the embedding and nothing else (its inputs are the
 detached ``softmax(o2 / tau)`` and ``e``), so the embedding's summed gradient is divided once
-at the end.
+at the end. With ``process_group`` each count is summed over the ranks when it is known (two
+small ``all_reduce`` calls); ``normalizers`` are taken as given (:mod:`labelemb.normalizers`).
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor, distributed as dist, nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.parametrize import is_parametrized
 
 from .functional import (LossOptions, LossOutput, check_inputs, label_rows, masked_terms,
                          term_divisors, term_weights, weighted_sum)
+from .normalizers import Normalizers, whole_batch_counts
 from .head import LabelEmbeddingHead
 from .loss import LabelEmbeddingLoss
 
@@ -54,6 +56,8 @@ def chunked_label_embedding_loss(
     *,
     chunk_size: int | None = None,
     step: int | Tensor | None = None,
+    normalizers: Normalizers | None = None,
+    process_group: dist.ProcessGroup | None = None,
     **options: Any,
 ) -> LossOutput:
     """``label_embedding_loss(*head(features), target, embedding)`` without any ``N x C`` tensor.
@@ -66,6 +70,7 @@ def chunked_label_embedding_loss(
         embedding: a labelemb embedding (full, compressed or fixed).
         chunk_size: targets per chunk; default :func:`default_chunk_size` ``(C)``.
         step: training calls so far; needed with ``warmup_steps``.
+        normalizers, process_group: as :func:`~labelemb.functional.label_embedding_loss`.
         **options: as :class:`~labelemb.functional.LossOptions`; ``reduction`` is ``"mean"``
             or ``"sum"`` (per-target losses would need per-target gradients).
 
@@ -74,23 +79,23 @@ def chunked_label_embedding_loss(
         works once per call (the gradients are computed in forward) and not twice.
     """
     return compute_chunked_loss(features, target, head, embedding, LossOptions(**options),
-                                chunk_size, step)
+                                chunk_size, step, (normalizers, process_group))
 
 
 def compute_chunked_loss(features: Tensor, target: Tensor, head: LabelEmbeddingHead,
                          embedding: nn.Module, options: LossOptions, chunk_size: int | None,
-                         step: int | Tensor | None) -> LossOutput:
+                         step: int | Tensor | None, whole: tuple = (None, None)) -> LossOutput:
     """:func:`chunked_label_embedding_loss` with its options already checked."""
     _check_chunked(features, target, head, embedding, options, chunk_size)
     size = chunk_size or default_chunk_size(head.num_classes)
     weights = term_weights(options, step)
     params = [p for p in (*head.parameters(), *embedding.parameters()) if p.requires_grad]
     if not torch.is_grad_enabled():  # evaluation: the same sums, no gradients
-        sums, _ = _walk(features, target, head, embedding, options, weights, size, [])
+        sums, _ = _walk(features, target, head, embedding, options, weights, size, [], whole)
         return _output(sums, weights)
     names: list[str] = []  # forward fills in the terms' names (outputs must be tensors)
-    flat = _ChunkedLoss.apply(head, embedding, options, weights, size, names, target, features,
-                              *params)
+    flat = _ChunkedLoss.apply(head, embedding, options, weights, size, names, whole, target,
+                              features, *params)
     return _output(dict(zip(names, flat[1:], strict=True)), weights, flat[0])
 
 
@@ -108,11 +113,13 @@ class _ChunkedLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, head: LabelEmbeddingHead, embedding: nn.Module,  # type: ignore[override]
                 options: LossOptions, weights: dict[str, Any], size: int, names: list[str],
-                target: Tensor, features: Tensor, *params: Tensor) -> tuple[Tensor, ...]:
-        wants = [features] if ctx.needs_input_grad[7] else []
-        wants += [p for p, need in zip(params, ctx.needs_input_grad[8:]) if need]
+                whole: tuple, target: Tensor, features: Tensor, *params: Tensor
+                ) -> tuple[Tensor, ...]:
+        wants = [features] if ctx.needs_input_grad[8] else []
+        wants += [p for p, need in zip(params, ctx.needs_input_grad[9:]) if need]
         with torch.enable_grad():
-            sums, grads = _walk(features, target, head, embedding, options, weights, size, wants)
+            sums, grads = _walk(features, target, head, embedding, options, weights, size, wants,
+                                whole)
         ctx.grads = {id(t): g for t, g in zip(wants, grads)}
         ctx.order = [id(t) for t in (features, *params)]
         loss = weighted_sum(sums, weights)
@@ -132,14 +139,15 @@ class _ChunkedLoss(torch.autograd.Function):
         out = [grads.get(key) for key in ctx.order]
         if float(grad_loss) != 1.0:  # loss.backward() passes 1: skip a pass over every grad
             out = [None if g is None else g.mul_(grad_loss.to(g.dtype)) for g in out]
-        return (None,) * 7 + tuple(out)
+        return (None,) * 8 + tuple(out)
 
 
 def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding: nn.Module,
-          options: LossOptions, weights: dict[str, Any], size: int, wants: list[Tensor]
-          ) -> tuple[dict[str, Tensor], list[Tensor]]:
+          options: LossOptions, weights: dict[str, Any], size: int, wants: list[Tensor],
+          whole: tuple) -> tuple[dict[str, Tensor], list[Tensor]]:
     """The summed terms over all chunks, and the loss's gradient for each tensor in ``wants``
-    (``features``, parameters of the head and of the embedding)."""
+    (``features``, parameters of the head and of the embedding); ``whole``: the
+    ``(normalizers, process_group)`` that give the whole batch's counts."""
     h_all, t_all = features.reshape(-1, features.shape[-1]), target.reshape(-1)
     wanted = {id(t) for t in wants}
     grads = {id(t): torch.zeros_like(t, memory_format=torch.contiguous_format)  # summed in
@@ -147,7 +155,8 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
     grad_h = grads[id(features)].view_as(h_all) if id(features) in wanted else None
     layers = [layer for layer in (head.fc, head.aux_fc) if layer is not None]
     emb_params = [p for p in embedding.parameters() if id(p) in wanted]
-    n_valid = (t_all != options.ignore_index).sum()
+    local_valid = (t_all != options.ignore_index).sum()
+    n_valid = whole_batch_counts(local_valid, local_valid, *whole)[0]
     # The embedding_ce divisor needs the whole batch: divide that term (and so the
     # embedding's gradient, which only it reaches) once at the end.
     divisors = {**term_divisors(n_valid, n_valid, options, _dtype(features)), "embedding_ce": 1.0}
@@ -178,6 +187,7 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
             _linear_weight_grads(layer, grad_out, h.detach(), grads)
         if emb_params:
             _embedding_grads(embedding, emb_params, y, label_logits, found[-1], grads)
+    n_correct = whole_batch_counts(local_valid, n_correct, *whole)[1]
     final = term_divisors(n_valid, n_correct, options, _dtype(features))
     for p in emb_params:
         grads[id(p)].div_(final["embedding_ce"])
@@ -299,9 +309,10 @@ class ChunkedLabelEmbeddingLoss(LabelEmbeddingLoss):
         self.chunk_size = chunk_size
 
     def forward(self, features: Tensor, target: Tensor,  # type: ignore[override]
-                head: LabelEmbeddingHead) -> LossOutput:
+                head: LabelEmbeddingHead, *, normalizers: Normalizers | None = None,
+                process_group: dist.ProcessGroup | None = None) -> LossOutput:
         out = compute_chunked_loss(features, target, head, self.embedding, self.options,
-                                   self.chunk_size, self.num_updates)
+                                   self.chunk_size, self.num_updates, (normalizers, process_group))
         self._count_update()
         return out
 

@@ -31,12 +31,14 @@ from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor, distributed as dist, nn
+
+from .normalizers import Normalizers, per_target, whole_batch_counts
 
 __all__ = [
     "LossOptions", "LossOutput", "PRESETS", "TERMS", "label_embedding_loss", "masked_terms",
     "term_divisors", "term_weights", "weighted_sum", "check_inputs", "check_embedding", "check_values", "rows",
-    "label_rows",
+    "label_rows", "trains_embedding", "Normalizers",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
@@ -152,6 +154,8 @@ def label_embedding_loss(
     embedding: nn.Module,
     *,
     step: int | Tensor | None = None,
+    normalizers: Normalizers | None = None,
+    process_group: dist.ProcessGroup | None = None,
     **options: object,
 ) -> LossOutput:
     """The label embedding network loss (eq. 14), or eq. 17 with a frozen embedding.
@@ -163,17 +167,22 @@ def label_embedding_loss(
         target: class indices, ``(N)`` or ``(N, d1, ...)``.
         embedding: a labelemb embedding: maps ``(M,)`` targets to ``(M, C)`` logits ``e``.
         step: training calls so far (an int or a 0-dim tensor); needed with ``warmup_steps``.
+        normalizers, process_group: for one part of a batch (a shard, a micro-batch), the
+            batch's counts, given or summed over the ranks; the loss is then the part's share
+            (:mod:`labelemb.normalizers`).
         **options: the fields of :class:`LossOptions`.
 
     Returns:
         :class:`LossOutput` ``(loss, terms)``.
     """
-    return compute_loss(logits, aux_logits, target, embedding, LossOptions(**options), step)
+    return compute_loss(logits, aux_logits, target, embedding, LossOptions(**options), step,
+                        normalizers, process_group)
 
 
 def compute_loss(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
                  embedding: nn.Module, options: LossOptions,
-                 step: int | Tensor | None = None) -> LossOutput:
+                 step: int | Tensor | None = None, normalizers: Normalizers | None = None,
+                 process_group: dist.ProcessGroup | None = None) -> LossOutput:
     """:func:`label_embedding_loss` with its options already checked (the module's path)."""
     check_inputs(logits, target, aux_logits=aux_logits, embedding=embedding)
     terms, valid, correct = masked_terms(rows(logits), rows(aux_logits), target.reshape(-1),
@@ -183,7 +192,8 @@ def compute_loss(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
         loss = weighted_sum(terms, weights)
         shape = target.shape
         return LossOutput(loss.view(shape), {k: v.detach().view(shape) for k, v in terms.items()})
-    divisors = term_divisors(valid.sum(), correct.sum(), options, terms["ce"].dtype)
+    counts = whole_batch_counts(valid.sum(), correct.sum(), normalizers, process_group)
+    divisors = term_divisors(*counts, options, terms["ce"].dtype)
     sums = {k: v.sum() / divisors[k] for k, v in terms.items()}
     loss = weighted_sum(sums, weights)
     return LossOutput(loss, {k: v.detach() for k, v in sums.items()})
@@ -228,8 +238,7 @@ def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
             # o2'' = softmax(o2 / tau), detached: the second head is not trained to fit e.
             soft_aux = F.softmax(o2.detach() / options.tau, dim=1)
             terms["embedding_ce"] = -(soft_aux * log_q).sum(1)  # H(o2'', e')
-            if options.mask_wrong:  # Appendix A: learn only from what o2 gets right
-                correct = valid & (o2.detach().argmax(1) == y)
+            correct = trains_embedding(o2, y, valid, options)
     # where, not a product: an ignored row's inf or nan never becomes 0 * inf = nan.
     masked = {k: torch.where(correct if k == "embedding_ce" else valid, v, 0.0)
               for k, v in terms.items()}
@@ -240,6 +249,15 @@ def soft_target(e: Tensor, options: LossOptions) -> Tensor:
     """``e' = softmax(e / T)``, ``T = soft_target_temperature`` (1: the paper's). ``(M, C)``."""
     t = options.soft_target_temperature
     return F.softmax(e if t == 1 else e / t, dim=1)
+
+
+def trains_embedding(aux_logits: Tensor, y: Tensor, valid: Tensor, options: LossOptions
+                     ) -> Tensor:
+    """``(M,)`` mask of the targets ``embedding_ce`` learns from: with ``mask_wrong``, only
+    those the second head gets right (Appendix A); ``y`` from :func:`label_rows`."""
+    if not options.mask_wrong:
+        return valid
+    return valid & (aux_logits.detach().argmax(1) == y)
 
 
 def label_rows(target: Tensor, num_classes: int) -> Tensor:
@@ -288,18 +306,20 @@ def weighted_sum(terms: dict[str, Tensor], weights: dict[str, float | Tensor]) -
     return sum(weights[k] * v for k, v in terms.items())
 
 
-def term_divisors(n_valid: Tensor, n_correct: Tensor, options: LossOptions,
+def term_divisors(n_valid: Tensor, n_correct: Tensor | None, options: LossOptions,
                   dtype: torch.dtype) -> dict[str, Tensor | float]:
-    """What each term's sum is divided by, from whole-batch counts (0-dim tensors)."""
+    """What each term's sum is divided by, from whole-batch counts (0-dim tensors).
+    ``n_correct=None``: not known yet, ``embedding_ce`` stays summed (:class:`Normalizers`)."""
     if options.reduction != "mean":
         return dict.fromkeys(TERMS, 1.0)
-    per_target = n_valid.clamp(min=1).to(dtype)  # an all-ignored batch gives 0, not nan
+    mean = per_target(n_valid, dtype)
     by_correct = options.embedding_normalizer == "correct" and options.mask_wrong
     return {
-        "ce": per_target, "soft_ce": per_target, "aux_ce": per_target,
-        "aux_hinge": per_target if options.hinge_reduction == "mean" else 1.0,
+        "ce": mean, "soft_ce": mean, "aux_ce": mean,
+        "aux_hinge": mean if options.hinge_reduction == "mean" else 1.0,
         # The authors' 1 / (n_correct + 1e-8): 0 when the second head gets nothing right.
-        "embedding_ce": n_correct.to(dtype) + 1e-8 if by_correct else per_target,
+        "embedding_ce": (mean if not by_correct else 1.0 if n_correct is None
+                         else n_correct.to(dtype) + 1e-8),
     }
 
 

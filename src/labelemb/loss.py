@@ -10,10 +10,11 @@ from dataclasses import asdict, fields
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor, distributed as dist, nn
 
 from .functional import (PRESETS, LossOptions, LossOutput, check_embedding, compute_loss,
-                         soft_target)
+                         label_rows, rows, soft_target, trains_embedding)
+from .normalizers import Normalizers
 
 __all__ = ["LabelEmbeddingLoss", "PRESETS"]
 
@@ -34,6 +35,9 @@ class LabelEmbeddingLoss(nn.Module):
     Shape:
         logits, aux_logits ``(N, C)`` or ``(N, C, d1, ...)``; target ``(N)`` or
         ``(N, d1, ...)``. Returns :class:`~labelemb.functional.LossOutput` ``(loss, terms)``.
+
+    ``normalizers=`` / ``process_group=``: the whole batch's counts for a call on one part of
+    it, which returns its share of the batch's loss (:mod:`labelemb.normalizers`).
 
     The ``num_updates`` buffer counts the calls made in training mode with gradients enabled
     (the warm-up clock). It is a tensor, saved in the state dict so a resumed run keeps its
@@ -69,11 +73,21 @@ class LabelEmbeddingLoss(nn.Module):
     def num_classes(self) -> int:
         return int(self.embedding.num_classes)
 
-    def forward(self, logits: Tensor, aux_logits: Tensor | None, target: Tensor) -> LossOutput:
+    def forward(self, logits: Tensor, aux_logits: Tensor | None, target: Tensor, *,
+                normalizers: Normalizers | None = None,
+                process_group: dist.ProcessGroup | None = None) -> LossOutput:
         out = compute_loss(logits, aux_logits, target, self.embedding, self.options,
-                           step=self.num_updates)
+                           self.num_updates, normalizers, process_group)
         self._count_update()
         return out
+
+    @torch.no_grad()
+    def count_correct(self, aux_logits: Tensor, target: Tensor) -> Tensor:
+        """How many targets train the embedding (``Normalizers.n_correct``), 0-dim."""
+        t = target.reshape(-1)
+        valid = t != self.options.ignore_index
+        y = label_rows(t, aux_logits.shape[1])
+        return trains_embedding(rows(aux_logits), y, valid, self.options).sum()
 
     def _count_update(self) -> None:
         if self.training and torch.is_grad_enabled():
