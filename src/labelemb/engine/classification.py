@@ -22,6 +22,7 @@ needs (auxiliary head, criterion, saved embedding, epoch hook) is one row of :da
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -42,7 +43,9 @@ from ..calibration import (calibration_metrics, expected_calibration_error, fit_
 from ..data.registry import DATASETS, ImageDataset, find_data_dir, load_dataset, search_dirs
 from ..data.transforms import random_crop_flip, to_float
 from ..embedding import FixedLabelEmbedding, LabelEmbedding, save_embedding
+from ..functional import term_divisors
 from ..loss import PRESETS, LabelEmbeddingLoss
+from ..normalizers import Normalizers
 from ..models.classifier import MODELS, build_model
 from ..runs import rundir
 from ..runs.checkpoint import restore_training_state, rng_state, save_checkpoint, set_rng_state
@@ -57,7 +60,7 @@ from .device import pick_device
 __all__ = [
     "MODES", "Mode", "RECIPES", "TrainConfig", "run_training", "train_one", "evaluate",
     "evaluate", "calibrate", "predict_logits", "build_criterion", "parse_seeds", "parse_modes",
-    "parse_int_list",
+    "parse_int_list", "data_parallel", "backward_step",
 ]
 
 #: The paper's recipes, as the authors' code runs them (docs/TRAINING.md). Adam without
@@ -213,6 +216,9 @@ class TrainConfig:
                                  f"({_recipes_text()})", on_resume=True, at_least=1)
     batch_size: int | None = setting(None, "images per update", default_text="the recipe",
                                      at_least=1)
+    accumulate: int = setting(
+        1, "split each batch into N micro-batches (gradient accumulation): the same update in "
+        "about 1/N of the activation memory", on_resume=True, at_least=1)
     lr: float | None = setting(None, "Adam learning rate", default_text="the recipe", above=0)
     lr_milestones: list[int] | None = setting(
         None, "epochs after which the lr is multiplied by --lr-gamma, e.g. 40,80 or none",
@@ -559,12 +565,7 @@ def train_one(
 def _train_epochs(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int, run: RunDir,
                   t: _Training, start: int, device: torch.device) -> None:
     """Epochs ``start + 1 .. cfg.epochs``: train, evaluate, log, checkpoint."""
-    world = rank_and_world()[1]
-    train_model: nn.Module = t.model
-    if world > 1:
-        train_model = nn.parallel.DistributedDataParallel(
-            t.model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    train_model = data_parallel(t.model, device)
     splits = _eval_splits(ds, cfg)
     metrics = rundir.MetricsWriter(run / rundir.METRICS)
     hook = MODES[mode].epoch_hook
@@ -624,17 +625,13 @@ def _train_epoch(
     # restored exactly on resume.
     order = torch.randperm(n, generator=g)
     n_batches = math.ceil(n / bs)
-    if n_batches > 1 and n - (n_batches - 1) * bs < max(2, world):
-        n_batches -= 1  # a last batch too small for BatchNorm / for every rank is dropped
+    if n_batches > 1 and n - (n_batches - 1) * bs < max(2, world * cfg.accumulate):
+        n_batches -= 1  # a last batch too small for BatchNorm / for every part is dropped
     sync = device.type == "cuda"
     if sync:
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
-    total_loss = torch.zeros((), device=device)
-    wrong = torch.zeros((), device=device)
-    term_sums: dict[str, Tensor] = {}
-    seen = 0
-    trainable_crit = [p for p in criterion.parameters() if p.requires_grad]
+    sums: dict[str, Tensor] = {}
     batches = progress(range(n_batches), total=n_batches, desc=desc) if rank == 0 \
         else range(n_batches)
     for b in batches:
@@ -643,45 +640,117 @@ def _train_epoch(
         if cfg.augment:
             x = random_crop_flip(x, g)  # drawn for the whole batch on every rank
         y = ds.train_y[idx.to(ds.train_y.device)]
-        if world > 1:  # each rank takes its shard of the (identical) global batch
-            x, y = x[rank::world], y[rank::world]
         x = to_float(x.to(device, non_blocking=True), ds.mean, ds.std)
-        y = y.to(device, non_blocking=True)
-        logits, aux_logits = model(x)
-        loss, terms = criterion(logits, aux_logits, y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if world > 1 and trainable_crit:
-            # The embedding lives in the criterion, outside DDP: average its gradients too.
-            for p in trainable_crit:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                dist.all_reduce(p.grad)
-                p.grad /= world
+        stats = backward_step(model, criterion, x, y.to(device, non_blocking=True), cfg.accumulate)
         optimizer.step()
-        m = len(y)
-        seen += m
-        total_loss += loss.detach() * m
-        wrong += (logits.detach().argmax(1) != y).sum()
-        for k, v in terms.items():
-            term_sums[k] = term_sums.get(k, torch.zeros((), device=device)) + v.detach() * m
+        for k, v in stats.items():  # this rank's shares, times the batch size
+            sums[k] = sums.get(k, torch.zeros((), device=device)) + v * len(y)
     if sync:
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
-    if world > 1:
-        packed = torch.stack([total_loss, wrong, torch.tensor(float(seen), device=device),
-                              *[term_sums[k] for k in sorted(term_sums)]])
+    if world > 1:  # the ranks' shares sum to the batches' values
+        packed = torch.stack(list(sums.values()))  # the same keys, in order, on every rank
         dist.all_reduce(packed)
-        total_loss, wrong, seen_t = packed[0], packed[1], packed[2]
-        seen = int(seen_t.item())
-        term_sums = {k: packed[3 + i] for i, k in enumerate(sorted(term_sums))}
-    seen = max(seen, 1)
+        sums = dict(zip(sums, packed))
+    seen = max(float(sums.pop("images")), 1.0)
     return {
-        "loss": float(total_loss) / seen,
-        "error": float(wrong) / seen,
-        "terms": {k: float(v) / seen for k, v in term_sums.items()},
+        "loss": float(sums.pop("loss")) / seen,
+        "error": float(sums.pop("error")) / seen,
+        "terms": {k: float(v) / seen for k, v in sums.items()},
         "seconds": seconds,
     }
+
+
+def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` for training on this process's ranks: itself alone, else wrapped in DDP.
+
+    Each rank's loss is its share of the global batch's loss (the whole batch's counts,
+    :mod:`labelemb.normalizers`), so the global gradient is the SUM of the ranks' gradients.
+    DDP averages (divides by the world size); the hook here sums instead. This is the one
+    place that decides it; :func:`backward_step` sums the criterion's gradients likewise.
+    """
+    if rank_and_world()[1] == 1:
+        return model
+    ddp = nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+    ddp.register_comm_hook(None, _sum_hook)
+    return ddp
+
+
+def _sum_hook(state, bucket):  # type: ignore[no-untyped-def]
+    """DDP's all-reduce of one ``dist.GradBucket``, summed and not divided by the world size.
+    (Unannotated: DDP checks the annotations, and here they would be strings.)"""
+    return dist.all_reduce(bucket.buffer(), async_op=True).get_future().then(
+        lambda fut: fut.value()[0])
+
+
+def backward_step(model: nn.Module, criterion: nn.Module, x: Tensor, y: Tensor,
+                  accumulate: int = 1) -> dict[str, Tensor]:
+    """The gradients of one global batch ``(x, y)`` (the same on every rank), summed into
+    ``.grad``: this rank's shard ``[rank::world]``, in ``accumulate`` micro-batches.
+
+    Every part divides by the whole batch's counts (:class:`~labelemb.normalizers.Normalizers`):
+    ``n_valid`` is the batch size (images always have a label); ``n_correct``, known only
+    after every part's forward, is deferred: ``embedding_ce`` reaches only the embedding, whose
+    summed gradient is divided once at the end. So the update equals one batch's for any world
+    size and ``accumulate`` (to float rounding; BatchNorm statistics are per part).
+
+    Returns this rank's shares (they sum over ranks to the batch's): ``loss``, the terms,
+    ``error`` (wrong predictions / batch size) and ``images`` (shard size / batch size).
+    """
+    rank, world = rank_and_world()
+    parts = list(zip(x[rank::world].tensor_split(accumulate),
+                     y[rank::world].tensor_split(accumulate)))
+    whole = None if world * accumulate == 1 else Normalizers(len(y))
+    deferred = whole is not None and isinstance(criterion, LabelEmbeddingLoss) \
+        and criterion.embedding.trainable
+    shares: dict[str, Tensor] = {}
+    n_correct = torch.zeros((), dtype=torch.long, device=y.device)
+    for i, (xm, ym) in enumerate(parts):
+        last = i == len(parts) - 1
+        with contextlib.nullcontext() if last or world == 1 else model.no_sync():
+            logits, aux_logits = model(xm)
+            loss, terms = criterion(logits, aux_logits, ym, normalizers=whole)
+            loss.backward()
+        if deferred:
+            n_correct += criterion.count_correct(aux_logits, ym)
+        wrong = (logits.detach().argmax(1) != ym).sum() / len(y)
+        for k, v in {"loss": loss.detach(), **terms, "error": wrong}.items():
+            shares[k] = shares.get(k, 0.0) + v
+    shares["images"] = torch.tensor(len(y[rank::world]) / len(y), device=y.device)
+    _finish_criterion_grads(criterion, shares, n_correct if deferred else None, len(y))
+    return shares
+
+
+def _finish_criterion_grads(criterion: nn.Module, shares: dict[str, Tensor],
+                            n_correct: Tensor | None, n_valid: int) -> None:
+    """Sum the criterion's gradients (the label embedding, outside DDP) over the ranks and,
+    with a deferred ``n_correct``, divide them and the ``embedding_ce`` share by its divisor."""
+    params = [p for p in criterion.parameters() if p.requires_grad]
+    world = rank_and_world()[1]
+    if not params or (world == 1 and n_correct is None):
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    if world > 1:  # one all-reduce: the gradients and the count
+        flat = torch.cat([g.reshape(-1) for g in grads]
+                         + [torch.zeros(1, dtype=grads[0].dtype, device=grads[0].device)
+                            if n_correct is None else n_correct.reshape(1).to(grads[0].dtype)])
+        dist.all_reduce(flat)
+        if n_correct is not None:
+            n_correct = flat[-1].round().long()
+        grads = list(flat[:-1].split([g.numel() for g in grads]))
+    divisor: Tensor | float = 1.0
+    if n_correct is not None:  # what term_divisors left undivided for want of n_correct
+        n = torch.tensor(n_valid, device=n_correct.device)
+        divisor = (term_divisors(n, n_correct, criterion.options, grads[0].dtype)["embedding_ce"]
+                   / term_divisors(n, None, criterion.options, grads[0].dtype)["embedding_ce"])
+        # embedding_ce weighs 1 in the loss (term_weights): its share moves by the same amount.
+        emb = shares["embedding_ce"]
+        shares["embedding_ce"] = emb / divisor
+        shares["loss"] = shares["loss"] - emb + emb / divisor
+    for p, g in zip(params, grads):
+        p.grad = (g / divisor).view_as(p)
 
 
 # --------------------------------------------------------------------------- many runs
