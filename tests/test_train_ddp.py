@@ -52,3 +52,58 @@ def test_torchrun_two_ranks_gloo(tmp_path):
     assert (out / "summary.md").is_file()
     # Progress is logged once, by rank 0.
     assert proc.stderr.count("[emb seed 0] epoch 2/2") == 1
+
+
+# ----------------------------------------------------------------- one step, every mode
+
+WORKER = str(Path(__file__).with_name("ddp_step_worker.py"))
+
+
+def _torchrun(args, ranks, timeout=300):
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+    launch = ([sys.executable] if ranks == 1 else
+              [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", str(ranks)])
+    proc = subprocess.run(launch + args, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory):
+    """Rank 0's step as one process, and each rank's step under torchrun (2 ranks, gloo)."""
+    from labelemb.embedding import LabelEmbedding, save_embedding
+
+    root = tmp_path_factory.mktemp("steps")
+    emb = LabelEmbedding(10)
+    with torch.no_grad():
+        emb.weight.add_(torch.randn(10, 10, generator=torch.Generator().manual_seed(1)))
+    save_embedding(emb, root / "fixed.safetensors", class_names=[f"c{i}" for i in range(10)])
+    for ranks in (1, 2):
+        (root / str(ranks)).mkdir()
+        _torchrun([WORKER, str(root / str(ranks)), str(root / "fixed.safetensors")], ranks)
+    return ([torch.load(root / "1" / "rank-0.pt")],
+            [torch.load(root / "2" / f"rank-{r}.pt") for r in (0, 1)])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+@pytest.mark.parametrize("mode", ["baseline", "ls", "ols", "emb", "emb-fixed"])
+def test_a_step_on_two_ranks_or_in_micro_batches_equals_one_batch(steps, mode):
+    """Same global batch: 2 ranks, 3 micro-batches, or both, give the one-process gradients
+    (and the ranks' loss and term shares sum to the one-process values)."""
+    (one,), two = steps
+    ref = one[(mode, 1)]
+    got = [one[(mode, 3)], *(r[(mode, acc)] for r in two for acc in (1, 3))]
+    for step in got:
+        assert step["grads"].keys() == ref["grads"].keys()
+        for k, g in ref["grads"].items():
+            torch.testing.assert_close(step["grads"][k], g, rtol=1e-5, atol=1e-7, msg=k)
+    for acc in (1, 3):
+        for k, v in ref["shares"].items():
+            total = sum(r[(mode, acc)]["shares"][k] for r in two)
+            torch.testing.assert_close(total, v, rtol=1e-5, atol=1e-7, msg=k)
+    if mode == "emb":  # every term really active, the summed hinge included
+        assert all(v > 1e-3 for k, v in ref["shares"].items() if k not in ("error",))
