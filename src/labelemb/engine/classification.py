@@ -53,9 +53,10 @@ from ..runs.rundir import RunDir
 from ..runs.settings import check_ranges, may_change_on_resume, setting
 from ..runs.progress import log as _log_line
 from ..runs.progress import progress
-from ..runs.ranks import is_main_process, rank_and_world
+from ..runs.ranks import (barrier, check_ranks_agree, is_main_process, rank_and_world,
+                          sum_gradients)
 from ..runs.seed import seed_everything
-from .device import pick_device
+from .device import device_of_rank, join_torchrun
 
 __all__ = [
     "MODES", "Mode", "RECIPES", "TrainConfig", "run_training", "train_one", "evaluate",
@@ -426,28 +427,6 @@ def log(msg: str) -> None:
         _log_line(msg)
 
 
-@torch.no_grad()
-def _check_ranks_agree(model: nn.Module, criterion: nn.Module, run_dir: Path) -> None:
-    """Every rank must end with rank 0's weights, embedding and OLS soft labels: rank 0 alone
-    writes the files, so a silent divergence would go unnoticed otherwise."""
-    state = {**{f"model.{k}": v for k, v in model.state_dict().items()},
-             **{f"criterion.{k}": v for k, v in criterion.state_dict().items()}}
-    for k, v in state.items():
-        if not v.is_floating_point() or k.endswith(("running_mean", "running_var")):
-            continue  # BatchNorm statistics are rank 0's by DDP's buffer broadcast
-        ref = v.clone()
-        dist.broadcast(ref, 0)
-        diverged = torch.tensor(float(not torch.equal(ref, v)), device=v.device)
-        dist.all_reduce(diverged)
-        if diverged.item():
-            raise RuntimeError(f"{run_dir}: ranks disagree on {k} after training")
-
-
-def _barrier() -> None:
-    if rank_and_world()[1] > 1:
-        dist.barrier()
-
-
 # --------------------------------------------------------------------------- one run
 
 
@@ -538,7 +517,7 @@ def train_one(
     if run.resumed and run.checkpoint["epoch"] >= cfg.epochs and rundir.is_complete(run.path):
         log(f"[{mode} seed {seed}] complete ({run.checkpoint['epoch']} epochs), skipped")
         return run.path
-    _barrier()
+    barrier()
     # Built (and an emb-fixed embedding checked) before the folder is touched.
     t = _build(cfg, ds, mode, seed, device)
     run.start(_run_config(cfg, ds, mode, seed, t.n_params, device))
@@ -551,14 +530,14 @@ def train_one(
         metrics.truncate_after(start)  # records a kill left after the checkpoint are redone
     _train_epochs(cfg, ds, mode, seed, run, t, start, device)
     if rank_and_world()[1] > 1:
-        _check_ranks_agree(t.model, t.criterion, run.path)
+        check_ranks_agree({"model": t.model, "criterion": t.criterion}, run.path)
     if is_main:
         splits = _eval_splits(ds, cfg)
         # Fitted on the dev split, never on test; without one (--held-out 0) no calibration.
         calibration = (calibrate(t.model, splits["dev"], splits["test"], ds, cfg.eval_batch_size)
                        if "dev" in splits else None)
         _write_result(run.path, t.n_params, calibration)
-    _barrier()
+    barrier()
     return run.path
 
 
@@ -595,7 +574,7 @@ def _train_epochs(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int, run:
         log(f"[{mode} seed {seed}] epoch {epoch}/{cfg.epochs} loss {stats['loss']:.4f} "
             f"train {100 * stats['error']:.2f}%{dev_txt} test {100 * test['error']:.2f}% "
             f"({stats['seconds']:.1f}s)")
-        _barrier()
+        barrier()
 
 
 def _write_result(run_dir: Path, n_params: int, calibration: dict[str, Any] | None) -> None:
@@ -726,44 +705,27 @@ def backward_step(model: nn.Module, criterion: nn.Module, x: Tensor, y: Tensor,
 def _finish_criterion_grads(criterion: nn.Module, shares: dict[str, Tensor],
                             n_correct: Tensor | None, n_valid: int) -> None:
     """Sum the criterion's gradients (the label embedding, outside DDP) over the ranks and,
-    with a deferred ``n_correct``, divide them and the ``embedding_ce`` share by its divisor."""
+    with a deferred ``n_correct``, divide them and the ``embedding_ce`` share by what
+    ``term_divisors`` left undivided for want of it."""
     params = [p for p in criterion.parameters() if p.requires_grad]
-    world = rank_and_world()[1]
-    if not params or (world == 1 and n_correct is None):
+    sum_gradients(params)
+    if n_correct is None:
         return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    if world > 1:  # one all-reduce: the gradients and the count
-        flat = torch.cat([g.reshape(-1) for g in grads]
-                         + [torch.zeros(1, dtype=grads[0].dtype, device=grads[0].device)
-                            if n_correct is None else n_correct.reshape(1).to(grads[0].dtype)])
-        dist.all_reduce(flat)
-        if n_correct is not None:
-            n_correct = flat[-1].round().long()
-        grads = list(flat[:-1].split([g.numel() for g in grads]))
-    divisor: Tensor | float = 1.0
-    if n_correct is not None:  # what term_divisors left undivided for want of n_correct
-        n = torch.tensor(n_valid, device=n_correct.device)
-        divisor = (term_divisors(n, n_correct, criterion.options, grads[0].dtype)["embedding_ce"]
-                   / term_divisors(n, None, criterion.options, grads[0].dtype)["embedding_ce"])
-        # embedding_ce weighs 1 in the loss (term_weights): its share moves by the same amount.
-        emb = shares["embedding_ce"]
-        shares["embedding_ce"] = emb / divisor
-        shares["loss"] = shares["loss"] - emb + emb / divisor
-    for p, g in zip(params, grads):
-        p.grad = (g / divisor).view_as(p)
+    if rank_and_world()[1] > 1:
+        dist.all_reduce(n_correct)
+    n, dtype = torch.tensor(n_valid, device=n_correct.device), shares["embedding_ce"].dtype
+    divisor = torch.as_tensor(term_divisors(n, n_correct, criterion.options, dtype)["embedding_ce"]
+                              / term_divisors(n, None, criterion.options, dtype)["embedding_ce"])
+    for p in params:
+        if p.grad is not None:
+            p.grad.div_(divisor.to(p.grad.dtype))
+    # embedding_ce weighs 1 in the loss (term_weights): its share moves by the same amount.
+    emb = shares["embedding_ce"]
+    shares["embedding_ce"] = emb / divisor
+    shares["loss"] = shares["loss"] - emb + emb / divisor
 
 
 # --------------------------------------------------------------------------- many runs
-
-
-def _device_of_rank(name: str | None) -> torch.device:
-    """:func:`~labelemb.engine.device.pick_device`; under torchrun a bare ``cuda`` is this
-    rank's own GPU."""
-    dev = pick_device(name)
-    rank, world = rank_and_world()
-    if dev.type == "cuda" and dev.index is None and world > 1:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
-    return dev
 
 
 def run_training(
@@ -777,26 +739,14 @@ def run_training(
     ``emb-fixed`` embedding are checked before the first run folder is made.
     """
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
-    started_dist = _maybe_init_distributed(config)
+    device = (config.get("device") if isinstance(config, dict)
+              else getattr(config, "device", None))
+    started_dist = join_torchrun(device)
     try:
         return _run_training(config, dataset)
     finally:
         if started_dist:
             dist.destroy_process_group()
-
-
-def _maybe_init_distributed(config: Any) -> bool:
-    """Under ``torchrun`` (``WORLD_SIZE`` > 1) join the process group: NCCL on CUDA, else gloo."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available() \
-            or dist.is_initialized():
-        return False
-    device = (config.get("device") if isinstance(config, dict)
-              else getattr(config, "device", None)) or ""
-    cuda = torch.cuda.is_available() and not str(device).startswith("cpu")
-    if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return True
 
 
 def _load_data(cfg: TrainConfig) -> ImageDataset:
@@ -817,7 +767,7 @@ def _load_data(cfg: TrainConfig) -> ImageDataset:
 
 def _run_training(config: Any, dataset: ImageDataset | None) -> list[Path]:
     cfg = TrainConfig.from_any(config)
-    device = _device_of_rank(cfg.device)
+    device = device_of_rank(cfg.device)
     ds = dataset if dataset is not None else _load_data(cfg)
     cfg = cfg.resolved(ds)
     if cfg.threads is not None:

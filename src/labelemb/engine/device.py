@@ -1,10 +1,16 @@
-"""The device a run trains on, checked before anything is written."""
+"""The device a run trains on, checked before anything is written, and joining the process
+group of a ``torchrun`` launch."""
 
 from __future__ import annotations
 
-import torch
+import os
 
-__all__ = ["pick_device"]
+import torch
+import torch.distributed as dist
+
+from ..runs.ranks import rank_and_world
+
+__all__ = ["pick_device", "device_of_rank", "join_torchrun"]
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -25,3 +31,25 @@ def pick_device(name: str | None) -> torch.device:
         raise ValueError(f"--device {name!r}: this machine has {torch.cuda.device_count()} "
                          "CUDA device(s)")
     return dev
+
+
+def device_of_rank(name: str | None) -> torch.device:
+    """:func:`pick_device`; under torchrun a bare ``cuda`` is this rank's own GPU."""
+    dev = pick_device(name)
+    rank, world = rank_and_world()
+    if dev.type == "cuda" and dev.index is None and world > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+    return dev
+
+
+def join_torchrun(device: str | None) -> bool:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1) join the process group, NCCL on CUDA, else
+    gloo; whether it joined (the caller then destroys the group when it is done)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available() \
+            or dist.is_initialized():
+        return False
+    cuda = torch.cuda.is_available() and not str(device or "").startswith("cpu")
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return True
