@@ -107,3 +107,22 @@ def test_a_step_on_two_ranks_or_in_micro_batches_equals_one_batch(steps, mode):
             torch.testing.assert_close(total, v, rtol=1e-5, atol=1e-7, msg=k)
     if mode == "emb":  # every term really active, the summed hinge included
         assert all(v > 1e-3 for k, v in ref["shares"].items() if k not in ("error",))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+@pytest.mark.parametrize("case", [("seq2seq-emb", False), ("seq2seq-emb", True),
+                                  ("seq2seq-baseline", False)], ids=["emb", "chunked", "baseline"])
+def test_a_seq2seq_step_on_two_ranks_equals_one_process(steps, case):
+    """The seq2seq preset (padding ignored, token means): shards with different numbers of
+    target tokens still give the one-process gradient on every rank."""
+    (one,), two = steps
+    ref = one[case]
+    assert len(ref["grads"]) > 4
+    for rank in two:
+        assert rank[case]["grads"].keys() == ref["grads"].keys()
+        for k, g in ref["grads"].items():
+            torch.testing.assert_close(rank[case]["grads"][k], g, rtol=1e-5, atol=1e-7, msg=k)
+    for k, v in ref["shares"].items():
+        torch.testing.assert_close(sum(r[case]["shares"][k] for r in two), v, rtol=1e-5,
+                                   atol=1e-7, msg=k)

@@ -100,9 +100,11 @@ def _which(opts: DecodeOptions) -> str:
 
 def _train(args) -> int:
     from ..engine.seq2seq import train
+    from ..runs.ranks import is_main_process
 
     result = train(config_from_args(TrainConfig, args))
-    print(json.dumps(result, indent=2, ensure_ascii=False))
+    if is_main_process():  # rank 0 alone under torchrun
+        print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 
 

@@ -51,8 +51,7 @@ from ..runs import rundir
 from ..runs.checkpoint import restore_training_state, rng_state, save_checkpoint, set_rng_state
 from ..runs.rundir import RunDir
 from ..runs.settings import check_ranges, may_change_on_resume, setting
-from ..runs.progress import log as _log_line
-from ..runs.progress import progress
+from ..runs.progress import log, progress
 from ..runs.ranks import (barrier, check_ranks_agree, is_main_process, rank_and_world,
                           sum_gradients)
 from ..runs.seed import seed_everything
@@ -418,15 +417,6 @@ def _forward_logits(model: nn.Module, x: Tensor) -> Tensor:
     return logits
 
 
-# --------------------------------------------------------------------------- distributed
-
-
-def log(msg: str) -> None:
-    """A log line from rank 0 only."""
-    if is_main_process():
-        _log_line(msg)
-
-
 # --------------------------------------------------------------------------- one run
 
 
@@ -611,8 +601,7 @@ def _train_epoch(
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     sums: dict[str, Tensor] = {}
-    batches = progress(range(n_batches), total=n_batches, desc=desc) if rank == 0 \
-        else range(n_batches)
+    batches = progress(range(n_batches), total=n_batches, desc=desc)
     for b in batches:
         idx = order[b * bs:(b + 1) * bs]
         x = ds.train_x[idx.to(ds.train_x.device)]

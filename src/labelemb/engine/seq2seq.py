@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ..chunked import ChunkedLabelEmbeddingLoss
@@ -39,17 +40,19 @@ from ..atomic import atomic_write_text
 from ..runs.checkpoint import (load_checkpoint, restore_training_state, rng_state, save_checkpoint,
                          set_rng_state)
 from ..runs.progress import log, progress
+from ..runs.ranks import (barrier, check_ranks_agree, is_main_process, rank_and_world,
+                          sum_gradients)
 from ..runs.rundir import (CHECKPOINT, CONFIG, EMBEDDING, METRICS, RESULT, RUN_FORMAT,
                            MetricsWriter, RunDir, is_complete, read_json, read_metrics, write_json)
 from ..runs.seed import seed_everything
 from ..runs.settings import check_ranges, may_change_on_resume, setting
-from .device import pick_device
+from .device import device_of_rank, join_torchrun
 from .text_metrics import bleu, rouge
 
 __all__ = [
     "TrainConfig", "MODES", "Mode", "TASK_DEFAULTS", "load_task", "build_vocabs", "build_model", "build_criterion",
     "train", "decode_corpus", "decoding_settings", "score", "load_run", "BEST", "SRC_VOCAB",
-    "TGT_VOCAB", "TEST_OUTPUT",
+    "TGT_VOCAB", "TEST_OUTPUT", "backward_batch",
 ]
 
 BEST = "best.pt"
@@ -280,17 +283,20 @@ def build_criterion(mode: str, tgt_vocab: Vocab, label_dim: int, warmup_steps: i
     )
 
 
-def sequence_loss(model: Seq2Seq, criterion: nn.Module, batch) -> tuple[torch.Tensor, dict]:
+def sequence_loss(model: Seq2Seq, criterion: nn.Module, batch,
+                  process_group: dist.ProcessGroup | None = None) -> tuple[torch.Tensor, dict]:
     """Loss of one batch: ``(B, T, V)`` logits flattened to ``(B*T, V)``, or, with a chunked
-    criterion, the ``(B*T, H)`` states and the model's head."""
+    criterion, the ``(B*T, H)`` states and the model's head. With ``process_group`` the batch
+    is this rank's shard and the loss its share (the counts summed over the ranks)."""
     if isinstance(criterion, ChunkedLabelEmbeddingLoss):
         states = model.features(batch.src, batch.src_lengths, batch.tgt_in)
-        return criterion(states.flatten(0, 1), batch.tgt_out.reshape(-1), model.head)
+        return criterion(states.flatten(0, 1), batch.tgt_out.reshape(-1), model.head,
+                         process_group=process_group)
     logits, aux_logits = model(batch.src, batch.src_lengths, batch.tgt_in)
     vocab = logits.shape[-1]
     return criterion(
         logits.reshape(-1, vocab), None if aux_logits is None else aux_logits.reshape(-1, vocab),
-        batch.tgt_out.reshape(-1),
+        batch.tgt_out.reshape(-1), process_group=process_group,
     )
 
 
@@ -356,6 +362,27 @@ def corpus_loss(model: Seq2Seq, corpus: ParallelCorpus, src_vocab: Vocab, tgt_vo
 
 
 # --------------------------------------------------------------------------- training
+
+
+def backward_batch(model: Seq2Seq, criterion: nn.Module, src_ids: Any, tgt_ids: Any,
+                   idx: list[int], device: torch.device) -> tuple[torch.Tensor, dict, int, Any]:
+    """The gradients of the batch of pairs ``idx``, summed into ``.grad``.
+
+    Under torchrun each rank takes the shard ``idx[rank::world]``: its loss is its share of the
+    batch's (the token counts summed over the ranks inside the loss, one ``all_reduce``) and
+    the ranks' gradients are summed, so every rank holds the one-process gradient on ``idx``.
+
+    Returns this rank's loss and term shares, the batch's target tokens and this rank's batch.
+    """
+    rank, world = rank_and_world()
+    batch = collate([src_ids[i] for i in idx[rank::world]],
+                    [tgt_ids[i] for i in idx[rank::world]], idx[rank::world]).to(device)
+    ntok = batch.num_tokens if world == 1 else collate(
+        [src_ids[i] for i in idx], [tgt_ids[i] for i in idx], idx).num_tokens
+    loss, terms = sequence_loss(model, criterion, batch, dist.group.WORLD if world > 1 else None)
+    loss.backward()
+    sum_gradients([*model.parameters(), *criterion.parameters()])
+    return loss, terms, ntok, batch
 
 
 @dataclass
@@ -437,15 +464,18 @@ class _Trainer:
         self.run.start(self.config_json())
         ckpt = self.run.checkpoint
         if ckpt is None:
-            self.data.src_vocab.save(self.run / SRC_VOCAB)
-            self.data.tgt_vocab.save(self.run / TGT_VOCAB)
-            self.writer.truncate_after(0)
+            if self.run.writer:
+                self.data.src_vocab.save(self.run / SRC_VOCAB)
+                self.data.tgt_vocab.save(self.run / TGT_VOCAB)
+                self.writer.truncate_after(0)
             return
         restore_training_state(ckpt, self.run / CHECKPOINT, self.model, self.criterion,
                                self.optimizer)
         self.step, self.epoch, self.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
         self.n_evals, self.best, self.seconds = ckpt["n_evals"], ckpt["best"], ckpt["seconds"]
         set_rng_state(ckpt["rng"])
+        if not self.run.writer:
+            return
         self.writer.truncate_after(self.n_evals)  # records logged after this checkpoint are redone
         if len(read_metrics(self.writer.path)) < self.n_evals and ckpt.get("last_record"):
             self.writer.write(json.loads(ckpt["last_record"]))  # killed between checkpoint and log
@@ -455,17 +485,18 @@ class _Trainer:
     def train_batch(self, idx: list[int]) -> None:
         """One update on the pairs ``idx``; adds its loss and terms to the running sums."""
         t0 = time.perf_counter()
-        batch = collate([self.src_ids[i] for i in idx], [self.tgt_ids[i] for i in idx],
-                        idx).to(self.device)
-        loss, terms = sequence_loss(self.model, self.criterion, batch)
+        if rank_and_world()[1] > 1:  # dropout masks differ per rank; a resume draws the same
+            torch.manual_seed((self.cfg.seed * 1_000_003 + self.step) * 1_009
+                              + rank_and_world()[0])
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, terms, ntok, batch = backward_batch(self.model, self.criterion, self.src_ids,
+                                                  self.tgt_ids, idx, self.device)
         nn.utils.clip_grad_norm_(self.params, self.cfg.clip_norm)
         self.optimizer.step()
         self.step += 1
-        ntok, acc = batch.num_tokens, self.acc
-        acc["loss"] += float(loss.detach()) * ntok
-        acc["tokens"] += ntok
+        acc = self.acc  # this rank's shares times the batch's tokens: summed over the ranks
+        acc["loss"] += float(loss.detach()) * ntok  # at the evaluation
+        acc["tokens"] += batch.num_tokens
         for k, v in terms.items():  # every term, every batch (soft_ce weighs 0 in the warm-up)
             acc["terms"][k] = acc["terms"].get(k, 0.0) + float(v) * ntok
         dt = time.perf_counter() - t0
@@ -491,9 +522,28 @@ class _Trainer:
             "seconds": acc["seconds"], "total_seconds": self.seconds, "lr": cfg.lr,
         }, dev_scores
 
+    def _sum_over_ranks(self) -> None:
+        """The running sums of every rank added up (a collective: every rank calls it)."""
+        if rank_and_world()[1] == 1:
+            return
+        acc, names = self.acc, list(self.acc["terms"])
+        packed = torch.tensor([acc["loss"], acc["tokens"], *acc["terms"].values()],
+                              dtype=torch.float64, device=self.device)
+        dist.all_reduce(packed)
+        acc["loss"], acc["tokens"] = float(packed[0]), int(packed[1])
+        acc["terms"] = dict(zip(names, packed[2:].tolist()))
+
     def evaluate_and_checkpoint(self, epoch_done: int, resume_at: tuple[int, int]) -> None:
         """Score dev, keep best.pt, write checkpoint.pt (resuming at ``resume_at`` =
-        (epoch, batch)), then log one metrics record."""
+        (epoch, batch)), then log one metrics record: rank 0 alone, the others wait."""
+        self._sum_over_ranks()
+        if self.run.writer:
+            self._evaluate_and_write(epoch_done, resume_at)
+        barrier()
+        self._reset_sums()
+        self.model.train()
+
+    def _evaluate_and_write(self, epoch_done: int, resume_at: tuple[int, int]) -> None:
         record, dev_scores = self._dev_record(epoch_done)
         model_state = {"model": self.model.state_dict(), "criterion": self.criterion.state_dict(),
                        "model_config": self.mcfg.to_dict(), "mode": self.cfg.mode,
@@ -513,8 +563,6 @@ class _Trainer:
         log(f"update {self.step} epoch {epoch_done}: train loss {record['train_loss']:.4f}, dev "
             + ", ".join(f"{k} {v:.2f}" for k, v in dev_scores.items())
             + f", best {self.cfg.select} {self.best['score']:.2f} at update {self.best['step']}")
-        self._reset_sums()
-        self.model.train()
 
     def out_of_steps(self) -> bool:
         """Whether ``--max-steps`` updates are done."""
@@ -536,6 +584,8 @@ class _Trainer:
             todo = range(position[1], len(batches))
             position = (epoch + 1, 0)
             for bi in progress(todo, total=len(todo), desc=f"epoch {epoch}"):
+                if len(batches[bi]) < rank_and_world()[1]:
+                    continue  # fewer pairs than ranks (at most the epoch's last batch): skipped
                 self.train_batch(batches[bi])
                 next_position = (epoch, bi + 1) if bi + 1 < len(batches) else (epoch + 1, 0)
                 if self.step % cfg.eval_every == 0:
@@ -552,13 +602,25 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """Train, keep the best-dev model, score the test set from it; returns ``result.json``.
 
     Every setting, the device and the data are checked before the run folder is touched;
-    ``--resume`` and ``--overwrite`` follow :meth:`~labelemb.runs.rundir.RunDir.open`.
+    ``--resume`` and ``--overwrite`` follow :meth:`~labelemb.runs.rundir.RunDir.open`. Under
+    ``torchrun`` the ranks train shards of each batch and rank 0 evaluates and writes; the
+    other ranks return ``{}``.
     """
     cfg = config.resolved()
-    device = pick_device(cfg.device)
+    joined = join_torchrun(cfg.device)
+    try:
+        return _train(cfg)
+    finally:
+        if joined:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig) -> dict[str, Any]:
+    device = device_of_rank(cfg.device)
     run = RunDir.open(cfg.out, asdict(cfg), may_change=may_change_on_resume(TrainConfig),  # type: ignore[arg-type]
                       resume=cfg.resume, overwrite=cfg.overwrite, map_location=device,
-                      extra_files=(BEST, SRC_VOCAB, TGT_VOCAB, TEST_OUTPUT))
+                      extra_files=(BEST, SRC_VOCAB, TGT_VOCAB, TEST_OUTPUT),
+                      writer=is_main_process())
     if run.resumed and is_complete(run.path) and _finished(cfg, run.checkpoint):  # type: ignore[arg-type]
         log(f"{run.path}: complete ({run.checkpoint['step']} updates), skipped")  # type: ignore[index]
         return read_json(run / RESULT)
@@ -571,8 +633,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
         f"{len(data.src_vocab)}/{len(data.tgt_vocab)}, "
         f"{sum(p.numel() for p in trainer.params):,} parameters, {device}")
     trainer.train()
-    return _finish(run.path, cfg, data.dev, data.test, device, trainer.best, trainer.step,
-                   trainer.seconds)
+    result: dict[str, Any] = {}
+    if rank_and_world()[1] > 1:
+        check_ranks_agree({"model": trainer.model, "criterion": trainer.criterion}, run.path)
+    if run.writer:
+        result = _finish(run.path, cfg, data.dev, data.test, device, trainer.best, trainer.step,
+                         trainer.seconds)
+    barrier()
+    return result
 
 
 def _finish(run_dir: Path, cfg: TrainConfig, dev_set: ParallelCorpus,
