@@ -126,3 +126,99 @@ def test_a_seq2seq_step_on_two_ranks_equals_one_process(steps, case):
     for k, v in ref["shares"].items():
         torch.testing.assert_close(sum(r[case]["shares"][k] for r in two), v, rtol=1e-5,
                                    atol=1e-7, msg=k)
+
+
+# ----------------------------------------------------------------- whole runs through the CLI
+
+
+def _metrics(run):
+    return rundir.read_metrics(Path(run) / rundir.METRICS)
+
+
+def _assert_same_records(a, b, rel):
+    assert [(r.get("epoch"), r.get("step")) for r in a] == \
+        [(r.get("epoch"), r.get("step")) for r in b]
+    for ra, rb in zip(a, b):
+        assert rb["train_loss"] == pytest.approx(ra["train_loss"], rel=rel)
+        assert rb["terms"] == pytest.approx(ra["terms"], rel=rel, abs=1e-7)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist")
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+def test_two_ranks_and_accumulation_train_the_one_process_model(tmp_path):
+    """The issue's comparison, small: the final terms of 2 ranks, of 4 micro-batches, and of
+    both agree with one process to float noise (the summed hinge included)."""
+    common = ["-m", "labelemb", "train", "--model", "mlp", "--modes", "emb", "--epochs",
+              "2", "--train-subset", "600", "--test-subset", "100", "--batch-size", "50",
+              "--device", "cpu", "--threads", "1", "--data-dir", str(FASHION)]
+    _torchrun(common + ["--out", str(tmp_path / "one")], 1)
+    _torchrun(common + ["--out", str(tmp_path / "acc"), "--accumulate", "4"], 1)
+    _torchrun(common + ["--out", str(tmp_path / "two"), "--accumulate", "2"], 2)
+    ref = _metrics(tmp_path / "one" / "emb" / "seed-0")
+    assert ref[-1]["terms"]["aux_hinge"] > 1e-4  # the summed term is active
+    for other in ("acc", "two"):
+        _assert_same_records(ref, _metrics(tmp_path / other / "emb" / "seed-0"), rel=1e-3)
+
+
+def _seq2seq_args(tmp_path, out, *extra):
+    return ["-m", "labelemb", "seq2seq", "train", "--task", "parallel", "--data-dir",
+            str(tmp_path / "data"), "--out", str(tmp_path / out), "--emb-dim", "32", "--hidden",
+            "64", "--layers", "1", "--dropout", "0", "--label-dim", "16", "--batch-size", "32",
+            "--threads", "1", "--max-len", "12", "--eval-every", "3", "--warmup-steps", "2",
+            "--device", "cpu", *extra]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+@pytest.mark.parametrize("chunked", [False, True], ids=["plain", "chunked"])
+def test_seq2seq_on_two_ranks_trains_the_one_process_model(tmp_path, chunked):
+    from test_seq2seq_train import write_permutation_corpus
+
+    write_permutation_corpus(tmp_path / "data", n_train=130, n_dev=10, n_test=10)
+    extra = ["--max-steps", "6"] + ["--chunked-loss"] * chunked
+    _torchrun(_seq2seq_args(tmp_path, "one", *extra), 1)
+    proc = _torchrun(_seq2seq_args(tmp_path, "two", *extra), 2)
+    a, b = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    assert [r["step"] for r in b] == [3, 6]  # one record per evaluation: rank 0 alone writes
+    _assert_same_records(a, b, rel=1e-5)
+    sa = torch.load(tmp_path / "one" / rundir.CHECKPOINT, weights_only=True)
+    sb = torch.load(tmp_path / "two" / rundir.CHECKPOINT, weights_only=True)
+    for key in ("model", "criterion"):
+        for name, v in sa[key].items():
+            torch.testing.assert_close(sb[key][name], v, rtol=1e-4, atol=1e-6, msg=name)
+    assert (tmp_path / "two" / rundir.EMBEDDING).is_file()
+    assert proc.stdout.count('"best_step"') == 1  # the result, printed by rank 0 alone
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+def test_a_killed_two_rank_seq2seq_run_resumes_exactly(tmp_path):
+    import signal
+    import time
+
+    from test_seq2seq_train import write_permutation_corpus
+
+    write_permutation_corpus(tmp_path / "data", n_train=130, n_dev=10, n_test=10)
+    steps = ["--max-steps", "24"]
+    _torchrun(_seq2seq_args(tmp_path, "straight", *steps), 2)
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         *_seq2seq_args(tmp_path, "killed", *steps)], env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / rundir.CHECKPOINT
+    deadline = time.monotonic() + 240
+    while not ckpt.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks, mid-run
+    proc.wait()
+    killed_at = load_checkpoint(ckpt)["step"]
+    _torchrun(_seq2seq_args(tmp_path, "killed", *steps, "--resume"), 2)
+    assert killed_at < 24 and _metrics(tmp_path / "killed")[-1]["step"] == 24
+    _assert_same_records(_metrics(tmp_path / "straight"), _metrics(tmp_path / "killed"), 1e-6)
+    sa = load_checkpoint(tmp_path / "straight" / rundir.CHECKPOINT)
+    sb = load_checkpoint(ckpt)
+    for key in ("model", "criterion", "optimizer"):
+        torch.testing.assert_close(sb[key], sa[key], rtol=0, atol=0, msg=key)
