@@ -150,7 +150,8 @@ def test_two_ranks_and_accumulation_train_the_one_process_model(tmp_path):
     """The issue's comparison, small: the final terms of 2 ranks, of 4 micro-batches, and of
     both agree with one process to float noise (the summed hinge included)."""
     common = ["-m", "labelemb", "train", "--model", "mlp", "--modes", "emb", "--epochs",
-              "2", "--train-subset", "600", "--test-subset", "100", "--batch-size", "50",
+              "2", "--train-subset", "2000", "--test-subset", "100", "--dev-subset", "100",
+              "--batch-size", "40",
               "--device", "cpu", "--threads", "1", "--data-dir", str(FASHION)]
     _torchrun(common + ["--out", str(tmp_path / "one")], 1)
     _torchrun(common + ["--out", str(tmp_path / "acc"), "--accumulate", "4"], 1)
