@@ -14,7 +14,7 @@ from labelemb import (
     LabelSmoothingLoss, OnlineLabelSmoothingLoss,
 )
 from labelemb.chunked import ChunkedLabelEmbeddingLoss
-from labelemb.functional import term_divisors
+from labelemb.functional import term_divisors, trains_embedding
 from labelemb.normalizers import Normalizers
 
 F_DIM, C, N = 6, 7, 30
@@ -64,7 +64,7 @@ def _whole_and_parts(criterion, head, h, y, counts):
 
 def _counts(y, head, h, criterion):
     n_valid = int((y != -100).sum())
-    n_correct = int(criterion.count_correct(head(h)[1], y)) if head.aux else None
+    n_correct = int(trains_embedding(head(h)[1], y, criterion.options).sum()) if head.aux else None
     return n_valid, n_correct
 
 

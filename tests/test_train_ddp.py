@@ -223,3 +223,31 @@ def test_a_killed_two_rank_seq2seq_run_resumes_exactly(tmp_path):
     sb = load_checkpoint(ckpt)
     for key in ("model", "criterion", "optimizer"):
         torch.testing.assert_close(sb[key], sa[key], rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize("warmup_steps", [0, 1, 2])
+def test_accumulation_in_one_process_is_one_update_through_the_warm_up(warmup_steps):
+    """backward_step with 3 micro-batches: the one-batch gradients at every step of a warm-up,
+    and the warm-up clock moves once per update, not once per micro-batch."""
+    from labelemb import LabelEmbedding, LabelEmbeddingLoss
+    from labelemb.engine.classification import backward_step
+    from labelemb.models.classifier import build_model
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(30, 1, 6, 6, generator=g), torch.randint(0, 5, (30,), generator=g)
+    runs = []
+    for accumulate in (1, 3):
+        torch.manual_seed(0)
+        model = build_model("mlp", 1, 6, 5)
+        criterion = LabelEmbeddingLoss(LabelEmbedding(5), warmup_steps=warmup_steps)
+        params = [*model.parameters(), *criterion.parameters()]
+        grads = []
+        for _ in range(3):
+            for p in params:
+                p.grad = None
+            backward_step(model, criterion, x, y, accumulate)
+            grads.append([p.grad.clone() for p in params])
+        assert int(criterion.num_updates) == 3
+        runs.append(grads)
+    for a, b in zip(*runs):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)

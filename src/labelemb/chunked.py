@@ -17,8 +17,7 @@ Normalisers that depend on the whole batch need no second pass: the number of re
 comes from ``target`` alone, and the number of targets the second head gets right only divides
 ``embedding_ce``, whose gradient reaches the embedding and nothing else (its inputs are the
 detached ``softmax(o2 / tau)`` and ``e``), so the embedding's summed gradient is divided once
-at the end. With ``process_group`` each count is summed over the ranks when it is known (two
-small ``all_reduce`` calls); ``normalizers`` are taken as given (:mod:`labelemb.normalizers`).
+at the end.
 """
 
 from __future__ import annotations
@@ -56,8 +55,7 @@ def chunked_label_embedding_loss(
     *,
     chunk_size: int | None = None,
     step: int | Tensor | None = None,
-    normalizers: Normalizers | None = None,
-    process_group: dist.ProcessGroup | None = None,
+    normalizers: Normalizers | None = None, process_group: dist.ProcessGroup | None = None,
     **options: Any,
 ) -> LossOutput:
     """``label_embedding_loss(*head(features), target, embedding)`` without any ``N x C`` tensor.
@@ -118,8 +116,8 @@ class _ChunkedLoss(torch.autograd.Function):
         wants = [features] if ctx.needs_input_grad[8] else []
         wants += [p for p, need in zip(params, ctx.needs_input_grad[9:]) if need]
         with torch.enable_grad():
-            sums, grads = _walk(features, target, head, embedding, options, weights, size, wants,
-                                whole)
+            sums, grads = _walk(features, target, head, embedding, options, weights, size,
+                                wants, whole)
         ctx.grads = {id(t): g for t, g in zip(wants, grads)}
         ctx.order = [id(t) for t in (features, *params)]
         loss = weighted_sum(sums, weights)
@@ -144,10 +142,9 @@ class _ChunkedLoss(torch.autograd.Function):
 
 def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding: nn.Module,
           options: LossOptions, weights: dict[str, Any], size: int, wants: list[Tensor],
-          whole: tuple) -> tuple[dict[str, Tensor], list[Tensor]]:
-    """The summed terms over all chunks, and the loss's gradient for each tensor in ``wants``
-    (``features``, parameters of the head and of the embedding); ``whole``: the
-    ``(normalizers, process_group)`` that give the whole batch's counts."""
+          whole: tuple[Normalizers | None, Any]) -> tuple[dict[str, Tensor], list[Tensor]]:
+    """The summed terms over all chunks and the loss's gradient for each tensor in ``wants``
+    (``features``, the head's and embedding's parameters), with ``whole``'s counts."""
     h_all, t_all = features.reshape(-1, features.shape[-1]), target.reshape(-1)
     wanted = {id(t) for t in wants}
     grads = {id(t): torch.zeros_like(t, memory_format=torch.contiguous_format)  # summed in

@@ -154,8 +154,7 @@ def label_embedding_loss(
     embedding: nn.Module,
     *,
     step: int | Tensor | None = None,
-    normalizers: Normalizers | None = None,
-    process_group: dist.ProcessGroup | None = None,
+    normalizers: Normalizers | None = None, process_group: dist.ProcessGroup | None = None,
     **options: object,
 ) -> LossOutput:
     """The label embedding network loss (eq. 14), or eq. 17 with a frozen embedding.
@@ -167,9 +166,8 @@ def label_embedding_loss(
         target: class indices, ``(N)`` or ``(N, d1, ...)``.
         embedding: a labelemb embedding: maps ``(M,)`` targets to ``(M, C)`` logits ``e``.
         step: training calls so far (an int or a 0-dim tensor); needed with ``warmup_steps``.
-        normalizers, process_group: for one part of a batch (a shard, a micro-batch), the
-            batch's counts, given or summed over the ranks; the loss is then the part's share
-            (:mod:`labelemb.normalizers`).
+        normalizers, process_group: for one part of a batch (a shard, a micro-batch): the
+            batch's counts, given or summed over the ranks (:mod:`labelemb.normalizers`).
         **options: the fields of :class:`LossOptions`.
 
     Returns:
@@ -238,7 +236,7 @@ def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
             # o2'' = softmax(o2 / tau), detached: the second head is not trained to fit e.
             soft_aux = F.softmax(o2.detach() / options.tau, dim=1)
             terms["embedding_ce"] = -(soft_aux * log_q).sum(1)  # H(o2'', e')
-            correct = trains_embedding(o2, y, valid, options)
+            correct = trains_embedding(o2, target, options)
     # where, not a product: an ignored row's inf or nan never becomes 0 * inf = nan.
     masked = {k: torch.where(correct if k == "embedding_ce" else valid, v, 0.0)
               for k, v in terms.items()}
@@ -251,13 +249,13 @@ def soft_target(e: Tensor, options: LossOptions) -> Tensor:
     return F.softmax(e if t == 1 else e / t, dim=1)
 
 
-def trains_embedding(aux_logits: Tensor, y: Tensor, valid: Tensor, options: LossOptions
-                     ) -> Tensor:
-    """``(M,)`` mask of the targets ``embedding_ce`` learns from: with ``mask_wrong``, only
-    those the second head gets right (Appendix A); ``y`` from :func:`label_rows`."""
-    if not options.mask_wrong:
-        return valid
-    return valid & (aux_logits.detach().argmax(1) == y)
+def trains_embedding(aux_logits: Tensor, target: Tensor, options: LossOptions) -> Tensor:
+    """``(M,)`` mask of the ``(M,)`` targets ``embedding_ce`` learns from (``aux_logits``
+    ``(M, C)``): not ignored and, with ``mask_wrong``, those the second head gets right
+    (Appendix A). Its sum is a part's ``n_correct`` (:class:`Normalizers`)."""
+    valid = target != options.ignore_index
+    right = aux_logits.detach().argmax(1) == label_rows(target, aux_logits.shape[1])
+    return valid & right if options.mask_wrong else valid
 
 
 def label_rows(target: Tensor, num_classes: int) -> Tensor:

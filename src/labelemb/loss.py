@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, distributed as dist, nn
 
 from .functional import (PRESETS, LossOptions, LossOutput, check_embedding, compute_loss,
-                         label_rows, rows, soft_target, trains_embedding)
+                         soft_target)
 from .normalizers import Normalizers
 
 __all__ = ["LabelEmbeddingLoss", "PRESETS"]
@@ -34,10 +34,8 @@ class LabelEmbeddingLoss(nn.Module):
 
     Shape:
         logits, aux_logits ``(N, C)`` or ``(N, C, d1, ...)``; target ``(N)`` or
-        ``(N, d1, ...)``. Returns :class:`~labelemb.functional.LossOutput` ``(loss, terms)``.
-
-    ``normalizers=`` / ``process_group=``: the whole batch's counts for a call on one part of
-    it, which returns its share of the batch's loss (:mod:`labelemb.normalizers`).
+        ``(N, d1, ...)``. Returns :class:`~labelemb.functional.LossOutput` ``(loss, terms)``;
+        with ``normalizers=`` or ``process_group=``, a part's share (:mod:`labelemb.normalizers`).
 
     The ``num_updates`` buffer counts the calls made in training mode with gradients enabled
     (the warm-up clock). It is a tensor, saved in the state dict so a resumed run keeps its
@@ -80,14 +78,6 @@ class LabelEmbeddingLoss(nn.Module):
                            self.num_updates, normalizers, process_group)
         self._count_update()
         return out
-
-    @torch.no_grad()
-    def count_correct(self, aux_logits: Tensor, target: Tensor) -> Tensor:
-        """How many targets train the embedding (``Normalizers.n_correct``), 0-dim."""
-        t = target.reshape(-1)
-        valid = t != self.options.ignore_index
-        y = label_rows(t, aux_logits.shape[1])
-        return trains_embedding(rows(aux_logits), y, valid, self.options).sum()
 
     def _count_update(self) -> None:
         if self.training and torch.is_grad_enabled():

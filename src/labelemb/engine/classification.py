@@ -43,7 +43,7 @@ from ..calibration import (calibration_metrics, expected_calibration_error, fit_
 from ..data.registry import DATASETS, ImageDataset, find_data_dir, load_dataset, search_dirs
 from ..data.transforms import random_crop_flip, to_float
 from ..embedding import FixedLabelEmbedding, LabelEmbedding, save_embedding
-from ..functional import term_divisors
+from ..functional import term_divisors, trains_embedding
 from ..loss import PRESETS, LabelEmbeddingLoss
 from ..normalizers import Normalizers
 from ..models.classifier import MODELS, build_model
@@ -675,17 +675,24 @@ def backward_step(model: nn.Module, criterion: nn.Module, x: Tensor, y: Tensor,
         and criterion.embedding.trainable
     shares: dict[str, Tensor] = {}
     n_correct = torch.zeros((), dtype=torch.long, device=y.device)
+    # The warm-up clock counts updates: every micro-batch of this one reads the same value.
+    clock = getattr(criterion, "num_updates", None)
+    start = None if clock is None else clock.clone()
     for i, (xm, ym) in enumerate(parts):
+        if start is not None:
+            clock.copy_(start)
         last = i == len(parts) - 1
         with contextlib.nullcontext() if last or world == 1 else model.no_sync():
             logits, aux_logits = model(xm)
             loss, terms = criterion(logits, aux_logits, ym, normalizers=whole)
             loss.backward()
         if deferred:
-            n_correct += criterion.count_correct(aux_logits, ym)
+            n_correct += trains_embedding(aux_logits, ym, criterion.options).sum()
         wrong = (logits.detach().argmax(1) != ym).sum() / len(y)
         for k, v in {"loss": loss.detach(), **terms, "error": wrong}.items():
             shares[k] = shares.get(k, 0.0) + v
+    if start is not None and criterion.training:
+        clock.copy_(start + 1)
     shares["images"] = torch.tensor(len(y[rank::world]) / len(y), device=y.device)
     _finish_criterion_grads(criterion, shares, n_correct if deferred else None, len(y))
     return shares
