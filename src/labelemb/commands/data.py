@@ -1,4 +1,5 @@
-"""``labelemb data``: download the paper's image datasets, or show where they are."""
+"""``labelemb data``: download the paper's image datasets, show where they are, or prepare a
+text dataset from a Debian package."""
 
 from __future__ import annotations
 
@@ -28,6 +29,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("name", help=f"one of {sorted(DATASETS)}, a folder of class folders or an .npz")
     i.add_argument("--data-dir", default=None)
     i.set_defaults(func=_info)
+    _register_prepare(sub)
+
+
+def _register_prepare(sub: argparse._SubParsersAction) -> None:
+    pr = sub.add_parser("prepare", help="write a text dataset from installed Debian packages",
+                        description="fortunes: Debian's fortune-cookie texts, the category as "
+                        "the label (apt-get install fortunes); writes {train,dev,test}.jsonl "
+                        "and labels.json.")
+    pr.add_argument("name", choices=["fortunes"])
+    pr.add_argument("--out", required=True, metavar="DIR", help="the folder to write into")
+    pr.add_argument("--source", default=None, metavar="DIR",
+                    help="the fortune files (default: where the Debian package puts them)")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the stratified split")
+    pr.set_defaults(func=_prepare)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from ..data.fortunes import FORTUNES_DIR, prepare_fortunes
+
+    info = prepare_fortunes(args.out, args.source or FORTUNES_DIR, seed=args.seed)
+    sizes = ", ".join(f"{s} {sum(c.values())}" for s, c in info["counts"].items())
+    print(f"fortunes: {len(info['names'])} categories, {sizes} -> {args.out}")
+    for name, why in info["dropped"].items():
+        print(f"  dropped {name}: {why}")
+    return 0
 
 
 def _download(args: argparse.Namespace) -> int:
