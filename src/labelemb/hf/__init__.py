@@ -1,0 +1,25 @@
+"""Label embedding in Hugging Face Transformers (optional: ``pip install labelemb[hf]``).
+
+Importing :mod:`labelemb` never imports this package, nor ``transformers``.
+
+Example::
+
+    from transformers import BertConfig, Trainer, TrainingArguments
+    from labelemb.hf import LabelEmbeddingConfig, LabelEmbeddingForSequenceClassification
+
+    config = LabelEmbeddingConfig(encoder=BertConfig(...), num_labels=40, loss="emb")
+    model = LabelEmbeddingForSequenceClassification(config)
+    Trainer(model=model, args=TrainingArguments(...), train_dataset=...).train()
+    model.save_pretrained("out")   # the learned label embedding is in the weights
+"""
+
+from .callbacks import OnlineLabelSmoothingCallback
+from .config import LOSSES, POOLINGS, LabelEmbeddingConfig
+from .loss import build_criterion, trainer_loss
+from .model import LabelEmbeddingForSequenceClassification, pool
+
+__all__ = [
+    "LabelEmbeddingConfig", "LabelEmbeddingForSequenceClassification",
+    "OnlineLabelSmoothingCallback", "build_criterion", "trainer_loss", "pool", "LOSSES",
+    "POOLINGS",
+]
