@@ -52,7 +52,8 @@ class LabelEmbeddingConfig(PreTrainedConfig):
     classifier_dropout: float | None = None
 
     def validate_labelemb(self) -> None:
-        """Bad settings raise a ``ValueError`` naming the field (called by the model)."""
+        """Bad settings raise a ``ValueError`` naming the field. As a ``validate_*`` method of
+        a strict config it runs on construction (wrapped in huggingface_hub's error)."""
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.pooling not in POOLINGS:

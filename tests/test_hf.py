@@ -1,0 +1,141 @@
+"""labelemb.hf with the real transformers.Trainer: gradient accumulation, save/load, outputs."""
+
+import subprocess
+import sys
+
+import pytest
+
+transformers = pytest.importorskip("transformers")  # the [hf] extra
+
+import torch  # noqa: E402
+from transformers import (BertConfig, Trainer, TrainerCallback,  # noqa: E402
+                          TrainingArguments)
+from transformers.modeling_outputs import SequenceClassifierOutput  # noqa: E402
+
+from cli_process import env  # noqa: E402
+from labelemb.hf import (LabelEmbeddingConfig,  # noqa: E402
+                         LabelEmbeddingForSequenceClassification, trainer_loss)
+
+C = 5
+NAMES = ["art", "computers", "linux", "love", "people"]
+
+
+def tiny_model(loss: str = "emb", seed: int = 0, **overrides) -> LabelEmbeddingForSequenceClassification:
+    torch.manual_seed(seed)
+    encoder = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=16,
+                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = LabelEmbeddingConfig(encoder=encoder, num_labels=C, loss=loss,
+                                  id2label=dict(enumerate(NAMES)),
+                                  label2id={n: i for i, n in enumerate(NAMES)}, **overrides)
+    return LabelEmbeddingForSequenceClassification(config)
+
+
+def examples(n: int = 8, seed: int = 1) -> list[dict]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 50, (n, 6), generator=g)
+    labels = torch.randint(0, C, (n,), generator=g)
+    labels[[1, 2, 3]] = -100  # uneven valid counts per micro-batch: a mean of means differs
+    return [{"input_ids": i, "attention_mask": torch.ones_like(i), "labels": y}
+            for i, y in zip(ids, labels)]
+
+
+class GradsAtStep(TrainerCallback):
+    """The accumulated gradients the optimiser is about to apply (after any clipping)."""
+
+    def __init__(self):
+        self.grads = None
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self.grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def trainer_grads(model, batch_size: int, accumulation: int, tmp_path) -> dict:
+    args = TrainingArguments(output_dir=str(tmp_path / f"t{batch_size}"), max_steps=1,
+                             per_device_train_batch_size=batch_size,
+                             gradient_accumulation_steps=accumulation, max_grad_norm=0.0,
+                             report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True)
+    grab = GradsAtStep()
+    Trainer(model=model, args=args, train_dataset=examples(), callbacks=[grab]).train()
+    return grab.grads
+
+
+@pytest.mark.parametrize("loss", ["ce", "ls", "ols", "emb"])
+def test_accumulation_gives_the_big_batch_gradients(loss, tmp_path):
+    big = trainer_grads(tiny_model(loss), 8, 1, tmp_path)
+    small = trainer_grads(tiny_model(loss), 2, 4, tmp_path)
+    assert big.keys() == small.keys()
+    inexact = {"criterion.embedding.weight"}  # embedding_ce: see labelemb.hf.loss.trainer_loss
+    for name in big.keys() - inexact:
+        torch.testing.assert_close(small[name], big[name], rtol=1e-4, atol=1e-6, msg=name)
+    if loss == "emb":
+        assert {"head.aux_fc.weight", "criterion.embedding.weight"} <= big.keys()
+
+
+def test_without_num_items_in_batch_accumulation_differs(tmp_path):
+    """The check above can fail: the Trainer's own per-micro-batch mean gives other gradients."""
+    big = trainer_grads(tiny_model("ce"), 8, 1, tmp_path)
+    model = tiny_model("ce")
+    model.accepts_loss_kwargs = False  # the Trainer then averages the micro-batch means
+    small = trainer_grads(model, 2, 4, tmp_path)
+    assert not torch.allclose(small["head.fc.weight"], big["head.fc.weight"], rtol=1e-3)
+
+
+def test_output_is_a_standard_classifier_output():
+    model = tiny_model("emb").eval()
+    batch = examples(4)
+    ids = torch.stack([b["input_ids"] for b in batch])
+    labels = torch.tensor([0, 1, 2, 3])
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)
+    assert isinstance(out, SequenceClassifierOutput)
+    assert out.logits.shape == (4, C) and out.loss.dim() == 0
+    features = model.encoder(input_ids=ids).last_hidden_state[:, 0]
+    torch.testing.assert_close(out.logits, model.head.fc(features))  # the main head's logits
+    assert model(input_ids=ids).loss is None
+    # Without num_items_in_batch the loss is the criterion's own batch mean.
+    main, aux = model.head(features)
+    torch.testing.assert_close(out.loss, model.criterion(main, aux, labels).loss)
+    torch.testing.assert_close(trainer_loss(model.criterion, main, aux, labels, 4), out.loss)
+
+
+def test_save_pretrained_keeps_the_learned_embedding(tmp_path):
+    model = tiny_model("emb")
+    args = TrainingArguments(output_dir=str(tmp_path / "t"), max_steps=3, learning_rate=0.05,
+                             per_device_train_batch_size=4, report_to=[], save_strategy="no",
+                             use_cpu=True, disable_tqdm=True)
+    Trainer(model=model, args=args, train_dataset=examples()).train()
+    assert not torch.equal(model.label_embedding.weight, torch.eye(C))  # it has learned
+    model.save_pretrained(tmp_path / "m")
+    loaded = LabelEmbeddingForSequenceClassification.from_pretrained(tmp_path / "m")
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        torch.testing.assert_close(b, a, rtol=0, atol=0, msg=name)
+    assert loaded.label_embedding.class_names == NAMES
+    assert loaded.config.loss == "emb" and loaded.config.encoder.hidden_size == 16
+    torch.testing.assert_close(loaded.soft_targets(), model.soft_targets())
+
+
+def test_baseline_starts_from_the_same_weights():
+    emb, ce = tiny_model("emb").state_dict(), tiny_model("ce").state_dict()
+    assert "head.aux_fc.weight" not in ce and "criterion.embedding.weight" in emb
+    for name, value in ce.items():
+        torch.testing.assert_close(emb[name], value, rtol=0, atol=0, msg=name)
+
+
+def test_bad_settings_name_the_field():
+    # The config's strict validator wraps the ValueError in huggingface_hub's own error.
+    with pytest.raises(Exception, match="loss must be one of"):
+        tiny_model("focal")
+    with pytest.raises(Exception, match="pooling must be one of"):
+        tiny_model("ce", pooling="cls")
+    model = tiny_model("ce", pooling="pooled")
+    model.encoder.pooler = None  # an encoder without a pooler
+    with pytest.raises(ValueError, match="pooling='pooled'"):
+        model(input_ids=torch.ones(1, 3, dtype=torch.long))
+
+
+def test_importing_labelemb_does_not_import_transformers():
+    code = ("import sys, labelemb, labelemb.cli; labelemb.cli.build_parser(); "
+            "print('transformers' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
