@@ -15,8 +15,9 @@ from .outputs import make_out_folder
 
 __all__ = ["register", "run", "inspect_run", "HEATMAP_MAX", "ALL_ROWS_MAX"]
 
-#: without --classes, the heatmap shows every class up to this many, else the first 15
-HEATMAP_MAX = 30
+#: without --classes, the heatmap shows every class up to this many (fortunes has 40), else
+#: the first 15
+HEATMAP_MAX = 50
 #: without --classes/--words, nearest labels of every class up to this many (always for a full
 #: embedding, whose C x C matrix exists anyway), else of the first 20 labels
 ALL_ROWS_MAX = 1000
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", "--words", nargs="+", default=None, metavar="NAME_OR_INDEX",
                    dest="classes",
                    help="classes (or vocabulary words) to show: names, or indices where no "
-                        "class has that name (default: all classes, up to 30 in the heatmap)")
+                        "class has that name (default: all classes, up to 50 in the heatmap)")
     add_flag(p, "--top-k", type=int, default=TOP_K, help="neighbours per label")
     p.add_argument("--hide-diagonal", action="store_true",
                    help="blank each label's weight on itself in the heatmap, so the colours "

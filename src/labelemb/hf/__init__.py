@@ -13,10 +13,17 @@ Example::
     model.save_pretrained("out")   # the learned label embedding is in the weights
 """
 
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
 from .callbacks import OnlineLabelSmoothingCallback
 from .config import LOSSES, POOLINGS, LabelEmbeddingConfig
 from .loss import build_criterion, trainer_loss
 from .model import LabelEmbeddingForSequenceClassification, pool
+
+# A saved model's config.json says model_type "labelemb": the Auto classes then load it too.
+AutoConfig.register(LabelEmbeddingConfig.model_type, LabelEmbeddingConfig, exist_ok=True)
+AutoModelForSequenceClassification.register(LabelEmbeddingConfig,
+                                            LabelEmbeddingForSequenceClassification, exist_ok=True)
 
 __all__ = [
     "LabelEmbeddingConfig", "LabelEmbeddingForSequenceClassification",

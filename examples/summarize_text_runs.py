@@ -1,0 +1,83 @@
+"""The study table of ``examples/hf_text_classification.py`` runs: mean ± std over seeds.
+
+    python examples/summarize_text_runs.py runs/fortunes-hf
+
+Every figure is recomputed from each run's saved dev and test logits (``predictions.pt``):
+test accuracy, ECE raw and after temperature scaling fitted on dev (``labelemb.calibration``).
+The p-value is a paired t-test against ``ce`` over the seeds both have (the same seed is the
+same initial weights, tokenizer and data order for every loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from scipy.stats import ttest_rel
+
+from labelemb.calibration import calibration_metrics, fit_temperature
+from labelemb.report.table import mean_std
+
+MODES = ("ce", "ls", "ols", "emb")
+NAMES = {"ce": "cross-entropy", "ls": "label smoothing 0.1", "ols": "online label smoothing",
+         "emb": "label embedding"}
+
+
+def run_figures(run: Path) -> dict[str, float]:
+    """Accuracy, raw and calibrated ECE (fractions) of one finished run, from its logits."""
+    p = torch.load(run / "predictions.pt", weights_only=True)
+    test = (p["test_logits"], p["test_labels"])
+    temperature = fit_temperature(p["dev_logits"], p["dev_labels"])
+    raw = calibration_metrics(*test)
+    calibrated = calibration_metrics(*test, temperature=temperature)
+    seconds = json.loads((run / "result.json").read_text())["train_seconds"]
+    return {"accuracy": 1 - raw["error"], "ece": raw["ece"], "ece_cal": calibrated["ece"],
+            "temperature": temperature, "seconds": seconds}
+
+
+def collect(root: Path) -> dict[str, dict[int, dict[str, float]]]:
+    """``{mode: {seed: figures}}`` for every finished run under ``root``."""
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for done in sorted(root.glob("*/seed-*/result.json")):
+        mode, seed = done.parent.parent.name, int(done.parent.name.removeprefix("seed-"))
+        out.setdefault(mode, {})[seed] = run_figures(done.parent)
+    return out
+
+
+def _pm(values: list[float], scale: float = 100.0) -> str:
+    mean, std = mean_std([scale * v for v in values])
+    return f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
+
+
+def table(runs: dict[str, dict[int, dict[str, float]]]) -> str:
+    lines = ["| loss | test accuracy (%) | vs CE (points) | p (paired t, vs CE) | ECE (%) "
+             "| ECE calibrated (%) | T | train time (s) | n |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    base = runs.get("ce", {})
+    for mode in [m for m in MODES if m in runs] + sorted(set(runs) - set(MODES)):
+        seeds = sorted(runs[mode])
+        col = {k: [runs[mode][s][k] for s in seeds] for k in runs[mode][seeds[0]]}
+        paired = [s for s in seeds if s in base]
+        delta = p = ""
+        if mode != "ce" and paired:
+            a = [runs[mode][s]["accuracy"] for s in paired]
+            b = [base[s]["accuracy"] for s in paired]
+            delta = f"{100 * (sum(a) - sum(b)) / len(a):+.2f}"
+            p = f"{ttest_rel(a, b).pvalue:.3f}" if len(paired) > 1 else ""
+        lines.append(f"| `{mode}` ({NAMES.get(mode, mode)}) | {_pm(col['accuracy'])} | {delta} "
+                     f"| {p} | {_pm(col['ece'])} | {_pm(col['ece_cal'])} "
+                     f"| {_pm(col['temperature'], 1.0)} | {_pm(col['seconds'], 1.0)} "
+                     f"| {len(seeds)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", help="the --out folder of hf_text_classification.py")
+    print(table(collect(Path(p.parse_args(argv).runs))), end="")
+
+
+if __name__ == "__main__":
+    main()
