@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,9 @@ from labelemb.hf import (LabelEmbeddingConfig,  # noqa: E402
                          LabelEmbeddingForSequenceClassification, trainer_loss)
 
 C = 5
+LOSSES = ("ce", "ls", "ols", "emb")
+#: embedding_ce's divisor is not known per micro-batch (labelemb.hf.loss.trainer_loss)
+INEXACT = {"criterion.embedding.weight"}
 NAMES = ["art", "computers", "linux", "love", "people"]
 
 
@@ -60,16 +64,35 @@ def trainer_grads(model, batch_size: int, accumulation: int, tmp_path) -> dict:
     return grab.grads
 
 
-@pytest.mark.parametrize("loss", ["ce", "ls", "ols", "emb"])
+def assert_same_grads(got: dict, want: dict, loss: str) -> None:
+    assert got.keys() == want.keys()
+    for name in want.keys() - INEXACT:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-6,
+                                   msg=f"{loss}: {name}")
+    if loss == "emb":  # the second head's terms (aux_ce, the summed hinge) were compared too
+        assert {"head.aux_fc.weight", "criterion.embedding.weight"} <= want.keys()
+
+
+@pytest.mark.parametrize("loss", LOSSES)
 def test_accumulation_gives_the_big_batch_gradients(loss, tmp_path):
     big = trainer_grads(tiny_model(loss), 8, 1, tmp_path)
     small = trainer_grads(tiny_model(loss), 2, 4, tmp_path)
-    assert big.keys() == small.keys()
-    inexact = {"criterion.embedding.weight"}  # embedding_ce: see labelemb.hf.loss.trainer_loss
-    for name in big.keys() - inexact:
-        torch.testing.assert_close(small[name], big[name], rtol=1e-4, atol=1e-6, msg=name)
-    if loss == "emb":
-        assert {"head.aux_fc.weight", "criterion.embedding.weight"} <= big.keys()
+    assert_same_grads(small, big, loss)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+def test_two_ddp_ranks_give_the_one_process_gradients(tmp_path):
+    """A real `torchrun --nproc_per_node 2` (gloo): the Trainer wraps the model in DDP."""
+    out = tmp_path / "grads.pt"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(Path(__file__).with_name("hf_ddp_worker.py")), str(out)],
+        env={**env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = torch.load(out, weights_only=True)
+    for loss in LOSSES:
+        assert_same_grads(ranks[loss], trainer_grads(tiny_model(loss), 8, 1, tmp_path), loss)
 
 
 def test_without_num_items_in_batch_accumulation_differs(tmp_path):
