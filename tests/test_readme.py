@@ -15,7 +15,7 @@ def _blocks(lang: str) -> list[str]:
 
 
 def test_readme_example_runs_and_learns():
-    (code,) = _blocks("python")
+    code = _blocks("python")[0]
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     logits, y = scope["logits"], scope["y"]
@@ -47,3 +47,26 @@ def test_the_authors_commands_table_gives_commands_that_parse():
     for command in commands:
         args = build_parser().parse_args(command.split())
         assert callable(args.func), command
+
+
+def test_readme_hugging_face_example_runs(tmp_path, monkeypatch):
+    """The "With Hugging Face Transformers" block, as printed, on the real fortunes data."""
+    import pytest
+
+    pytest.importorskip("transformers")
+    from labelemb.data.fortunes import FORTUNES_DIR, prepare_fortunes
+
+    if not (FORTUNES_DIR / "computers").is_file():
+        pytest.skip("needs Debian's fortunes (scripts/setup.sh --dev)")
+    (code,) = [b for b in _blocks("python") if "labelemb.hf" in b]
+    monkeypatch.chdir(tmp_path)
+    prepare_fortunes("data/fortunes")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    from labelemb.hf import LabelEmbeddingForSequenceClassification
+
+    loaded = LabelEmbeddingForSequenceClassification.from_pretrained("runs/readme-hf/model")
+    torch.testing.assert_close(loaded.soft_targets(), scope["soft_targets"])
+    assert scope["soft_targets"].shape == (40, 40)
+    assert not torch.equal(loaded.label_embedding.weight, torch.eye(40))  # it has learned
+    assert loaded.label_embedding.class_names == scope["data"].names
