@@ -19,7 +19,7 @@ from labelemb.hf import (LabelEmbeddingConfig,  # noqa: E402
 
 C = 5
 LOSSES = ("ce", "ls", "ols", "emb")
-#: embedding_ce's divisor is not known per micro-batch (labelemb.hf.loss.trainer_loss)
+#: embedding_ce's divisor is not known per micro-batch (labelemb.hf.criterion.trainer_loss)
 INEXACT = {"criterion.embedding.weight"}
 NAMES = ["art", "computers", "linux", "love", "people"]
 

@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from .callbacks import OnlineLabelSmoothingCallback
 from .config import LOSSES, POOLINGS, LabelEmbeddingConfig
-from .loss import build_criterion, trainer_loss
+from .criterion import build_criterion, trainer_loss
 from .model import LabelEmbeddingForSequenceClassification, pool
 
 # A saved model's config.json says model_type "labelemb": the Auto classes then load it too.

@@ -1,7 +1,7 @@
 """Label embedding on top of any Transformers encoder, trained with the unmodified ``Trainer``.
 
 :class:`LabelEmbeddingForSequenceClassification` is ``AutoModel`` + pooling + dropout +
-:class:`~labelemb.LabelEmbeddingHead` + the loss (:func:`~labelemb.hf.loss.build_criterion`).
+:class:`~labelemb.LabelEmbeddingHead` + the loss (:func:`~labelemb.hf.criterion.build_criterion`).
 The head and the loss, with its learned label embedding, are sub-modules: the Trainer's
 optimiser (built from ``model.parameters()``) trains them, and ``save_pretrained`` /
 ``from_pretrained`` save and load them with the encoder. ``forward`` returns a standard
@@ -21,7 +21,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from ..head import LabelEmbeddingHead
 from ..loss import LabelEmbeddingLoss
 from .config import LabelEmbeddingConfig
-from .loss import build_criterion, trainer_loss
+from .criterion import build_criterion, trainer_loss
 
 __all__ = ["LabelEmbeddingForSequenceClassification", "pool"]
 
@@ -60,7 +60,7 @@ class LabelEmbeddingForSequenceClassification(PreTrainedModel):
     base_model_prefix = "encoder"
     main_input_name = "input_ids"
     # forward takes num_items_in_batch: the Trainer then passes it and does not divide the
-    # loss by the accumulation steps itself (see labelemb.hf.loss).
+    # loss by the accumulation steps itself (see labelemb.hf.criterion).
     accepts_loss_kwargs = True
 
     def __init__(self, config: LabelEmbeddingConfig, encoder: PreTrainedModel | None = None
