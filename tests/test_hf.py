@@ -13,7 +13,7 @@ from transformers import (BertConfig, Trainer, TrainerCallback,  # noqa: E402
                           TrainingArguments)
 from transformers.modeling_outputs import SequenceClassifierOutput  # noqa: E402
 
-from cli_process import env  # noqa: E402
+from cli_process import env, labelemb  # noqa: E402
 from labelemb.hf import (LabelEmbeddingConfig,  # noqa: E402
                          LabelEmbeddingForSequenceClassification, trainer_loss)
 
@@ -135,6 +135,11 @@ def test_save_pretrained_keeps_the_learned_embedding(tmp_path):
     assert loaded.label_embedding.class_names == NAMES
     assert loaded.config.loss == "emb" and loaded.config.encoder.hidden_size == 16
     torch.testing.assert_close(loaded.soft_targets(), model.soft_targets())
+    # `labelemb inspect` reads the model folder itself and names the categories.
+    shown = labelemb("inspect", tmp_path / "m", "--classes", "linux", "--top-k", "2")
+    assert shown.returncode == 0, shown.stderr
+    row = shown.stdout.splitlines()[2]
+    assert row.startswith("| linux |") and len([n for n in NAMES if f" {n} (" in row]) == 2
 
 
 def test_baseline_starts_from_the_same_weights():

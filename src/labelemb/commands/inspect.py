@@ -61,12 +61,16 @@ def _embedding_path(run_dir: Path) -> tuple[Path, dict]:
     config: dict = {}
     if (run_dir / CONFIG).is_file():
         config = read_json(run_dir / CONFIG)
-        if config.get("run_format") != RUN_FORMAT:
+        if config.get("model_type") == "labelemb":
+            # A labelemb.hf model's save_pretrained folder: it saves embedding.safetensors with
+            # the category names beside the Transformers files, whose config.json this is.
+            config = {"mode": config.get("loss", "?")}
+        elif config.get("run_format") != RUN_FORMAT:
             raise ValueError(
                 f"{run_dir / CONFIG} has run_format {config.get('run_format')!r}; this labelemb "
                 f"reads run_format {RUN_FORMAT}"
             )
-        if not is_complete(run_dir):
+        if config.get("run_format") == RUN_FORMAT and not is_complete(run_dir):
             log(f"warning: {run_dir} has no result.json: the embedding is from an unfinished run")
     path = run_dir / EMBEDDING
     if not path.is_file():

@@ -11,6 +11,8 @@ optimiser (built from ``model.parameters()``) trains them, and ``save_pretrained
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +20,7 @@ from torch import Tensor, nn
 from transformers import AutoModel, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from ..embedding import save_embedding
 from ..head import LabelEmbeddingHead
 from ..loss import LabelEmbeddingLoss
 from .config import LabelEmbeddingConfig
@@ -104,6 +107,16 @@ class LabelEmbeddingForSequenceClassification(PreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits,
                                         hidden_states=getattr(out, "hidden_states", None),
                                         attentions=getattr(out, "attentions", None))
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any
+                        ) -> None:
+        """``PreTrainedModel.save_pretrained``, plus ``embedding.safetensors`` (the learned
+        embedding with the category names) for ``labelemb inspect`` and
+        :func:`labelemb.FixedLabelEmbedding.from_file`; the weights file holds it too."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        emb = self.label_embedding
+        if emb is not None and kwargs.get("is_main_process", True):
+            save_embedding(emb, Path(save_directory) / "embedding.safetensors", emb.class_names)
 
     @torch.no_grad()
     def soft_targets(self) -> Tensor | None:
