@@ -32,7 +32,11 @@ def tiny_model(loss: str = "emb", seed: int = 0, **overrides) -> LabelEmbeddingF
     config = LabelEmbeddingConfig(encoder=encoder, num_labels=C, loss=loss,
                                   id2label=dict(enumerate(NAMES)),
                                   label2id={n: i for i, n in enumerate(NAMES)}, **overrides)
-    return LabelEmbeddingForSequenceClassification(config)
+    model = LabelEmbeddingForSequenceClassification(config)
+    if loss == "emb":  # the second head gets label 3 right: embedding_ce and the hinge are on
+        with torch.no_grad():
+            model.head.aux_fc.bias[3] = 10.0
+    return model
 
 
 def examples(n: int = 8, seed: int = 1) -> list[dict]:
@@ -70,7 +74,7 @@ def assert_same_grads(got: dict, want: dict, loss: str) -> None:
         torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-6,
                                    msg=f"{loss}: {name}")
     if loss == "emb":  # the second head's terms (aux_ce, the summed hinge) were compared too
-        assert {"head.aux_fc.weight", "criterion.embedding.weight"} <= want.keys()
+        assert want["head.aux_fc.bias"][3] != 0 and want["criterion.embedding.weight"].any()
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -78,6 +82,16 @@ def test_accumulation_gives_the_big_batch_gradients(loss, tmp_path):
     big = trainer_grads(tiny_model(loss), 8, 1, tmp_path)
     small = trainer_grads(tiny_model(loss), 2, 4, tmp_path)
     assert_same_grads(small, big, loss)
+
+
+def test_embedding_normalised_by_valid_targets_is_exact_too(tmp_path):
+    """With embedding_normalizer="valid" every divisor is num_items_in_batch: all exact."""
+    options = {"loss_options": {"embedding_normalizer": "valid"}}
+    big = trainer_grads(tiny_model("emb", **options), 8, 1, tmp_path)
+    small = trainer_grads(tiny_model("emb", **options), 2, 4, tmp_path)
+    assert big["criterion.embedding.weight"].abs().sum() > 0  # the term is active
+    for name in big:
+        torch.testing.assert_close(small[name], big[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.slow
