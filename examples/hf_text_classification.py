@@ -122,10 +122,9 @@ def score_test(logits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict:
 
 def run_one(data, recipe: Recipe, tokenizer, mode: str, seed: int, out: Path) -> dict:
     """Train one mode and seed with the Trainer; write and return its result."""
-    sets = {s: encode(tokenizer, data.texts[s], data.labels[s], recipe.max_length)
-            for s in ("train", "dev", "test")}
-    if recipe.train_subset:
-        sets["train"] = sets["train"][:recipe.train_subset]
+    n = {"train": recipe.train_subset}  # None: every text
+    sets = {s: encode(tokenizer, data.texts[s][:n.get(s)], data.labels[s][:n.get(s)],
+                      recipe.max_length) for s in ("train", "dev", "test")}
     model = build_model(recipe, mode, data.names, seed)
     trainer = Trainer(model=model, args=training_args(recipe, out, seed),
                       train_dataset=sets["train"], data_collator=DataCollatorWithPadding(tokenizer),
