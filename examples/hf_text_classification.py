@@ -10,7 +10,8 @@ temperature-calibrated ECE, and the nearest categories of a few labels.
     python examples/hf_text_classification.py --data data/fortunes --modes ce,ls,ols,emb \
         --seeds 0-2 --out runs/fortunes-hf                  # the study (docs/RESULTS.md)
 
-Each run writes ``OUT/MODE/seed-S/``: ``result.json``, ``predictions.pt`` (dev and test
+The tokenizer is trained once and kept in ``OUT/tokenizer`` for every run. Each run writes
+``OUT/MODE/seed-S/``: ``result.json``, ``predictions.pt`` (dev and test
 logits), ``model/`` (``save_pretrained``: encoder, head and label embedding, plus the
 tokenizer) and, for ``emb``, ``embedding.safetensors`` with the category names, which
 ``labelemb inspect OUT/emb/seed-0`` draws. A run whose ``result.json`` exists is skipped,
@@ -26,8 +27,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from transformers import (BertConfig, DataCollatorWithPadding, Trainer, TrainingArguments,
-                          set_seed)
+from transformers import (BertConfig, DataCollatorWithPadding, PreTrainedTokenizerFast, Trainer,
+                          TrainingArguments, set_seed)
 
 from labelemb import save_embedding
 from labelemb.calibration import calibration_metrics, fit_temperature
@@ -158,6 +159,19 @@ def save_run(out: Path, model, tokenizer, logits: dict, result: dict) -> None:
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")  # last: "done"
 
 
+def study_tokenizer(out: Path, texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """The tokenizer every run under ``out`` uses: trained once, saved in ``out/tokenizer``
+    and reused. Training is not reproducible across processes (the tokenizers library breaks
+    ties between equally frequent pieces in hash-map order), so a resumed or parallel study
+    must not train its own."""
+    folder = out / "tokenizer"
+    if (folder / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(folder)
+    tokenizer = train_tokenizer(texts, vocab_size)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
 def print_nearest(run: Path, names: list[str]) -> None:
     model = LabelEmbeddingForSequenceClassification.from_pretrained(run / "model")
     shown = resolve_classes(names, [n for n in SHOWN if n in names] or names[:3])
@@ -174,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.epochs is not None:
         recipe = replace(recipe, epochs=args.epochs)
     data = load_text_classification(args.data)
-    tokenizer = train_tokenizer(data.texts["train"], recipe.vocab_size)
+    tokenizer = study_tokenizer(Path(args.out), data.texts["train"], recipe.vocab_size)
     results = []
     for seed in seeds_of(args.seeds):
         for mode in args.modes.split(","):

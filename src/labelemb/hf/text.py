@@ -16,9 +16,14 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int = 8000) -> PreTrainedTokenizerFast:
-    """A lower-casing BERT-style WordPiece tokenizer learned from ``texts`` (deterministic
-    for the same texts). It adds ``[CLS] ... [SEP]`` around each text, so the first token's
-    features are a ``[CLS]`` summary, as BERT's classifiers use."""
+    """A lower-casing BERT-style WordPiece tokenizer learned from ``texts``. It adds
+    ``[CLS] ... [SEP]`` around each text, so the first token's features are a ``[CLS]``
+    summary, as BERT's classifiers use.
+
+    Not reproducible across processes: ``tokenizers`` breaks ties between equally frequent
+    pieces in hash-map order, so two processes can build different vocabularies from the same
+    texts. Train once and ``save_pretrained`` it for every run that must share it.
+    """
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
