@@ -12,9 +12,11 @@ __all__ = ["register"]
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "data", help="download or inspect image datasets (MNIST, Fashion-MNIST, CIFAR)",
+        "data", help="download or inspect image datasets (MNIST, Fashion-MNIST, CIFAR), "
+        "or prepare a text dataset (fortunes)",
         description="Download the image datasets from their official sources with checksum "
-        "verification, or show where a dataset is found and its splits.",
+        "verification, show where a dataset is found and its splits, or prepare a text "
+        "classification set from an installed Debian package.",
     )
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     d = sub.add_parser("download", help="fetch a dataset and verify its checksums")
