@@ -1,4 +1,5 @@
-"""``labelemb data``: download the paper's image datasets, or show where they are."""
+"""``labelemb data``: download the paper's image datasets, show where they are, or prepare a
+parallel text corpus."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     i.add_argument("name", help=f"one of {sorted(DATASETS)}, a folder of class folders or an .npz")
     i.add_argument("--data-dir", default=None)
     i.set_defaults(func=_info)
+    _register_prepare(sub)
 
 
 def _download(args: argparse.Namespace) -> int:
@@ -46,4 +48,28 @@ def _info(args: argparse.Namespace) -> int:
     print(f"  images {ds.in_channels}x{ds.image_size}x{ds.image_size}, {ds.num_classes} classes")
     print(f"  train {len(ds.train_y)}, dev {dev}, test {len(ds.test_y)}")
     print("  classes: " + ", ".join(ds.class_names))
+    return 0
+
+
+def _register_prepare(sub: argparse._SubParsersAction) -> None:
+    pr = sub.add_parser(
+        "prepare", help="write a text corpus as parallel files for `seq2seq train --task parallel`",
+        description="bible-en-es: the King James Version and the Reina-Valera 1909, verse-aligned, "
+        "from Debian's SWORD modules (apt-get install sword-text-kjv sword-text-sparv); "
+        "lower-cased, words and punctuation split by spaces; dev and test are verses drawn by a "
+        "seeded shuffle, the rest is train.",
+    )
+    pr.add_argument("name", choices=["bible-en-es"])
+    pr.add_argument("--out", required=True, help="folder for {train,dev,test}.{en,es}")
+    pr.add_argument("--dev-size", type=int, default=1000, help="verses in dev")
+    pr.add_argument("--test-size", type=int, default=1000, help="verses in test")
+    pr.add_argument("--seed", type=int, default=1, help="seed of the shuffle that splits")
+    pr.set_defaults(func=_prepare)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from ..data.bible import prepare_bible
+
+    counts = prepare_bible(args.out, args.dev_size, args.test_size, args.seed)
+    print(f"{args.name} in {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
