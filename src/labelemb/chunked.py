@@ -169,7 +169,7 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
         labels, inverse = torch.unique_consecutive(
             label_rows(t_all[rows], head.num_classes), return_inverse=True)
         e = embedding(labels)  # (distinct labels, C); its gradient is taken below
-        terms, _, correct = masked_terms(*outputs, t_all[rows], embedding, options, e[inverse])
+        terms, _, correct = masked_terms(*outputs, t_all[rows], embedding, options, e, inverse)
         n_correct += correct.sum()
         chunk = {k: v.sum() for k, v in terms.items()}
         sums = {k: v.detach() + sums[k] if k in sums else v.detach() for k, v in chunk.items()}
