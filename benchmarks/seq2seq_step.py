@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +34,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from _common import MIB, interleaved, machine, median, peak_rss_bytes, run_worker  # noqa: E402
-from labelemb.data.parallel_text import collate  # noqa: E402
+from labelemb.data.parallel_text import Batch, collate  # noqa: E402
 from labelemb.engine.seq2seq import build_criterion, build_model, sequence_loss  # noqa: E402
 from labelemb.models.seq2seq import PRESETS, Seq2SeqConfig  # noqa: E402
 
@@ -95,12 +96,19 @@ def build(mode: str, args: argparse.Namespace, src_vocab: int, vocab: int):
 
 
 def memory_child(args: argparse.Namespace) -> dict:
-    """Peak RSS of ``args.child``'s mode alone over a few steps."""
-    batches, src_vocab, vocab = make_batches(args, SIZES[args.size][1], args.memory_steps)
-    step = build(args.child, args, src_vocab, vocab)
+    """Peak RSS of ``args.child``'s mode alone over a few steps. The batches come from the
+    parent's file (``--batches``): reading a corpus here would set a peak of its own."""
+    saved = torch.load(args.batches, weights_only=True)
+    batches = [Batch(*tensors, index=[]) for tensors in saved["batches"]]
+    step = build(args.child, args, saved["src_vocab"], saved["vocab"])
     for b in batches:
         step(b)
     return {"mode": args.child, "peak_rss_mib": round(peak_rss_bytes() / MIB, 1)}
+
+
+def save_batches(path: str, batches: list, src_vocab: int, vocab: int) -> None:
+    torch.save({"batches": [(b.src, b.src_lengths, b.tgt_in, b.tgt_out) for b in batches],
+                "src_vocab": src_vocab, "vocab": vocab}, path)
 
 
 def timing(args: argparse.Namespace) -> dict:
@@ -113,6 +121,7 @@ def timing(args: argparse.Namespace) -> dict:
         steps[mode] = lambda fn=build(mode, args, src_vocab, vocab), it=itertools.cycle(batches): fn(next(it))
     times = interleaved(steps, args.rounds, args.steps_per_round, warmup=1)
     med = {m: median(t) for m, t in times.items()}
+    save_batches(args.batches, batches[: args.memory_steps], src_vocab, vocab)
     return {"size": args.size, "vocab": vocab, "label_dim": args.label_dim,
             "batches": "real" if args.data else "zipf", "tokens_per_batch": median(tokens),
             "distinct_targets_per_batch": median(distinct), "machine": machine(),
@@ -136,6 +145,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny model, 1 round: a smoke run")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--batches", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.quick:
         args.size, args.rounds, args.steps_per_round, args.memory_steps = "quick", 1, 1, 1
@@ -147,13 +157,15 @@ def main() -> None:
         return
     if "baseline" not in args.modes:
         args.modes = ["baseline", *args.modes]
-    result = timing(args)
-    if not args.no_memory:
+    with tempfile.TemporaryDirectory() as tmp:
+        args.batches = os.path.join(tmp, "batches.pt")
+        result = timing(args)
         flags = [f"--size={args.size}", f"--label-dim={args.label_dim}",
-                 f"--memory-steps={args.memory_steps}", f"--threads={args.threads}"]
-        flags += [f"--data={args.data}"] * bool(args.data)
-        result["peak_rss_mib"] = {m: run_worker(__file__, [*flags, "--child", m])["peak_rss_mib"]
-                                  for m in args.modes}
+                 f"--threads={args.threads}", f"--batches={args.batches}"]
+        if not args.no_memory:
+            result["peak_rss_mib"] = {
+                m: run_worker(__file__, [*flags, "--child", m])["peak_rss_mib"]
+                for m in args.modes}
     print(json.dumps(result))
     for m in args.modes:
         mem = result.get("peak_rss_mib", {}).get(m, "-")
