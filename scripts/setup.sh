@@ -15,6 +15,8 @@ extras=""
 packages=""
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || packages="dataset-fashion-mnist"
 command -v g++ >/dev/null 2>&1 || packages="$packages g++"
+# English and Spanish Bibles (SWORD modules): `labelemb data prepare bible-en-es` reads them.
+[ -f /usr/share/sword/mods.d/spaRV1909eb.conf ] || packages="$packages sword-text-kjv sword-text-sparv"
 if [ -n "$packages" ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
