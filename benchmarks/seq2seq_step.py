@@ -7,7 +7,7 @@ model of issue 14's end-to-end run) and ``iwslt`` (the paper's IWSLT model: 2 x 
 Time: baseline and emb are built in ONE process and stepped in alternating rounds
 (``_common.interleaved``), each step on a new batch; the ratio of the medians is reported, so a
 busy machine slows both alike. Memory: each mode again in a fresh process, whose peak resident
-set size (``ru_maxrss``) is that mode's alone.
+set size (``VmHWM``) is that mode's alone.
 
 Batches: with ``--data DIR`` (``DIR/train.{en,es}``, e.g. from ``labelemb data prepare
 bible-en-es``) real sentence pairs, the vocabularies capped at the size's words; without it,
@@ -103,7 +103,17 @@ def memory_child(args: argparse.Namespace) -> dict:
     step = build(args.child, args, saved["src_vocab"], saved["vocab"])
     for b in batches:
         step(b)
-    return {"mode": args.child, "peak_rss_mib": round(peak_rss_bytes() / MIB, 1)}
+    return {"mode": args.child, "peak_rss_mib": round(own_peak_rss_bytes() / MIB, 1)}
+
+
+def own_peak_rss_bytes() -> int:
+    """This process's peak resident set since it started (``VmHWM``). Not ``ru_maxrss``: a
+    child inherits its parent's peak through fork and exec, and the parent has run every mode."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return peak_rss_bytes()
 
 
 def save_batches(path: str, batches: list, src_vocab: int, vocab: int) -> None:
