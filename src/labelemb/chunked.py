@@ -10,8 +10,9 @@ head and the one definition of the terms (:func:`labelemb.functional.masked_term
 autograd and takes that chunk's gradients with respect to the features, the head's two outputs
 and the embedding rows; the head's weight gradients are then added in place as
 ``nn.Linear``'s backward makes them, and the embedding's through the rows ``embedding_ce``
-trains. Backward hands the sums out. No ``N x C`` tensor is ever held: peak memory is one
-chunk's graph plus one gradient per parameter.
+trains. The targets are walked in label order, so a chunk runs the embedding once per
+distinct label (``e_y`` depends on the label alone). Backward hands the sums out. No
+``N x C`` tensor is ever held: peak memory is one chunk's graph plus one gradient per parameter.
 
 Normalisers that depend on the whole batch need no second pass: the number of real targets
 comes from ``target`` alone, and the number of targets the second head gets right only divides
