@@ -56,7 +56,7 @@ def test_a_flag_argparse_refuses_is_one_line_naming_the_command(tmp_path, args, 
     ([], "demo, report, inspect, train, data, seq2seq; see labelemb --help"),
     (["seq2seq"], "seq2seq: choose one of train, translate, evaluate, neighbours; "
                   "see labelemb seq2seq --help"),
-    (["data"], "data: choose one of download, info; see labelemb data --help"),
+    (["data"], "data: choose one of download, info, prepare; see labelemb data --help"),
 ], ids=["labelemb", "seq2seq", "data"])
 def test_a_command_without_its_action_is_one_line_listing_the_choices(tmp_path, args, names):
     """Before, the whole help and exit 2: an error without its one line."""
