@@ -10,9 +10,8 @@ head and the one definition of the terms (:func:`labelemb.functional.masked_term
 autograd and takes that chunk's gradients with respect to the features, the head's two outputs
 and the embedding rows; the head's weight gradients are then added in place as
 ``nn.Linear``'s backward makes them, and the embedding's through the rows ``embedding_ce``
-trains. The targets are walked in label order, so a chunk runs the embedding once per
-distinct label (``e_y`` depends on the label alone). Backward hands the sums out. No
-``N x C`` tensor is ever held: peak memory is one chunk's graph plus one gradient per parameter.
+trains. Backward hands the sums out. No ``N x C`` tensor is ever held: peak memory is one
+chunk's graph plus one gradient per parameter.
 
 Normalisers that depend on the whole batch need no second pass: the number of real targets
 comes from ``target`` alone, and the number of targets the second head gets right only divides
@@ -160,15 +159,13 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
     divisors = {**term_divisors(n_valid, n_valid, options, _dtype(features)), "embedding_ce": 1.0}
     sums: dict[str, Tensor] = {}
     n_correct = torch.zeros((), dtype=torch.long, device=t_all.device)
-    # Rows in label order: e_y is a function of the label alone, so each chunk runs the
-    # embedding (and backpropagates into it) once per distinct label, not once per row.
-    order = torch.argsort(label_rows(t_all, head.num_classes), stable=True)
+    # In label order a chunk embeds each of its labels once: e_y depends on the label alone.
+    y_sorted, order = label_rows(t_all, head.num_classes).sort(stable=True)
     for start in range(0, max(len(t_all), 1), size):  # an empty batch still makes its terms
         rows = order[start : start + size]
         h = h_all[rows].detach().requires_grad_(grad_h is not None)  # the chunk's features
         outputs = head(h)
-        labels, inverse = torch.unique_consecutive(
-            label_rows(t_all[rows], head.num_classes), return_inverse=True)
+        labels, inverse = y_sorted[start : start + size].unique_consecutive(return_inverse=True)
         e = embedding(labels)  # (distinct labels, C); its gradient is taken below
         terms, _, correct = masked_terms(*outputs, t_all[rows], embedding, options, e, inverse)
         n_correct += correct.sum()
@@ -196,17 +193,12 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
 
 def _embedding_grads(embedding: nn.Module, params: list[Tensor], y: Tensor, e: Tensor,
                      grad_rows: Tensor | None, grads: dict[int, Tensor]) -> None:
-    """Backpropagate the gradient of the chunk's embedding rows ``e = embedding(y)`` (one row
-    per distinct label ``y``) into the embedding.
+    """Backpropagate the gradient of the chunk's rows ``e = embedding(y)`` into the embedding.
 
-    embedding_ce trains only the targets the second head gets right: at first almost none,
-    and a backward through every row would cost as much as the head's products. When fewer
-    than half the rows have a gradient, the embedding runs again on those rows alone.
-    """
-    if grad_rows is None:
-        return
-    fitted = grad_rows.ne(0).any(1).nonzero().squeeze(1)
-    if fitted.numel() == 0:
+    embedding_ce trains only the targets the second head gets right (at first almost none):
+    when under half the rows have a gradient, the embedding runs again on those rows alone."""
+    fitted = None if grad_rows is None else grad_rows.ne(0).any(1).nonzero().squeeze(1)
+    if fitted is None or fitted.numel() == 0:
         return
     if 2 * fitted.numel() < len(y):
         e, grad_rows = embedding(y[fitted]), grad_rows[fitted]

@@ -206,10 +206,8 @@ def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
         logits, aux_logits: ``(M, C)`` rows (``aux_logits`` may be ``None``).
         target: ``(M,)`` class indices.
         label_logits: ``embedding(label_rows(target, C))`` when the caller has made it already
-            (the chunked loss, which backpropagates into the embedding itself).
-        label_index: ``(M,)``; with it ``label_logits`` is ``(U, C)``, one row per distinct
-            label, and row ``i`` uses ``label_logits[label_index[i]]``: the soft targets are
-            then made once per label, not once per target.
+            (the chunked loss, which backpropagates into the embedding itself); with
+            ``label_index (M,)``, one row per distinct label, row ``label_index[i]`` for target i.
 
     Returns:
         ``(terms, valid, correct)``: ``{name: (M,)}`` unweighted and unreduced, the ``(M,)``
@@ -222,15 +220,14 @@ def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
     if options.validate:
         check_values(target, valid, logits=o1, aux_logits=aux_logits, embedding=e)
     log_p1 = F.log_softmax(o1, dim=1)
-    log_q = F.log_softmax(e, dim=1)  # log e'
-    target_probs = soft_target(e.detach(), options)
-    if label_index is not None:  # per label -> per target
-        log_q, target_probs = log_q[label_index], target_probs[label_index]
+    log_q, probs = F.log_softmax(e, dim=1), soft_target(e.detach(), options)  # log e', e'
+    if label_index is not None:  # one row per label -> one per target
+        log_q, probs = log_q[label_index], probs[label_index]
     terms = {
         "ce": -log_p1.gather(1, y[:, None]).squeeze(1),  # H(y, o1')
         # H(e', o1'): the soft target e' is detached, the embedding learns only from
         # embedding_ce; temperature 1 in the authors' code (soft_target_temperature).
-        "soft_ce": -(target_probs * log_p1).sum(1),
+        "soft_ce": -(probs * log_p1).sum(1),
     }
     correct = valid
     if aux_logits is not None:
