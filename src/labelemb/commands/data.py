@@ -61,9 +61,9 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
     )
     pr.add_argument("name", choices=["bible-en-es"])
     pr.add_argument("--out", required=True, help="folder for {train,dev,test}.{en,es}")
-    pr.add_argument("--dev-size", type=int, default=1000, help="verses in dev")
-    pr.add_argument("--test-size", type=int, default=1000, help="verses in test")
-    pr.add_argument("--seed", type=int, default=1, help="seed of the shuffle that splits")
+    pr.add_argument("--dev-size", type=int, default=1000, help="verses in dev (default: %(default)s)")
+    pr.add_argument("--test-size", type=int, default=1000, help="verses in test (default: %(default)s)")
+    pr.add_argument("--seed", type=int, default=1, help="seed of the shuffle that splits (default: %(default)s)")
     pr.set_defaults(func=_prepare)
 
 
