@@ -1,124 +1,189 @@
-"""Memory and time of one seq2seq training step with a large target vocabulary.
+"""Time and memory of one seq2seq training step, label embedding over the baseline.
 
-Each measurement runs in a fresh Python process, so the peak resident set size
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) belongs to that configuration alone. The child
-builds the IWSLT-sized model (2-layer LSTM 512, vocabularies of ``--vocab`` words), a random
-batch of ``--batch`` pairs of ``--src-len`` / ``--tgt-len`` tokens, and times full training
-steps (forward, loss, backward, clip, Adam).
+Two sizes: ``small`` (word embeddings 128, one 256-unit LSTM layer, 6,698 target words: the
+model of issue 14's end-to-end run) and ``iwslt`` (the paper's IWSLT model: 2 x 512 LSTM,
+50,000 words per side). A step is forward, loss, backward, clip, Adam over batches of 64 pairs.
 
-    python benchmarks/seq2seq_step.py                       # emb and baseline, V = 50,000
-    python benchmarks/seq2seq_step.py --modes emb --steps 3 --device cuda
+Time: baseline and emb are built in ONE process and stepped in alternating rounds
+(``_common.interleaved``), each step on a new batch; the ratio of the medians is reported, so a
+busy machine slows both alike. Memory: each mode again in a fresh process, whose peak resident
+set size (``VmHWM``) is that mode's alone.
 
-Prints one JSON line per configuration and a Markdown table.
+Batches: with ``--data DIR`` (``DIR/train.{en,es}``, e.g. from ``labelemb data prepare
+bible-en-es``) real sentence pairs, the vocabularies capped at the size's words; without it,
+random pairs whose target words are drawn with probability proportional to 1/rank (Zipf, as
+in text: a batch of 1,920 tokens holds several hundred distinct words), lengths 30.
+
+    python benchmarks/seq2seq_step.py --size small --data data/bible-en-es
+    python benchmarks/seq2seq_step.py --size iwslt
+    python benchmarks/seq2seq_step.py --quick            # smoke run (tiny model, few steps)
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import subprocess
+import os
 import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from _common import MIB, interleaved, machine, median, peak_rss_bytes, run_worker  # noqa: E402
+from labelemb.data.parallel_text import Batch, collate  # noqa: E402
+from labelemb.engine.seq2seq import build_criterion, build_model, sequence_loss  # noqa: E402
+from labelemb.models.seq2seq import PRESETS, Seq2SeqConfig  # noqa: E402
+
+#: size -> (model settings, target words)
+SIZES = {
+    "small": (dict(emb_dim=128, hidden=256, layers=1, dropout=0.2, share_embeddings=False),
+              6_698),
+    "iwslt": (dict(PRESETS["iwslt15"]), 50_000),
+    "quick": (dict(emb_dim=16, hidden=32, layers=1, dropout=0.0, share_embeddings=False), 500),
+}
+BATCH, LENGTH = 64, 30
 
 
-def child(args: argparse.Namespace) -> dict:
-    import resource
-    import time
+def make_batches(args: argparse.Namespace, vocab: int, count: int) -> tuple[list, int, int]:
+    """``count`` batches of ``BATCH`` pairs, real (``--data``) or Zipf-distributed, and the
+    source and target vocabulary sizes."""
+    g = torch.Generator().manual_seed(0)
+    if args.data:
+        from labelemb.data.parallel_text import batch_indices, encode_corpus, read_parallel
+        from labelemb.data.vocab import Vocab
 
-    import torch
-    from torch import nn
+        corpus = read_parallel(f"{args.data}/train.en", f"{args.data}/train.es").filter(100)
+        sv = Vocab.build(corpus.iter_tokens("src"), max_size=vocab)
+        tv = Vocab.build(corpus.iter_tokens("tgt"), max_size=vocab)
+        src, tgt = encode_corpus(corpus, sv, tv)
+        order = batch_indices(tgt.lengths(), BATCH, g)[:count]
+        return [collate([src[i] for i in b], [tgt[i] for i in b]) for b in order], len(sv), len(tv)
+    ranks = torch.arange(1, vocab - 3, dtype=torch.float64)
+    out = []
+    for _ in range(count):
+        src = torch.multinomial(1 / ranks, BATCH * LENGTH, True, generator=g) + 4
+        tgt = torch.multinomial(1 / ranks, BATCH * LENGTH, True, generator=g) + 4
+        out.append(collate(src.view(BATCH, LENGTH).tolist(), tgt.view(BATCH, LENGTH).tolist()))
+    return out, vocab, vocab
 
-    from labelemb.data.parallel_text import collate
+
+def build(mode: str, args: argparse.Namespace, src_vocab: int, vocab: int):
+    """Model, criterion and a ``step(batch)`` closure of one mode (same seed for both)."""
     from labelemb.data.vocab import Vocab
-    from labelemb.engine.seq2seq import build_criterion, sequence_loss
-    from labelemb.models.seq2seq import PRESETS, Seq2Seq, Seq2SeqConfig
 
-    def rss_mib() -> float:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    settings, _ = SIZES[args.size]
     torch.manual_seed(0)
-    device = torch.device(args.device)
-    vocab = Vocab([f"w{i}" for i in range(args.vocab - 4)])
-    preset = dict(PRESETS["iwslt15"])
-    model = Seq2Seq(Seq2SeqConfig(args.vocab, args.vocab, **preset), aux_head=args.mode == "emb")
-    model.to(device)
-    criterion = build_criterion(args.mode, vocab, args.label_dim, warmup_steps=0,
-                                chunked=args.chunked_loss).to(device)
+    model = build_model(Seq2SeqConfig(src_vocab, vocab, **settings), "emb" if mode != "baseline"
+                        else "baseline")
+    criterion = build_criterion("emb" if mode != "baseline" else "baseline",
+                                Vocab([f"w{i}" for i in range(vocab - 4)]), args.label_dim,
+                                warmup_steps=0, chunked=mode == "emb-chunked")
     params = list(model.parameters()) + list(criterion.parameters())
     optimizer = torch.optim.Adam(params, lr=1e-3)
-    g = torch.Generator().manual_seed(0)
-    src = torch.randint(4, args.vocab, (args.batch, args.src_len), generator=g).tolist()
-    tgt = torch.randint(4, args.vocab, (args.batch, args.tgt_len), generator=g).tolist()
-    batch = collate(src, tgt).to(device)
-    built = rss_mib()
-    times = []
-    for _ in range(args.steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        loss, terms = sequence_loss(model, criterion, batch)  # all five terms (warm-up 0)
+
+    def step(batch) -> None:
+        loss, _ = sequence_loss(model, criterion, batch)  # all five terms (warm-up 0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 5.0)
         optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    out = {
-        "mode": args.mode, "vocab": args.vocab, "batch": args.batch, "src_len": args.src_len,
-        "tgt_len": args.tgt_len, "label_dim": args.label_dim,
-        "chunked_loss": args.chunked_loss, "device": str(device),
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "params": sum(p.numel() for p in params), "terms": sorted(terms),
-        "rss_after_build_mib": round(built, 1), "peak_rss_mib": round(rss_mib(), 1),
-        "first_step_s": round(times[0], 3),
-        "later_step_s": round(min(times[1:]), 3) if len(times) > 1 else None,
-    }
-    if device.type == "cuda":
-        out["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    return out
+
+    return step
+
+
+def memory_child(args: argparse.Namespace) -> dict:
+    """Peak RSS of ``args.child``'s mode alone over a few steps. The batches come from the
+    parent's file (``--batches``): reading a corpus here would set a peak of its own."""
+    saved = torch.load(args.batches, weights_only=True)
+    batches = [Batch(*tensors, index=[]) for tensors in saved["batches"]]
+    step = build(args.child, args, saved["src_vocab"], saved["vocab"])
+    for b in batches:
+        step(b)
+    return {"mode": args.child, "peak_rss_mib": round(own_peak_rss_bytes() / MIB, 1)}
+
+
+def own_peak_rss_bytes() -> int:
+    """This process's peak resident set since it started (``VmHWM``). Not ``ru_maxrss``: a
+    child inherits its parent's peak through fork and exec, and the parent has run every mode."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return peak_rss_bytes()
+
+
+def save_batches(path: str, batches: list, src_vocab: int, vocab: int) -> None:
+    torch.save({"batches": [(b.src, b.src_lengths, b.tgt_in, b.tgt_out) for b in batches],
+                "src_vocab": src_vocab, "vocab": vocab}, path)
+
+
+def timing(args: argparse.Namespace) -> dict:
+    n = args.rounds * args.steps_per_round + 1
+    batches, src_vocab, vocab = make_batches(args, SIZES[args.size][1], n)
+    tokens = [int(b.num_tokens) for b in batches]
+    distinct = [len(torch.unique(b.tgt_out[b.tgt_out != 0])) for b in batches]
+    steps = {}
+    for mode in args.modes:  # every mode steps through the same batches
+        steps[mode] = lambda fn=build(mode, args, src_vocab, vocab), it=itertools.cycle(batches): fn(next(it))
+    times = interleaved(steps, args.rounds, args.steps_per_round, warmup=1)
+    med = {m: median(t) for m, t in times.items()}
+    save_batches(args.batches, batches[: args.memory_steps], src_vocab, vocab)
+    return {"size": args.size, "vocab": vocab, "label_dim": args.label_dim,
+            "batches": "real" if args.data else "zipf", "tokens_per_batch": median(tokens),
+            "distinct_targets_per_batch": median(distinct), "machine": machine(),
+            "median_s": {m: round(v, 3) for m, v in med.items()},
+            "ratio": {m: round(med[m] / med["baseline"], 3) for m in med if m != "baseline"}}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--modes", nargs="+", default=["emb", "baseline"], choices=["emb", "baseline"])
-    p.add_argument("--vocab", type=int, default=50_000)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--src-len", type=int, default=30)
-    p.add_argument("--tgt-len", type=int, default=30)
+    p.add_argument("--size", choices=sorted(SIZES), default="small")
+    p.add_argument("--modes", nargs="+", default=["baseline", "emb-chunked"],
+                   choices=["baseline", "emb", "emb-chunked"],
+                   help="emb: the plain loss on (B*T) x V logits; emb-chunked: labelemb.chunked")
+    p.add_argument("--data", default=None, help="folder with train.en / train.es: real batches")
     p.add_argument("--label-dim", type=int, default=512)
-    p.add_argument("--steps", type=int, default=2)
-    p.add_argument("--chunked-loss", action="store_true",
-                   help="emb: labelemb.chunked head + loss (no (B*T) x V tensor)")
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--steps-per-round", type=int, default=2)
+    p.add_argument("--memory-steps", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-memory", action="store_true", help="skip the per-mode memory runs")
+    p.add_argument("--quick", action="store_true", help="tiny model, 1 round: a smoke run")
+    p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--batches", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.quick:
+        args.size, args.rounds, args.steps_per_round, args.memory_steps = "quick", 1, 1, 1
+        args.label_dim = 16
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
-        args.mode = args.child
-        print(json.dumps(child(args)))
+        print(json.dumps(memory_child(args)))
         return
-    rows = []
-    for mode in args.modes:
-        cmd = [sys.executable, __file__, "--child", mode] + [
-            f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')}={v}"
-            for k, v in vars(args).items() if k not in ("modes", "child") and v is not False
-        ]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            sys.stderr.write(res.stderr)
-            raise SystemExit(f"{mode}: child failed with code {res.returncode}")
-        row = json.loads(res.stdout.strip().splitlines()[-1])
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    print("\n| mode | V | batch x T | params | RSS after build (MiB) | peak RSS (MiB) "
-          "| first step (s) | later step (s) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['mode']} | {r['vocab']:,} | {r['batch']} x {r['tgt_len']} | {r['params']:,} "
-              f"| {r['rss_after_build_mib']:,.0f} | {r['peak_rss_mib']:,.0f} "
-              f"| {r['first_step_s']} | {r['later_step_s']} |")
+    if "baseline" not in args.modes:
+        args.modes = ["baseline", *args.modes]
+    with tempfile.TemporaryDirectory() as tmp:
+        args.batches = os.path.join(tmp, "batches.pt")
+        result = timing(args)
+        flags = [f"--size={args.size}", f"--label-dim={args.label_dim}",
+                 f"--threads={args.threads}", f"--batches={args.batches}"]
+        if not args.no_memory:
+            result["peak_rss_mib"] = {
+                m: run_worker(__file__, [*flags, "--child", m])["peak_rss_mib"]
+                for m in args.modes}
+    print(json.dumps(result))
+    for m in args.modes:
+        mem = result.get("peak_rss_mib", {}).get(m, "-")
+        ratio = result["ratio"].get(m, 1.0)
+        print(f"{m}: {result['median_s'][m]} s/step, ratio {ratio:.2f}, peak RSS {mem} MiB")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
 
 
 if __name__ == "__main__":

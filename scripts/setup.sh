@@ -18,6 +18,8 @@ packages=""
 command -v g++ >/dev/null 2>&1 || packages="$packages g++"
 # fortunes: the real text for `labelemb data prepare fortunes` (the --dev tests use it).
 [ -n "$extras" ] && [ ! -f /usr/share/games/fortunes/computers ] && packages="$packages fortunes"
+# English and Spanish Bibles (SWORD modules): `labelemb data prepare bible-en-es` reads them.
+[ -f /usr/share/sword/mods.d/spaRV1909eb.conf ] || packages="$packages sword-text-kjv sword-text-sparv"
 if [ -n "$packages" ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -84,3 +84,14 @@ def test_head_layout_quick_times_both_heads():
         pytest.skip("a shallow clone: the old head's commit is not here")
     stdout = _run("head_layout.py")
     assert "two_layer" in stdout and "one_weight" in stdout and "baseline" in stdout
+
+
+def test_seq2seq_step_quick_times_both_modes_in_one_process_and_their_memory(tmp_path):
+    stdout = _run("seq2seq_step.py", "--json", str(tmp_path / "r.json"))
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert set(r["median_s"]) == set(r["peak_rss_mib"]) == {"baseline", "emb-chunked"}
+    assert all(_positive(v) for v in (*r["median_s"].values(), *r["peak_rss_mib"].values()))
+    assert r["ratio"]["emb-chunked"] == pytest.approx(
+        r["median_s"]["emb-chunked"] / r["median_s"]["baseline"], rel=1e-2)
+    assert 0 < r["distinct_targets_per_batch"] < r["tokens_per_batch"]  # Zipf: words repeat
+    assert "emb-chunked:" in stdout and "ratio" in stdout

@@ -181,6 +181,20 @@ def test_never_builds_an_n_by_c_tensor():
     assert Sizes.largest == n
 
 
+def test_the_embedding_runs_once_per_distinct_label_of_a_chunk():
+    """e_y depends on the label alone: the rows of one label share one embedding row, in the
+    forward and in the embedding's backward."""
+    torch.manual_seed(0)
+    head, emb = LabelEmbeddingHead(F_DIM, C), CompressedLabelEmbedding(C, 4)
+    h = torch.randn(40, F_DIM, requires_grad=True)
+    y = torch.randint(0, C, (40,))
+    seen: list[torch.Tensor] = []
+    emb.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    chunked_label_embedding_loss(h, y, head, emb, chunk_size=40, mask_wrong=False).loss.backward()
+    assert torch.equal(seen[0], torch.unique(y))  # 7 rows for 40 targets
+    assert all(len(torch.unique(labels)) == len(labels) for labels in seen)
+
+
 def test_module_matches_label_embedding_loss_through_warmup():
     h, y, head, emb = _setup("compressed")
     emb_copy = CompressedLabelEmbedding(C, 4).to(torch.float64)

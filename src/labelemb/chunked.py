@@ -159,14 +159,15 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
     divisors = {**term_divisors(n_valid, n_valid, options, _dtype(features)), "embedding_ce": 1.0}
     sums: dict[str, Tensor] = {}
     n_correct = torch.zeros((), dtype=torch.long, device=t_all.device)
+    # In label order a chunk embeds each of its labels once: e_y depends on the label alone.
+    y_sorted, order = label_rows(t_all, head.num_classes).sort(stable=True)
     for start in range(0, max(len(t_all), 1), size):  # an empty batch still makes its terms
-        rows = slice(start, start + size)
+        rows = order[start : start + size]
         h = h_all[rows].detach().requires_grad_(grad_h is not None)  # the chunk's features
         outputs = head(h)
-        y = label_rows(t_all[rows], head.num_classes)
-        # The rows' own tensor when the embedding trains: its gradient is taken below.
-        label_logits = embedding(y) if emb_params else None
-        terms, _, correct = masked_terms(*outputs, t_all[rows], embedding, options, label_logits)
+        labels, inverse = y_sorted[start : start + size].unique_consecutive(return_inverse=True)
+        e = embedding(labels)  # (distinct labels, C); its gradient is taken below
+        terms, _, correct = masked_terms(*outputs, t_all[rows], embedding, options, e, inverse)
         n_correct += correct.sum()
         chunk = {k: v.sum() for k, v in terms.items()}
         sums = {k: v.detach() + sums[k] if k in sums else v.detach() for k, v in chunk.items()}
@@ -175,15 +176,14 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
         objective = sum(weights[k] * v / divisors[k] for k, v in chunk.items())
         trained = [(layer, out) for layer, out in zip(layers, outputs)
                    if out.requires_grad and any(id(p) in wanted for p in layer.parameters())]
-        inputs = [h] * (grad_h is not None) + [out for _, out in trained]
-        inputs += [label_logits] * bool(emb_params)
+        inputs = [h] * (grad_h is not None) + [out for _, out in trained] + [e] * bool(emb_params)
         found = list(torch.autograd.grad(objective, inputs, allow_unused=True))
         if grad_h is not None:
-            grad_h[rows] = found.pop(0)
+            grad_h.index_copy_(0, rows, found.pop(0))
         for (layer, _), grad_out in zip(trained, found):
             _linear_weight_grads(layer, grad_out, h.detach(), grads)
         if emb_params:
-            _embedding_grads(embedding, emb_params, y, label_logits, found[-1], grads)
+            _embedding_grads(embedding, emb_params, labels, e, found[-1], grads)
     n_correct = whole_batch_counts(local_valid, n_correct, *whole)[1]
     final = term_divisors(n_valid, n_correct, options, _dtype(features))
     for p in emb_params:
@@ -193,16 +193,12 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
 
 def _embedding_grads(embedding: nn.Module, params: list[Tensor], y: Tensor, e: Tensor,
                      grad_rows: Tensor | None, grads: dict[int, Tensor]) -> None:
-    """Backpropagate the gradient of the chunk's embedding rows ``e`` into the embedding.
+    """Backpropagate the gradient of the chunk's rows ``e = embedding(y)`` into the embedding.
 
-    embedding_ce trains only the targets the second head gets right: at first almost none,
-    and a backward through every row would cost as much as the head's products. When fewer
-    than half the rows have a gradient, the embedding runs again on those rows alone.
-    """
-    if grad_rows is None:
-        return
-    fitted = grad_rows.ne(0).any(1).nonzero().squeeze(1)
-    if fitted.numel() == 0:
+    embedding_ce trains only the targets the second head gets right (at first almost none):
+    when under half the rows have a gradient, the embedding runs again on those rows alone."""
+    fitted = None if grad_rows is None else grad_rows.ne(0).any(1).nonzero().squeeze(1)
+    if fitted is None or fitted.numel() == 0:
         return
     if 2 * fitted.numel() < len(y):
         e, grad_rows = embedding(y[fitted]), grad_rows[fitted]

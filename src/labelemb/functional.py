@@ -198,15 +198,16 @@ def compute_loss(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
 
 
 def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
-                 embedding: nn.Module, options: LossOptions, label_logits: Tensor | None = None
-                 ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+                 embedding: nn.Module, options: LossOptions, label_logits: Tensor | None = None,
+                 label_index: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     """Every term for every target row, zero where a target is ignored or masked.
 
     Args:
         logits, aux_logits: ``(M, C)`` rows (``aux_logits`` may be ``None``).
         target: ``(M,)`` class indices.
         label_logits: ``embedding(label_rows(target, C))`` when the caller has made it already
-            (the chunked loss, which backpropagates into the embedding itself).
+            (the chunked loss, which backpropagates into the embedding itself); with
+            ``label_index (M,)``, one row per distinct label, row ``label_index[i]`` for target i.
 
     Returns:
         ``(terms, valid, correct)``: ``{name: (M,)}`` unweighted and unreduced, the ``(M,)``
@@ -219,12 +220,14 @@ def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
     if options.validate:
         check_values(target, valid, logits=o1, aux_logits=aux_logits, embedding=e)
     log_p1 = F.log_softmax(o1, dim=1)
-    log_q = F.log_softmax(e, dim=1)  # log e'
+    log_q, probs = F.log_softmax(e, dim=1), soft_target(e.detach(), options)  # log e', e'
+    if label_index is not None:  # one row per label -> one per target
+        log_q, probs = log_q[label_index], probs[label_index]
     terms = {
         "ce": -log_p1.gather(1, y[:, None]).squeeze(1),  # H(y, o1')
         # H(e', o1'): the soft target e' is detached, the embedding learns only from
         # embedding_ce; temperature 1 in the authors' code (soft_target_temperature).
-        "soft_ce": -(soft_target(e.detach(), options) * log_p1).sum(1),
+        "soft_ce": -(probs * log_p1).sum(1),
     }
     correct = valid
     if aux_logits is not None:

@@ -1,5 +1,5 @@
 """``labelemb data``: download the paper's image datasets, show where they are, or prepare a
-text dataset from a Debian package."""
+text dataset from installed Debian packages (fortunes, bible-en-es)."""
 
 from __future__ import annotations
 
@@ -35,22 +35,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_prepare(sub: argparse._SubParsersAction) -> None:
-    pr = sub.add_parser("prepare", help="write a text dataset from installed Debian packages",
-                        description="fortunes: Debian's fortune-cookie texts, the category as "
-                        "the label (apt-get install fortunes); writes {train,dev,test}.jsonl "
-                        "and labels.json.")
-    pr.add_argument("name", choices=["fortunes"])
+    pr = sub.add_parser(
+        "prepare", help="write a text dataset from installed Debian packages",
+        description="fortunes: Debian's fortune-cookie texts, the category as the label "
+        "(apt-get install fortunes); writes {train,dev,test}.jsonl and labels.json. "
+        "bible-en-es: the King James Version and the Reina-Valera 1909, verse-aligned, from "
+        "Debian's SWORD modules (apt-get install sword-text-kjv sword-text-sparv), lower-cased, "
+        "words and punctuation split by spaces, for `seq2seq train --task parallel`; dev and "
+        "test are verses drawn by a seeded shuffle, the rest is train.")
+    pr.add_argument("name", choices=["fortunes", "bible-en-es"])
     pr.add_argument("--out", required=True, metavar="DIR", help="the folder to write into")
     pr.add_argument("--source", default=None, metavar="DIR",
-                    help="the fortune files (default: where the Debian package puts them)")
-    pr.add_argument("--seed", type=int, default=0, help="seed of the stratified split")
+                    help="fortunes: the fortune files (default: where the Debian package puts them)")
+    pr.add_argument("--dev-size", type=int, default=1000,
+                    help="bible-en-es: verses in dev (default: %(default)s)")
+    pr.add_argument("--test-size", type=int, default=1000,
+                    help="bible-en-es: verses in test (default: %(default)s)")
+    pr.add_argument("--seed", type=int, default=None,
+                    help="seed of the split (default: 0 for fortunes, 1 for bible-en-es)")
     pr.set_defaults(func=_prepare)
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    if args.name == "bible-en-es":
+        from ..data.bible import prepare_bible
+
+        counts = prepare_bible(args.out, args.dev_size, args.test_size,
+                               1 if args.seed is None else args.seed)
+        print(f"{args.name} in {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return 0
     from ..data.fortunes import FORTUNES_DIR, prepare_fortunes
 
-    info = prepare_fortunes(args.out, args.source or FORTUNES_DIR, seed=args.seed)
+    info = prepare_fortunes(args.out, args.source or FORTUNES_DIR,
+                            seed=0 if args.seed is None else args.seed)
     sizes = ", ".join(f"{s} {sum(c.values())}" for s, c in info["counts"].items())
     print(f"fortunes: {len(info['names'])} categories, {sizes} -> {args.out}")
     for name, why in info["dropped"].items():
@@ -75,3 +92,4 @@ def _info(args: argparse.Namespace) -> int:
     print(f"  train {len(ds.train_y)}, dev {dev}, test {len(ds.test_y)}")
     print("  classes: " + ", ".join(ds.class_names))
     return 0
+
