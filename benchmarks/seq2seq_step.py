@@ -135,7 +135,7 @@ def timing(args: argparse.Namespace) -> dict:
     return {"size": args.size, "vocab": vocab, "label_dim": args.label_dim,
             "batches": "real" if args.data else "zipf", "tokens_per_batch": median(tokens),
             "distinct_targets_per_batch": median(distinct), "machine": machine(),
-            "median_s": {m: round(v, 3) for m, v in med.items()},
+            "median_s": {m: round(v, 6) for m, v in med.items()},
             "ratio": {m: round(med[m] / med["baseline"], 3) for m in med if m != "baseline"}}
 
 
