@@ -54,6 +54,12 @@ def test_ece_is_torchmetrics_and_the_reliability_bins_add_up_to_it():
                     zip(bins["count"], bins["accuracy"], bins["confidence"])) / 500
     assert from_bins == pytest.approx(ece, abs=1e-6)
     assert expected_calibration_error(torch.eye(3), torch.arange(3)) == pytest.approx(0.0)
+    # calibration_metrics' bins are those of the temperature-scaled probabilities
+    logits = torch.randn(200, 4, generator=g)
+    target = target[:200]
+    both = calibration_metrics(logits, target, temperature=0.5, bins=True)
+    assert both["reliability"] == reliability_bins((logits.double() / 0.5).softmax(1), target)
+    assert "reliability" not in calibration_metrics(logits, target)
 
 
 def test_adaptive_ece_matches_a_direct_loop_over_equal_mass_bins():

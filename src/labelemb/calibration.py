@@ -19,6 +19,8 @@ with what users compute elsewhere; the other measures are a few lines of tensor 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -140,8 +142,9 @@ def reliability_bins(probs: Tensor, target: Tensor, n_bins: int = N_BINS) -> dic
 
 
 def calibration_metrics(logits: Tensor, target: Tensor, *, temperature: float = 1.0,
-                        n_bins: int = N_BINS) -> dict[str, float]:
-    """ECE, adaptive ECE, NLL, Brier score and error of ``softmax(logits / temperature)``.
+                        n_bins: int = N_BINS, bins: bool = False) -> dict[str, Any]:
+    """ECE, adaptive ECE, NLL, Brier score and error of ``softmax(logits / temperature)``,
+    and with ``bins=True`` its :func:`reliability_bins` under ``"reliability"``.
 
     Shapes: logits ``(N, C)``, target ``(N,)``. Every value is a fraction (not %)."""
     _check(logits, target)
@@ -153,4 +156,5 @@ def calibration_metrics(logits: Tensor, target: Tensor, *, temperature: float = 
         "nll": float(F.cross_entropy(scaled, target.long())),
         "brier": brier_score(probs, target),
         "error": float((probs.argmax(1) != target).double().mean()),
+        **({"reliability": reliability_bins(probs, target, n_bins)} if bins else {}),
     }

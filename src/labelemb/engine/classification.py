@@ -38,8 +38,7 @@ from torch import Tensor, nn
 
 from .. import __version__
 from ..baselines import LabelSmoothingLoss, OnlineLabelSmoothingLoss
-from ..calibration import (calibration_metrics, expected_calibration_error, fit_temperature,
-                           reliability_bins)
+from ..calibration import calibration_metrics, expected_calibration_error, fit_temperature
 from ..data.registry import DATASETS, ImageDataset, find_data_dir, load_dataset, search_dirs
 from ..data.transforms import random_crop_flip, to_float
 from ..embedding import FixedLabelEmbedding, LabelEmbedding, save_embedding
@@ -407,8 +406,7 @@ def calibrate(model: nn.Module, held_out: tuple[Tensor, Tensor], test: tuple[Ten
     logits, y = predict_logits(model, test[0], ds, batch_size), test[1].cpu()
     out: dict[str, Any] = {"temperature": temperature}
     for name, t in (("raw", 1.0), ("calibrated", temperature)):
-        out[name] = calibration_metrics(logits, y, temperature=t)
-        out[name]["reliability"] = reliability_bins((logits.double() / t).softmax(1), y)
+        out[name] = calibration_metrics(logits, y, temperature=t, bins=True)
     return out
 
 

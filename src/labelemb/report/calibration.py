@@ -19,8 +19,8 @@ MEASURES = (("ece", "ECE (%)"), ("adaptive_ece", "adaptive ECE (%)"), ("nll", "N
 
 
 def _calibrations(s: ModeSummary) -> list[dict[str, Any]] | None:
-    found = [r.result.get("calibration") for r in s.runs]
-    return None if any(c is None for c in found) else found  # all seeds or none
+    found = [r.calibration for r in s.runs]
+    return None if any(c is None for c in found) else found  # type: ignore[return-value]  # all seeds or none
 
 
 def _cell(values: list[float], key: str) -> str:

@@ -69,6 +69,13 @@ class Run:
     def key(self) -> GroupKey:
         return (self.dataset, self.model, self.mode)
 
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """``result.json``'s temperature scaling record (``temperature``, ``raw`` and
+        ``calibrated`` measures of the test set), ``None`` for a run that did not record it."""
+        found = self.result.get("calibration")
+        return found if isinstance(found, dict) else None
+
     def series(self, name: str) -> list[float | None]:
         """The value of ``name`` at each evaluation (``None`` where missing)."""
         return [r.get(name) for r in self.metrics]

@@ -116,8 +116,7 @@ def _summarize_group(key: tuple[str, str, str], runs: list[Run]) -> ModeSummary:
         finals.append(v)
     devs = [_best_dev_test(r) for r in runs]
     eces = [_final_value(r, "test_ece") for r in runs]
-    calibrated = [(r.result.get("calibration") or {}).get("calibrated", {}).get("ece")
-                  for r in runs]
+    calibrated = [r.calibration["calibrated"]["ece"] if r.calibration else None for r in runs]
     secs = [float(s) for r in runs for s in r.series("seconds") if s is not None]
     epochs = [len(r.metrics) for r in runs]
     common = min(epochs)
