@@ -292,3 +292,21 @@ def test_loss_flags_reach_the_emb_criteria_and_unset_ones_keep_the_preset(fashio
     assert criterion.options.alpha == PRESETS["classification"].alpha
     assert criterion.options.beta == PRESETS["classification"].beta
     assert main(["train", "--soft-target-temperature", "0"]) == 2
+
+
+def test_a_loss_variant_is_recorded_and_reported_apart_from_the_preset(fashion, tmp_path):
+    from labelemb.report.runs import group_runs, load_runs
+
+    kw = dict(model="mlp", train_subset=300, test_subset=200, dev_subset=200, epochs=1)
+    run_training(TrainConfig(modes=["baseline", "emb"], out=str(tmp_path / "preset"), **kw),
+                 dataset=fashion)
+    (variant,) = run_training(TrainConfig(modes=["emb"], out=str(tmp_path / "sharp"), tau=1.0,
+                                          soft_target_temperature=0.5, **kw), dataset=fashion)
+    assert rundir.read_json(variant / rundir.CONFIG)["loss_options"] == {
+        "tau": 1.0, "soft_target_temperature": 0.5}
+    groups = group_runs(load_runs([tmp_path]))
+    assert [k[2] for k in groups] == ["baseline", "emb", "emb soft_target_temperature=0.5 tau=1.0"]
+    # a loss flag means nothing to the baseline: it is not recorded as a variant there
+    (base,) = run_training(TrainConfig(modes=["baseline"], out=str(tmp_path / "b"), tau=1.0, **kw),
+                           dataset=fashion)
+    assert rundir.read_json(base / rundir.CONFIG)["loss_options"] == {}

@@ -116,15 +116,16 @@ class Mode:
     saves_embedding: bool = False  # write embedding.safetensors after every epoch
     epoch_hook: Callable[[nn.Module], None] | None = None  # called on the criterion per epoch
     needs_embedding_file: bool = False  # --embedding PATH of an earlier emb run
+    uses_loss_options: bool = False  # the criterion takes LOSS_FLAGS (--tau, --beta, ...)
     help: str = ""
 
 
 MODES: dict[str, Mode] = {
     "baseline": Mode(lambda ds, cfg, seed: LabelSmoothingLoss(0.0),
                      help="cross-entropy on the main head"),
-    "emb": Mode(_label_embedding, aux_head=True, saves_embedding=True,
+    "emb": Mode(_label_embedding, aux_head=True, saves_embedding=True, uses_loss_options=True,
                 help="label embedding network, trainable embedding, two output layers"),
-    "emb-fixed": Mode(_fixed_label_embedding, needs_embedding_file=True,
+    "emb-fixed": Mode(_fixed_label_embedding, needs_embedding_file=True, uses_loss_options=True,
                       help="frozen embedding of an earlier emb run (eq. 17), no aux head"),
     "ls": Mode(_label_smoothing, help="label smoothing (--smoothing)"),
     # OLS swaps in the soft labels it gathered once per epoch, after the last batch.
@@ -429,6 +430,8 @@ def _run_config(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int, n_para
     return {
         "run_format": rundir.RUN_FORMAT, "labelemb_version": __version__,
         "task": "classification", **flat, "settings": settings,
+        # what reports name a variant by: "emb tau=1" is not the preset's emb
+        "loss_options": _loss_options(cfg) if MODES[mode].uses_loss_options else {},
         "dataset": ds.name, "data_source": ds.source, "num_classes": ds.num_classes,
         "class_names": list(ds.class_names), "in_channels": ds.in_channels,
         "image_size": ds.image_size, "train_size": len(ds.train_y),

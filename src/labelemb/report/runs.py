@@ -59,7 +59,12 @@ class Run:
 
     @property
     def mode(self) -> str:
-        return str(self.config.get("mode", "?"))
+        """The training mode, then the loss options the run changed from its preset, as
+        ``config.json``'s ``loss_options`` records them (``emb tau=1``): runs of one mode with
+        other settings are grouped, compared and drawn apart."""
+        changed = self.config.get("loss_options") or {}
+        return " ".join([str(self.config.get("mode", "?")),
+                         *(f"{k}={v}" for k, v in sorted(changed.items()))])
 
     @property
     def seed(self) -> Any:
