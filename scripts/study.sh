@@ -4,8 +4,10 @@
 # embedding's heatmap.
 #   scripts/study.sh OUT [extra labelemb-train flags...]
 #   MODES=baseline,emb,ls,ols,emb-fixed SEEDS=0-9 scripts/study.sh runs/study-mlp --model mlp
-# Work is split over two processes with one thread each, which keeps both cores of a 2-core
-# machine busy without the slowdown of two processes fighting over two threads each. emb-fixed
+#   MODES=emb SEEDS=0-9 scripts/study.sh runs/study-mlp-sharp --model mlp --soft-target-temperature 0.5
+# Work is split over two processes with one thread each (the modes, or one mode's seeds), which
+# keeps both cores of a 2-core machine busy without the slowdown of two processes fighting over
+# two threads each. emb-fixed
 # (the frozen embedding of Appendix C) needs the emb run of the same seed, so it runs after the
 # other modes, its seeds split over the two processes. --resume makes the script safe to re-run
 # after an interruption, or with more SEEDS.
@@ -35,11 +37,15 @@ in_two() {
   return "$status"
 }
 
-others=$(echo ",$MODES," | sed 's/,emb-fixed,/,/g; s/^,//; s/,$//')
-[ -z "$others" ] || in_two --modes "$others" train --seeds "$SEEDS"
-if [[ ",$MODES," == *,emb-fixed,* ]]; then
-  seeds=$(python3 -c "import sys; from labelemb.engine.classification import parse_seeds
+seeds=$(python3 -c "import sys; from labelemb.engine.classification import parse_seeds
 print(','.join(map(str, parse_seeds(sys.argv[1]))))" "$SEEDS")
+others=$(echo ",$MODES," | sed 's/,emb-fixed,/,/g; s/^,//; s/,$//')
+if [[ "$others" == *,* ]]; then  # several modes: split the modes
+  in_two --modes "$others" train --seeds "$SEEDS"
+elif [ -n "$others" ]; then      # one mode: split its seeds
+  in_two --seeds "$seeds" train --modes "$others"
+fi
+if [[ ",$MODES," == *,emb-fixed,* ]]; then
   in_two --seeds "$seeds" fixed --modes emb-fixed --embedding "$OUT"
 fi
 labelemb report "$OUT" --out "$OUT/report"

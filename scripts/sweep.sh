@@ -57,3 +57,8 @@ text = "\n".join(lines) + f"\n\nchosen on dev: {min(rows)[1]}\n"
 (Path(sys.argv[1]) / "sweep.md").write_text(text)
 print(text)
 PY
+# The chosen setting's flags, for its re-run on fresh seeds: `labelemb train ... $(cat FILE)`.
+chosen=$(sed -n 's/^chosen on dev: //p' "$OUT/sweep.md")
+for s in "${settings[@]}"; do
+  [ "${s%%:*}" != "$chosen" ] || echo "${s#*:}" > "$OUT/chosen.flags"
+done
