@@ -88,7 +88,13 @@ class TrainerLoss:
     * A step starts when no rank holds a non-zero embedding gradient (``zero_grad``), seen at
       the forward. Eval-mode or ``no_grad`` forwards count nothing; a forward never
       backpropagated counts nothing. Each forward's backward must come before the next
-      forward's (the Trainer's order), and DDP must average, as the Trainer's does.
+      forward's (the Trainer's order).
+
+    The factors are ratios of counts, so any constant on the loss (the Trainer's world size, a
+    loss scale) or on the reduction (DDP's average) passes through them. Under DDP the other
+    terms are exact only with ``average_tokens_across_devices`` (the default; without it the
+    Trainer averages the ranks' means, and the counts summed here over the ranks make the
+    embedding's gradient ``1 / world_size`` of that convention's).
     """
 
     def __init__(self, criterion: nn.Module) -> None:
