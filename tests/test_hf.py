@@ -83,10 +83,6 @@ def trainer_grads(model, batch_size: int, accumulation: int, tmp_path,
     return grab.grads
 
 
-def max_difference(got: dict, want: dict) -> float:
-    return max(float((got[k] - want[k]).abs().max()) for k in want)
-
-
 def assert_same_grads(got: dict, want: dict, loss: str) -> None:
     assert got.keys() == want.keys()
     for name in want:  # the label embedding's included
@@ -136,7 +132,7 @@ def test_two_ddp_ranks_give_the_one_process_gradients(tmp_path):
         assert_same_grads(grads, want, f"{loss} max_grad_norm={max_grad_norm}")
 
 
-def test_only_backpropagated_training_forwards_count(tmp_path):
+def test_only_backpropagated_training_forwards_count():
     """The embedding's count of correct targets survives what the Trainer's loop does not do:
     eval and no_grad forwards, a training forward never backpropagated, gradients zeroed in
     place (not set to None) between steps. Each step is 4 micro-batches, the first with no
