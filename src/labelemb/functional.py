@@ -38,7 +38,7 @@ from .normalizers import Normalizers, per_target, whole_batch_counts
 __all__ = [
     "LossOptions", "LossOutput", "PRESETS", "TERMS", "label_embedding_loss", "masked_terms",
     "term_divisors", "term_weights", "weighted_sum", "check_inputs", "check_embedding", "check_values", "rows",
-    "label_rows", "trains_embedding", "Normalizers",
+    "label_rows", "trains_embedding", "divides_by_correct", "Normalizers",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
@@ -314,7 +314,7 @@ def term_divisors(n_valid: Tensor, n_correct: Tensor | None, options: LossOption
     if options.reduction != "mean":
         return dict.fromkeys(TERMS, 1.0)
     mean = per_target(n_valid, dtype)
-    by_correct = options.embedding_normalizer == "correct" and options.mask_wrong
+    by_correct = divides_by_correct(options)
     return {
         "ce": mean, "soft_ce": mean, "aux_ce": mean,
         "aux_hinge": mean if options.hinge_reduction == "mean" else 1.0,
@@ -322,6 +322,13 @@ def term_divisors(n_valid: Tensor, n_correct: Tensor | None, options: LossOption
         "embedding_ce": (mean if not by_correct else 1.0 if n_correct is None
                          else n_correct.to(dtype) + 1e-8),
     }
+
+
+def divides_by_correct(options: LossOptions) -> bool:
+    """Whether a mean ``embedding_ce`` is divided by the targets the second head gets right
+    (the classification preset), a count only the whole batch's forward knows, rather than by
+    the valid targets."""
+    return options.embedding_normalizer == "correct" and options.mask_wrong
 
 
 # ----------------------------------------------------------------------------- input checks

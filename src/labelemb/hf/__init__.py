@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from .callbacks import OnlineLabelSmoothingCallback
 from .config import LOSSES, POOLINGS, LabelEmbeddingConfig
-from .criterion import build_criterion, trainer_loss
+from .criterion import TrainerLoss, build_criterion
 from .model import LabelEmbeddingForSequenceClassification, pool
 
 # A saved model's config.json says model_type "labelemb": the Auto classes then load it too.
@@ -27,6 +27,6 @@ AutoModelForSequenceClassification.register(LabelEmbeddingConfig,
 
 __all__ = [
     "LabelEmbeddingConfig", "LabelEmbeddingForSequenceClassification",
-    "OnlineLabelSmoothingCallback", "build_criterion", "trainer_loss", "pool", "LOSSES",
+    "OnlineLabelSmoothingCallback", "TrainerLoss", "build_criterion", "pool", "LOSSES",
     "POOLINGS",
 ]

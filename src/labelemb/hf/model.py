@@ -24,7 +24,7 @@ from ..embedding import save_embedding
 from ..head import LabelEmbeddingHead
 from ..loss import LabelEmbeddingLoss
 from .config import LabelEmbeddingConfig
-from .criterion import build_criterion, trainer_loss
+from .criterion import TrainerLoss, build_criterion
 
 __all__ = ["LabelEmbeddingForSequenceClassification", "pool"]
 
@@ -63,7 +63,7 @@ class LabelEmbeddingForSequenceClassification(PreTrainedModel):
     base_model_prefix = "encoder"
     main_input_name = "input_ids"
     # forward takes num_items_in_batch: the Trainer then passes it and does not divide the
-    # loss by the accumulation steps itself (see labelemb.hf.criterion).
+    # loss by the accumulation steps itself (see labelemb.hf.criterion.TrainerLoss).
     accepts_loss_kwargs = True
 
     def __init__(self, config: LabelEmbeddingConfig, encoder: PreTrainedModel | None = None
@@ -80,6 +80,9 @@ class LabelEmbeddingForSequenceClassification(PreTrainedModel):
         # seeded initial values are the same model minus it (main layer built first).
         self.head = LabelEmbeddingHead(hidden, config.num_labels, aux=config.loss == "emb")
         self.criterion = build_criterion(config)
+        # Not a module: the criterion's normalisation for the Trainer, which keeps the step's
+        # count of correct targets (labelemb.hf.criterion.TrainerLoss); nothing to save.
+        self.trainer_loss = TrainerLoss(self.criterion)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -103,7 +106,7 @@ class LabelEmbeddingForSequenceClassification(PreTrainedModel):
         logits, aux_logits = self.head(self.dropout(features))
         loss = None
         if labels is not None:
-            loss = trainer_loss(self.criterion, logits, aux_logits, labels, num_items_in_batch)
+            loss = self.trainer_loss(logits, aux_logits, labels, num_items_in_batch)
         return SequenceClassifierOutput(loss=loss, logits=logits,
                                         hidden_states=getattr(out, "hidden_states", None),
                                         attentions=getattr(out, "attentions", None))
