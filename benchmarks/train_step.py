@@ -73,7 +73,7 @@ def batches(name: str, batch: int, count: int, seed: int = 0) -> tuple[Tensor, T
 
 
 def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool | None = None,
-               compile_loss: bool = False):
+               compile_loss: bool = False, cpp_wrapper: bool = False):
     """Two step functions: ``{"baseline": ..., "label_embedding": ...}``, and their losses.
 
     Both walk the same ``count`` batches in the same order.
@@ -88,7 +88,9 @@ def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool |
     criterion = LabelEmbeddingLoss(LabelEmbedding(num_classes))
     if compile_loss:
         torch._dynamo.reset()  # each run compiles afresh, never past dynamo's recompile limit
-    loss_fn = torch.compile(criterion) if compile_loss else criterion
+    # cpp_wrapper: inductor's C++ wrapper around the kernels instead of Python (less per call)
+    options = {"cpp_wrapper": True} if cpp_wrapper else None
+    loss_fn = torch.compile(criterion, options=options) if compile_loss else criterion
     base_opt = torch.optim.Adam(base.parameters(), lr=1e-3, foreach=foreach)
     emb_opt = torch.optim.Adam([*emb_model.parameters(), *criterion.parameters()], lr=1e-3,
                                foreach=foreach)
@@ -135,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                              "a per-tensor loop on CPU)")
     parser.add_argument("--compile-loss", action="store_true",
                         help="time torch.compile(criterion) instead of the eager criterion")
+    parser.add_argument("--cpp-wrapper", action="store_true",
+                        help="with --compile-loss: torch.compile(criterion, "
+                             "options={'cpp_wrapper': True})")
     parser.add_argument("--repeat", type=int, default=1,
                         help="independent interleaved runs per model; prints each ratio and "
                              "their median (the machine's noise shows in the spread)")
@@ -144,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     print(machine() + ("; Adam(foreach=True)" if args.foreach else "; Adam defaults")
-          + ("; loss compiled" if args.compile_loss else "; loss eager"))
+          + ("; loss compiled" if args.compile_loss else "; loss eager")
+          + (" (cpp_wrapper)" if args.compile_loss and args.cpp_wrapper else ""))
     results = {}
     for name in args.models:
         _, _, batch, target, rounds, steps = SETUPS[name]
@@ -156,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(max(1, args.repeat)):
             fns, last = make_steps(name, batch, count=rounds * steps + 2,
                                    foreach=True if args.foreach else None,
-                                   compile_loss=args.compile_loss)
+                                   compile_loss=args.compile_loss,
+                                   cpp_wrapper=args.cpp_wrapper)
             times = interleaved(fns, rounds=rounds, steps_per_round=steps, warmup=2)
             for k, v in last.items():
                 if not torch.isfinite(v):
