@@ -148,11 +148,7 @@ class LossOutput(NamedTuple):
 
 
 def label_embedding_loss(
-    logits: Tensor,
-    aux_logits: Tensor | None,
-    target: Tensor,
-    embedding: nn.Module,
-    *,
+    logits: Tensor, aux_logits: Tensor | None, target: Tensor, embedding: nn.Module, *,
     step: int | Tensor | None = None,
     normalizers: Normalizers | None = None, process_group: dist.ProcessGroup | None = None,
     **options: object,
