@@ -110,8 +110,7 @@ class CompressedLabelEmbedding(_Embedding):
         super().__init__()
         _check_positive("num_classes", num_classes)
         _check_positive("dim", dim)
-        self.num_classes = int(num_classes)
-        self.dim = int(dim)
+        self.num_classes, self.dim = int(num_classes), int(dim)
         self.A = nn.Embedding(self.num_classes, self.dim)  # N(0, 1) init
         self.B = nn.Linear(self.dim, self.num_classes, bias=bias)
         self._set_class_names(class_names)
@@ -161,8 +160,7 @@ class FixedLabelEmbedding(_Embedding):
             raise TypeError("source must be a (C, C) tensor or a LabelEmbedding/"
                             f"CompressedLabelEmbedding, got {type(source).__name__}")
         inner.requires_grad_(False)
-        self.inner = inner
-        self.num_classes = inner.num_classes
+        self.inner, self.num_classes = inner, inner.num_classes
         self._set_class_names(class_names)
 
     @classmethod
@@ -206,12 +204,9 @@ def save_embedding(embedding: _Embedding, path: str | os.PathLike,
     frozen = isinstance(embedding, FixedLabelEmbedding)
     inner = embedding.inner if frozen else embedding
     if isinstance(inner, LabelEmbedding):
-        kind = "full"
-        tensors = {"weight": inner.weight.detach()}
-        meta = {}
+        kind, tensors, meta = "full", {"weight": inner.weight.detach()}, {}
     elif isinstance(inner, CompressedLabelEmbedding):
-        kind = "compressed"
-        tensors = {"A": inner.A.weight.detach(), "B": inner.B.weight.detach()}
+        kind, tensors = "compressed", {"A": inner.A.weight.detach(), "B": inner.B.weight.detach()}
         if inner.B.bias is not None:
             tensors["bias"] = inner.B.bias.detach()
         meta = {"dim": str(inner.dim)}
@@ -262,6 +257,5 @@ def load_embedding(path: str | os.PathLike, *, frozen: bool | None = None,
     emb.load_state_dict(state)
     emb = emb.to(device)
     emb._set_class_names(names)
-    if frozen is None:
-        frozen = meta.get("frozen") == "true"
+    frozen = meta.get("frozen") == "true" if frozen is None else frozen
     return FixedLabelEmbedding(emb) if frozen else emb
