@@ -36,14 +36,14 @@ from .loss import LabelEmbeddingLoss
 
 __all__ = ["chunked_label_embedding_loss", "ChunkedLabelEmbeddingLoss", "default_chunk_size"]
 
-#: Elements of one ``chunk x C`` tensor when ``chunk_size`` is not given (64 MiB in float32):
-#: its matrix products are efficient; the elementwise work goes in 32 MiB slices (:class:`_Walk`).
-_CHUNK_ELEMENTS, _SLICE_ELEMENTS = 1 << 24, 1 << 23
+#: Default chunk: 64 MiB per ``chunk x C`` float32 tensor, enough rows for efficient matrix
+#: products, and at most 640 rows (more only cost memory); elementwise work: 32 MiB slices.
+_CHUNK_ELEMENTS, _CHUNK_ROWS, _SLICE_ELEMENTS = 1 << 24, 640, 1 << 23
 
 
 def default_chunk_size(num_classes: int) -> int:
-    """Rows per chunk so one ``chunk x C`` float32 tensor is about 64 MiB (at least 16 rows)."""
-    return max(16, _CHUNK_ELEMENTS // max(1, num_classes))
+    """Rows per chunk: 64 MiB per ``chunk x C`` float32 tensor, 16 to 640 rows."""
+    return max(16, min(_CHUNK_ROWS, _CHUNK_ELEMENTS // max(1, num_classes)))
 
 
 def chunked_label_embedding_loss(
@@ -327,7 +327,7 @@ class ChunkedLabelEmbeddingLoss(LabelEmbeddingLoss):
 
     Args:
         embedding: the label embedding this loss owns and trains.
-        chunk_size: targets per chunk (``None``: about 64 MiB per ``chunk x C`` tensor).
+        chunk_size: targets per chunk (``None``: :func:`default_chunk_size`).
         **options: as :class:`~labelemb.LabelEmbeddingLoss`; ``reduction`` ``"mean"``/``"sum"``.
 
     Example: docs/PERFORMANCE.md, "Large label sets: the chunked loss".
