@@ -82,6 +82,8 @@ def build(mode: str, args: argparse.Namespace, src_vocab: int, vocab: int):
     criterion = build_criterion("emb" if mode != "baseline" else "baseline",
                                 Vocab([f"w{i}" for i in range(vocab - 4)]), args.label_dim,
                                 warmup_steps=0, chunked=mode == "emb-chunked")
+    if mode == "emb-chunked":
+        criterion.chunk_size = args.chunk_size  # None: labelemb.chunked's default
     params = list(model.parameters()) + list(criterion.parameters())
     optimizer = torch.optim.Adam(params, lr=1e-3)
 
@@ -133,6 +135,7 @@ def timing(args: argparse.Namespace) -> dict:
     med = {m: median(t) for m, t in times.items()}
     save_batches(args.batches, batches[: args.memory_steps], src_vocab, vocab)
     return {"size": args.size, "vocab": vocab, "label_dim": args.label_dim,
+            "chunk_size": args.chunk_size,
             "batches": "real" if args.data else "zipf", "tokens_per_batch": median(tokens),
             "distinct_targets_per_batch": median(distinct), "machine": machine(),
             "median_s": {m: round(v, 6) for m, v in med.items()},
@@ -147,6 +150,8 @@ def main() -> None:
                    help="emb: the plain loss on (B*T) x V logits; emb-chunked: labelemb.chunked")
     p.add_argument("--data", default=None, help="folder with train.en / train.es: real batches")
     p.add_argument("--label-dim", type=int, default=512)
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="emb-chunked: targets per chunk (default: labelemb.chunked's, 64 MiB)")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--steps-per-round", type=int, default=2)
     p.add_argument("--memory-steps", type=int, default=2)
@@ -172,6 +177,7 @@ def main() -> None:
         result = timing(args)
         flags = [f"--size={args.size}", f"--label-dim={args.label_dim}",
                  f"--threads={args.threads}", f"--batches={args.batches}"]
+        flags += [f"--chunk-size={args.chunk_size}"] if args.chunk_size else []
         if not args.no_memory:
             result["peak_rss_mib"] = {
                 m: run_worker(__file__, [*flags, "--child", m])["peak_rss_mib"]

@@ -26,14 +26,8 @@ from torch import Tensor, nn
 from .atomic import atomic_write
 from .embedding_file import FORMAT, FORMAT_VERSION, read_embedding_file
 
-__all__ = [
-    "LabelEmbedding",
-    "CompressedLabelEmbedding",
-    "FixedLabelEmbedding",
-    "save_embedding",
-    "load_embedding",
-]
-
+__all__ = ["LabelEmbedding", "CompressedLabelEmbedding", "FixedLabelEmbedding",
+           "save_embedding", "load_embedding"]
 
 
 class _Embedding(nn.Module):
@@ -49,10 +43,8 @@ class _Embedding(nn.Module):
         if class_names is not None:
             class_names = [str(n) for n in class_names]
             if len(class_names) != self.num_classes:
-                raise ValueError(
-                    f"class_names has {len(class_names)} names but the embedding has "
-                    f"{self.num_classes} classes"
-                )
+                raise ValueError(f"class_names has {len(class_names)} names but the embedding "
+                                 f"has {self.num_classes} classes")
         self.class_names = class_names
 
     def to_dense(self) -> Tensor:
@@ -62,11 +54,8 @@ class _Embedding(nn.Module):
 
 
 def _device_of(module: nn.Module) -> torch.device:
-    for t in module.parameters():
-        return t.device
-    for t in module.buffers():
-        return t.device
-    return torch.device("cpu")
+    first = next(iter([*module.parameters(), *module.buffers()]), None)
+    return torch.device("cpu") if first is None else first.device
 
 
 class LabelEmbedding(_Embedding):
@@ -116,18 +105,12 @@ class CompressedLabelEmbedding(_Embedding):
         target ``(M,)`` integer -> ``(M, C)``; only ``M`` rows are ever built.
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        dim: int = 100,
-        bias: bool = True,
-        class_names: Sequence[str] | None = None,
-    ) -> None:
+    def __init__(self, num_classes: int, dim: int = 100, bias: bool = True,
+                 class_names: Sequence[str] | None = None) -> None:
         super().__init__()
         _check_positive("num_classes", num_classes)
         _check_positive("dim", dim)
-        self.num_classes = int(num_classes)
-        self.dim = int(dim)
+        self.num_classes, self.dim = int(num_classes), int(dim)
         self.A = nn.Embedding(self.num_classes, self.dim)  # N(0, 1) init
         self.B = nn.Linear(self.dim, self.num_classes, bias=bias)
         self._set_class_names(class_names)
@@ -155,17 +138,15 @@ class FixedLabelEmbedding(_Embedding):
 
     trainable = False
 
-    def __init__(
-        self, source: Tensor | _Embedding, class_names: Sequence[str] | None = None
-    ) -> None:
+    def __init__(self, source: Tensor | _Embedding,
+                 class_names: Sequence[str] | None = None) -> None:
         super().__init__()
         if isinstance(source, FixedLabelEmbedding):
             source = source.inner
         if isinstance(source, Tensor):
             if source.dim() != 2 or source.shape[0] != source.shape[1]:
-                raise ValueError(
-                    f"source must be a square (C, C) tensor, got shape {tuple(source.shape)}"
-                )
+                raise ValueError(f"source must be a square (C, C) tensor, got shape "
+                                 f"{tuple(source.shape)}")
             if not source.is_floating_point():
                 raise TypeError(f"source must be a floating tensor, got {source.dtype}")
             inner: _Embedding = LabelEmbedding(source.shape[0])
@@ -176,13 +157,10 @@ class FixedLabelEmbedding(_Embedding):
             if class_names is None:
                 class_names = source.class_names
         else:
-            raise TypeError(
-                "source must be a (C, C) tensor or a LabelEmbedding/CompressedLabelEmbedding, "
-                f"got {type(source).__name__}"
-            )
+            raise TypeError("source must be a (C, C) tensor or a LabelEmbedding/"
+                            f"CompressedLabelEmbedding, got {type(source).__name__}")
         inner.requires_grad_(False)
-        self.inner = inner
-        self.num_classes = inner.num_classes
+        self.inner, self.num_classes = inner, inner.num_classes
         self._set_class_names(class_names)
 
     @classmethod
@@ -213,11 +191,8 @@ def _check_positive(name: str, value: int) -> None:
 # --------------------------------------------------------------------------- save / load
 
 
-def save_embedding(
-    embedding: _Embedding,
-    path: str | os.PathLike,
-    class_names: Sequence[str] | None = None,
-) -> Path:
+def save_embedding(embedding: _Embedding, path: str | os.PathLike,
+                   class_names: Sequence[str] | None = None) -> Path:
     """Write ``embedding`` to ``path`` as safetensors; class names go in the metadata.
 
     The file is written through :func:`labelemb.atomic.atomic_write` (temp file, fsync,
@@ -229,12 +204,9 @@ def save_embedding(
     frozen = isinstance(embedding, FixedLabelEmbedding)
     inner = embedding.inner if frozen else embedding
     if isinstance(inner, LabelEmbedding):
-        kind = "full"
-        tensors = {"weight": inner.weight.detach()}
-        meta = {}
+        kind, tensors, meta = "full", {"weight": inner.weight.detach()}, {}
     elif isinstance(inner, CompressedLabelEmbedding):
-        kind = "compressed"
-        tensors = {"A": inner.A.weight.detach(), "B": inner.B.weight.detach()}
+        kind, tensors = "compressed", {"A": inner.A.weight.detach(), "B": inner.B.weight.detach()}
         if inner.B.bias is not None:
             tensors["bias"] = inner.B.bias.detach()
         meta = {"dim": str(inner.dim)}
@@ -242,27 +214,18 @@ def save_embedding(
         raise TypeError(f"cannot save a {type(embedding).__name__}; expected a labelemb embedding")
     names = class_names if class_names is not None else embedding.class_names
     if names is not None and len(names) != embedding.num_classes:
-        raise ValueError(
-            f"class_names has {len(names)} names but the embedding has "
-            f"{embedding.num_classes} classes"
-        )
-    metadata = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "num_classes": str(embedding.num_classes),
-        "frozen": str(frozen).lower(),
-        **meta,
-    }
+        raise ValueError(f"class_names has {len(names)} names but the embedding has "
+                         f"{embedding.num_classes} classes")
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
+                "num_classes": str(embedding.num_classes), "frozen": str(frozen).lower(), **meta}
     if names is not None:
         metadata["class_names"] = json.dumps([str(n) for n in names], ensure_ascii=False)
     contiguous = {k: v.contiguous().cpu() for k, v in tensors.items()}
     return atomic_write(path, lambda tmp: save_file(contiguous, str(tmp), metadata=metadata))
 
 
-def load_embedding(
-    path: str | os.PathLike, *, frozen: bool | None = None, device: str | torch.device = "cpu"
-) -> _Embedding:
+def load_embedding(path: str | os.PathLike, *, frozen: bool | None = None,
+                   device: str | torch.device = "cpu") -> _Embedding:
     """Load an embedding written by :func:`save_embedding`.
 
     Args:
@@ -294,6 +257,5 @@ def load_embedding(
     emb.load_state_dict(state)
     emb = emb.to(device)
     emb._set_class_names(names)
-    if frozen is None:
-        frozen = meta.get("frozen") == "true"
+    frozen = meta.get("frozen") == "true" if frozen is None else frozen
     return FixedLabelEmbedding(emb) if frozen else emb

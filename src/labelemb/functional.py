@@ -35,11 +35,10 @@ from torch import Tensor, distributed as dist, nn
 
 from .normalizers import Normalizers, per_target, whole_batch_counts
 
-__all__ = [
-    "LossOptions", "LossOutput", "PRESETS", "TERMS", "label_embedding_loss", "masked_terms",
-    "term_divisors", "term_weights", "weighted_sum", "check_inputs", "check_embedding", "check_values", "rows",
-    "label_rows", "trains_embedding", "divides_by_correct", "Normalizers",
-]
+__all__ = ["LossOptions", "LossOutput", "PRESETS", "TERMS", "label_embedding_loss", "masked_terms",
+           "term_divisors", "term_weights", "weighted_sum", "check_inputs", "check_embedding",
+           "check_values", "rows", "label_rows", "trains_embedding", "divides_by_correct",
+           "Normalizers"]
 
 Reduction = Literal["mean", "sum", "none"]
 Hinge = Literal["l1", "l2", "abs"]
@@ -148,11 +147,7 @@ class LossOutput(NamedTuple):
 
 
 def label_embedding_loss(
-    logits: Tensor,
-    aux_logits: Tensor | None,
-    target: Tensor,
-    embedding: nn.Module,
-    *,
+    logits: Tensor, aux_logits: Tensor | None, target: Tensor, embedding: nn.Module, *,
     step: int | Tensor | None = None,
     normalizers: Normalizers | None = None, process_group: dist.ProcessGroup | None = None,
     **options: object,
