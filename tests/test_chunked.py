@@ -16,7 +16,6 @@ from labelemb import (
     LabelEmbeddingLoss,
     label_embedding_loss,
 )
-from labelemb import chunked as chunked_module
 from labelemb.chunked import ChunkedLabelEmbeddingLoss, chunked_label_embedding_loss
 
 F_DIM, C = 6, 7
@@ -87,22 +86,6 @@ def test_loss_and_every_gradient_equal_unchunked(case):
     ref_grads = _grads(ref.loss, tensors)
     assert ref.terms["ce"] > 0
     for chunk_size in (5, 8, 100):  # 5 does not divide the 24 targets, 8 does, 100 > N
-        got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=chunk_size, **options)
-        _assert_same(ref, got, tensors, ref_grads, _grads(got.loss, tensors))
-
-
-@pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("mask_wrong", [True, False])
-def test_slices_within_a_chunk_give_the_same_loss_and_gradients(kind, mask_wrong, monkeypatch):
-    """A chunk's products run whole, its elementwise work in slices (16 MiB each by default,
-    here 3 rows): a label whose rows span two slices gets both slices' embedding gradient."""
-    monkeypatch.setattr(chunked_module, "_SLICE_ELEMENTS", 3 * C)
-    h, y, head, emb = _setup(kind, seed=11)
-    tensors = _trainable(h, head, emb)
-    options = dict(mask_wrong=mask_wrong, alpha=0.3, tau=1.5, hinge="abs")
-    ref = label_embedding_loss(*head(h), y, emb, **options)
-    ref_grads = _grads(ref.loss, tensors)
-    for chunk_size in (8, 100):
         got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=chunk_size, **options)
         _assert_same(ref, got, tensors, ref_grads, _grads(got.loss, tensors))
 

@@ -259,13 +259,14 @@ def test_iwslt15_task_end_to_end(tmp_path):
 
 
 def test_chunked_loss_run_matches_the_plain_run(tmp_path):
-    """`--chunked-loss` changes memory, not training: same losses, same weights, reloadable."""
+    """The chunked loss (emb's default) changes memory, not training: the same losses and
+    weights as `--no-chunked-loss`, and it reloads."""
     from labelemb.chunked import ChunkedLabelEmbeddingLoss
 
     write_permutation_corpus(tmp_path / "data", n_train=120, n_dev=10, n_test=10)
     common = ["--warmup-steps", "2", "--max-steps", "6", "--dropout", "0"]
-    assert _train(tmp_path, "plain", *common) == 0
-    assert _train(tmp_path, "chunked", *common, "--chunked-loss") == 0
+    assert _train(tmp_path, "plain", *common, "--no-chunked-loss") == 0
+    assert _train(tmp_path, "chunked", *common) == 0
     a = read_metrics(tmp_path / "plain" / "metrics.jsonl")
     b = read_metrics(tmp_path / "chunked" / "metrics.jsonl")
     assert [r["step"] for r in a] == [r["step"] for r in b] == [3, 6]

@@ -177,7 +177,7 @@ def test_seq2seq_on_two_ranks_trains_the_one_process_model(tmp_path, chunked):
     from test_seq2seq_train import write_permutation_corpus
 
     write_permutation_corpus(tmp_path / "data", n_train=130, n_dev=10, n_test=10)
-    extra = ["--max-steps", "6"] + ["--chunked-loss"] * chunked
+    extra = ["--max-steps", "6", "--chunked-loss" if chunked else "--no-chunked-loss"]
     _torchrun(_seq2seq_args(tmp_path, "one", *extra), 1)
     proc = _torchrun(_seq2seq_args(tmp_path, "two", *extra), 2)
     a, b = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")

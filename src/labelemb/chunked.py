@@ -5,12 +5,13 @@ The plain path, ``LabelEmbeddingHead`` then the loss, holds three ``N x C`` tens
 ``N = 4,096`` targets, 0.8 GB each, several times what plain cross-entropy needs.
 
 :func:`chunked_label_embedding_loss` computes the same loss from the features. An autograd
-``Function`` walks the non-ignored targets in label order, in chunks of ``chunk_size`` rows:
-per chunk, the head's two outputs and the embedding's rows (one per distinct label), then the
-one definition of the terms (:func:`labelemb.functional.masked_terms`) under autograd, which
-gives the outputs' and rows' gradients; the features' and head's gradients follow as
-``nn.Linear``'s backward makes them, summed in place, and the embedding's through the rows
-``embedding_ce`` trains. Backward hands the sums out. No ``N x C`` tensor is ever held.
+``Function`` walks the targets in chunks of ``chunk_size`` rows; for each chunk it runs the
+head and the one definition of the terms (:func:`labelemb.functional.masked_terms`) under
+autograd and takes that chunk's gradients with respect to the features, the head's two outputs
+and the embedding rows; the head's weight gradients are then added in place as
+``nn.Linear``'s backward makes them, and the embedding's through the rows ``embedding_ce``
+trains. Backward hands the sums out. No ``N x C`` tensor is ever held: peak memory is one
+chunk's graph plus one gradient per parameter.
 
 Normalisers that depend on the whole batch need no second pass: the number of real targets
 comes from ``target`` alone, and the number of targets the second head gets right only divides
@@ -36,19 +37,24 @@ from .loss import LabelEmbeddingLoss
 
 __all__ = ["chunked_label_embedding_loss", "ChunkedLabelEmbeddingLoss", "default_chunk_size"]
 
-#: Default chunk: 64 MiB per ``chunk x C`` float32 tensor, enough rows for efficient matrix
-#: products, and at most 640 rows (more only cost memory); elementwise work: 32 MiB slices.
-_CHUNK_ELEMENTS, _CHUNK_ROWS, _SLICE_ELEMENTS = 1 << 24, 640, 1 << 23
+#: Elements of one ``chunk x C`` tensor when ``chunk_size`` is not given: 4M floats = 16 MiB,
+#: so the chunk's few C-wide tensors stay near the CPU's last-level cache.
+_CHUNK_ELEMENTS = 1 << 22
 
 
 def default_chunk_size(num_classes: int) -> int:
-    """Rows per chunk: 64 MiB per ``chunk x C`` float32 tensor, 16 to 640 rows."""
-    return max(16, min(_CHUNK_ROWS, _CHUNK_ELEMENTS // max(1, num_classes)))
+    """Rows per chunk so one ``chunk x C`` float32 tensor is about 16 MiB (at least 16 rows)."""
+    return max(16, _CHUNK_ELEMENTS // max(1, num_classes))
 
 
 def chunked_label_embedding_loss(
-    features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding: nn.Module, *,
-    chunk_size: int | None = None, step: int | Tensor | None = None,
+    features: Tensor,
+    target: Tensor,
+    head: LabelEmbeddingHead,
+    embedding: nn.Module,
+    *,
+    chunk_size: int | None = None,
+    step: int | Tensor | None = None,
     normalizers: Normalizers | None = None, process_group: dist.ProcessGroup | None = None,
     **options: Any,
 ) -> LossOutput:
@@ -68,8 +74,7 @@ def chunked_label_embedding_loss(
 
     Returns:
         :class:`~labelemb.functional.LossOutput`; equal to the unchunked loss's. Backward
-        works once per call (the gradients are computed in forward) and not twice. Ignored
-        targets are never computed, so ``validate`` checks the other targets' logits only.
+        works once per call (the gradients are computed in forward) and not twice.
     """
     return compute_chunked_loss(features, target, head, embedding, LossOptions(**options),
                                 chunk_size, step, (normalizers, process_group))
@@ -94,7 +99,8 @@ def compute_chunked_loss(features: Tensor, target: Tensor, head: LabelEmbeddingH
 
 def _output(sums: dict[str, Tensor], weights: dict[str, Any], loss: Tensor | None = None
             ) -> LossOutput:
-    loss = weighted_sum(sums, weights) if loss is None else loss
+    if loss is None:
+        loss = weighted_sum(sums, weights)
     return LossOutput(loss, {k: v.detach() for k, v in sums.items()})
 
 
@@ -140,97 +146,49 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
     """The summed terms over all chunks and the loss's gradient for each tensor in ``wants``
     (``features``, the head's and embedding's parameters), with ``whole``'s counts."""
     h_all, t_all = features.reshape(-1, features.shape[-1]), target.reshape(-1)
+    wanted = {id(t) for t in wants}
     grads = {id(t): torch.zeros_like(t, memory_format=torch.contiguous_format)  # summed in
              for t in wants}  # place, chunk by chunk
-    walk = _Walk(h_all, t_all, head, embedding, options, weights, grads,
-                 grads[id(features)].view_as(h_all) if id(features) in grads else None)
-    valid = t_all != options.ignore_index
-    n_valid = whole_batch_counts(local := valid.sum(), local, *whole)[0]
+    grad_h = grads[id(features)].view_as(h_all) if id(features) in wanted else None
+    layers = [layer for layer in (head.fc, head.aux_fc) if layer is not None]
+    emb_params = [p for p in embedding.parameters() if id(p) in wanted]
+    local_valid = (t_all != options.ignore_index).sum()
+    n_valid = whole_batch_counts(local_valid, local_valid, *whole)[0]
     # The embedding_ce divisor needs the whole batch: divide that term (and so the
     # embedding's gradient, which only it reaches) once at the end.
-    walk.divisors = {**term_divisors(n_valid, n_valid, options, _dtype(h_all)), "embedding_ce": 1.0}
-    # Ignored rows (padding) add nothing to any term or gradient: the walk leaves them out.
+    divisors = {**term_divisors(n_valid, n_valid, options, _dtype(features)), "embedding_ce": 1.0}
+    sums: dict[str, Tensor] = {}
+    n_correct = torch.zeros((), dtype=torch.long, device=t_all.device)
     # In label order a chunk embeds each of its labels once: e_y depends on the label alone.
-    kept = valid.nonzero().squeeze(1)
-    y_sorted, order = label_rows(t_all[kept], head.num_classes).sort(stable=True)
-    for start in range(0, max(len(order), 1), size):  # an empty batch still makes its terms
-        walk.chunk(kept[order[start : start + size]], y_sorted[start : start + size])
-    n_correct = whole_batch_counts(local, walk.n_correct, *whole)[1]
+    y_sorted, order = label_rows(t_all, head.num_classes).sort(stable=True)
+    for start in range(0, max(len(t_all), 1), size):  # an empty batch still makes its terms
+        rows = order[start : start + size]
+        h = h_all[rows].detach().requires_grad_(grad_h is not None)  # the chunk's features
+        outputs = head(h)
+        labels, inverse = y_sorted[start : start + size].unique_consecutive(return_inverse=True)
+        e = embedding(labels)  # (distinct labels, C); its gradient is taken below
+        terms, _, correct = masked_terms(*outputs, t_all[rows], embedding, options, e, inverse)
+        n_correct += correct.sum()
+        chunk = {k: v.sum() for k, v in terms.items()}
+        sums = {k: v.detach() + sums[k] if k in sums else v.detach() for k, v in chunk.items()}
+        if not wants:
+            continue
+        objective = sum(weights[k] * v / divisors[k] for k, v in chunk.items())
+        trained = [(layer, out) for layer, out in zip(layers, outputs)
+                   if out.requires_grad and any(id(p) in wanted for p in layer.parameters())]
+        inputs = [h] * (grad_h is not None) + [out for _, out in trained] + [e] * bool(emb_params)
+        found = list(torch.autograd.grad(objective, inputs, allow_unused=True))
+        if grad_h is not None:
+            grad_h.index_copy_(0, rows, found.pop(0))
+        for (layer, _), grad_out in zip(trained, found):
+            _linear_weight_grads(layer, grad_out, h.detach(), grads)
+        if emb_params:
+            _embedding_grads(embedding, emb_params, labels, e, found[-1], grads)
+    n_correct = whole_batch_counts(local_valid, n_correct, *whole)[1]
     final = term_divisors(n_valid, n_correct, options, _dtype(features))
-    for p in walk.emb_params:
+    for p in emb_params:
         grads[id(p)].div_(final["embedding_ce"])
-    return {k: v / final[k] for k, v in walk.sums.items()}, [grads[id(t)] for t in wants]
-
-
-class _Walk:
-    """One walk's running sums and gradients, and the work of one chunk of targets.
-
-    A chunk's matrix products (the head's two outputs and their gradients, the embedding rows)
-    run once on the whole chunk, where they are efficient; its elementwise work (softmaxes,
-    terms, their backward under autograd) runs in slices of about 32 MiB per ``slice x C``
-    tensor, which measured faster than the whole chunk and than smaller slices."""
-
-    def __init__(self, h_all: Tensor, t_all: Tensor, head: LabelEmbeddingHead,
-                 embedding: nn.Module, options: LossOptions, weights: dict[str, Any],
-                 grads: dict[int, Tensor], grad_h: Tensor | None) -> None:
-        self.h_all, self.t_all, self.head, self.embedding = h_all, t_all, head, embedding
-        self.options, self.weights, self.grads, self.grad_h = options, weights, grads, grad_h
-        self.emb_params = [p for p in embedding.parameters() if id(p) in grads]
-        # o1 needs a gradient for the features or W1, b1; o2 for W2, b2
-        self.needs = [layer is not None and (any(id(p) in grads for p in layer.parameters())
-                                             or (layer is head.fc and grad_h is not None))
-                      for layer in (head.fc, head.aux_fc)]
-        self.sums: dict[str, Tensor] = {}
-        self.divisors: dict[str, Any] = {}
-        self.n_correct = torch.zeros((), dtype=torch.long, device=t_all.device)
-        self.slice = max(1, _SLICE_ELEMENTS // max(1, head.num_classes))
-
-    def chunk(self, rows: Tensor, y: Tensor) -> None:
-        """Terms and gradients of the targets ``rows`` (indices into the batch), whose labels
-        ``y`` are sorted."""
-        h = self.h_all[rows].detach()
-        with torch.no_grad():  # the head's backward is nn.Linear's, written out below
-            outputs = self.head(h)
-        labels, inverse = y.unique_consecutive(return_inverse=True)
-        with torch.set_grad_enabled(bool(self.emb_params)):
-            e = self.embedding(labels)  # (distinct labels, C)
-        g_out = [torch.empty_like(o) if need else None for o, need in zip(outputs, self.needs)]
-        g_e = torch.zeros_like(e) if self.emb_params else None
-        for a in range(0, max(len(rows), 1), self.slice):
-            part, b = slice(a, a + self.slice), min(a + self.slice, len(rows))
-            lo, hi = inverse[[a, b - 1]].tolist() if b > a else (0, -1)  # its rows of e
-            self._slice(part, rows[part], outputs, e, slice(lo, hi + 1), inverse[part] - lo,
-                        g_out, g_e)
-        w = self.head.fc.weight
-        if self.grad_h is not None:
-            self.grad_h.index_copy_(0, rows, (g_out[0].to(w.dtype) @ w).to(self.grad_h.dtype))
-        for layer, g in zip((self.head.fc, self.head.aux_fc), g_out):
-            _linear_weight_grads(layer, g, h, self.grads)
-        if self.emb_params:
-            _embedding_grads(self.embedding, self.emb_params, labels, e, g_e, self.grads)
-
-    def _slice(self, part: slice, rows: Tensor, outputs: tuple, e: Tensor, run: slice,
-               label_index: Tensor, g_out: list, g_e: Tensor | None) -> None:
-        """The one definition of the terms (:func:`masked_terms`) on a slice of the chunk,
-        under autograd: adds to the sums and writes the slice's rows of the gradients."""
-        o = [None if out is None else out[part].detach().requires_grad_(g is not None)
-             for out, g in zip(outputs, g_out)]
-        e_part = e.detach()[run].requires_grad_(g_e is not None)
-        terms, _, correct = masked_terms(*o, self.t_all[rows], self.embedding, self.options,
-                                         e_part, label_index)
-        self.n_correct += correct.sum()
-        sums = {k: v.sum() for k, v in terms.items()}
-        self.sums = {k: v.detach() + self.sums.get(k, 0) for k, v in sums.items()}
-        inputs = [t for t in (*o, e_part) if t is not None and t.requires_grad]
-        if not inputs:
-            return
-        objective = sum(self.weights[k] * v / self.divisors[k] for k, v in sums.items())
-        found = torch.autograd.grad(objective, inputs, materialize_grads=True)
-        for g, grad in zip([g for g in (*g_out, g_e) if g is not None], found):
-            if g is g_e:  # a label whose rows span two slices has its row in both: add
-                g[run].add_(grad)
-            else:
-                g[part].copy_(grad)
+    return {k: v / final[k] for k, v in sums.items()}, [grads[id(t)] for t in wants]
 
 
 def _embedding_grads(embedding: nn.Module, params: list[Tensor], y: Tensor, e: Tensor,
@@ -327,10 +285,15 @@ class ChunkedLabelEmbeddingLoss(LabelEmbeddingLoss):
 
     Args:
         embedding: the label embedding this loss owns and trains.
-        chunk_size: targets per chunk (``None``: :func:`default_chunk_size`).
+        chunk_size: targets per chunk (``None``: about 16 MiB per ``chunk x C`` tensor).
         **options: as :class:`~labelemb.LabelEmbeddingLoss`; ``reduction`` ``"mean"``/``"sum"``.
 
-    Example: docs/PERFORMANCE.md, "Large label sets: the chunked loss".
+    Example::
+
+        head = LabelEmbeddingHead(512, 50_000)
+        criterion = ChunkedLabelEmbeddingLoss.from_preset(
+            "seq2seq", CompressedLabelEmbedding(50_000, 100))
+        loss, terms = criterion(decoder_states.flatten(0, 1), target.flatten(), head)
     """
 
     def __init__(self, embedding: nn.Module, chunk_size: int | None = None, **options: Any):

@@ -172,9 +172,12 @@ class TrainConfig:
     max_steps: int | None = setting(None, "stop after N updates", on_resume=True, at_least=1)
     warmup_steps: int = setting(LOSS_PRESETS["seq2seq"].warmup_steps,
                                 "updates before the soft-target term starts", at_least=0)
-    # head + loss in chunks of tokens (labelemb.chunked): no (B*T) x V tensor is held
-    chunked_loss: bool = setting(False, "emb: head + loss in chunks of tokens, no (B*T) x V "
-                                 "tensor (same loss, far less memory for big vocabularies)")
+    # head + loss in chunks of tokens (labelemb.chunked): no (B*T) x V tensor is held. The
+    # default for emb: the same loss and gradients, less time and far less memory than the
+    # plain head + LabelEmbeddingLoss (docs/PERFORMANCE.md); the baseline has no chunked form.
+    chunked_loss: bool = setting(True, "emb: head + loss in chunks of tokens, no (B*T) x V "
+                                 "tensor (same loss, less time and far less memory); "
+                                 "--no-chunked-loss: the plain head + LabelEmbeddingLoss")
     eval_every: int = setting(500, "updates between dev evaluations", on_resume=True,
                               at_least=1)
     # decoding
@@ -205,6 +208,8 @@ class TrainConfig:
             d["device"] = "cuda" if torch.cuda.is_available() else "cpu"
         if d["max_train_len"] == 0:
             d["max_train_len"] = None
+        if not MODES[self.mode].label_embedding:
+            d["chunked_loss"] = False  # cross-entropy is computed plainly
         if d["out"] is None:
             d["out"] = str(Path("runs") / f"seq2seq-{self.task}-{self.mode}-seed{self.seed}")
         cfg = TrainConfig(**d)
