@@ -224,7 +224,10 @@ def test_ctrl_c_during_training_is_one_line_and_exit_130(tmp_path):
         [sys.executable, "-m", "labelemb", "train", "--dataset", "fashion-mnist", "--model",
          "mlp", "--modes", "emb", "--epochs", "50", "--train-subset", "2000",
          "--test-subset", "500", "--threads", "1", "--device", "cpu", "--out", str(out)],
-        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C in a terminal: SIGINT not ignored, even when pytest itself runs in the
+        # background (`cmd &` or nohup ignore it, and Python then installs no handler)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # Interrupt once the run is under way: its folder has a config and a first epoch.
         metrics = out / "emb" / "seed-0" / "metrics.jsonl"
