@@ -6,7 +6,9 @@ single output layer and ``F.cross_entropy``. The label embedding network adds th
 layer on detached features, a ``LabelEmbedding(10)`` and ``LabelEmbeddingLoss`` with the
 authors' classification settings; Adam covers the extra parameters too. With
 ``--compile-loss`` the criterion is ``torch.compile(criterion)`` (compiled before timing starts;
-the baseline stays eager ``F.cross_entropy``, as a user would write it).
+the baseline stays eager ``F.cross_entropy``, as a user would write it). With
+``--compile-step`` each side's forward and loss are one ``torch.compile``d function (the
+baseline's ``F.cross_entropy(model(x))`` too): what the method costs to a user who compiles.
 
 Both are timed in one process, alternating rounds (see ``_common.interleaved``), and the
 ratio of the medians is printed for each model.
@@ -16,6 +18,7 @@ ratio of the medians is printed for each model.
     python benchmarks/train_step.py --quick         # smoke run (tiny batch, few steps)
     python benchmarks/train_step.py --models mlp --repeat 5   # five runs, their median ratio
     python benchmarks/train_step.py --compile-loss  # torch.compile(criterion), the target's setting
+    python benchmarks/train_step.py --compile-step  # model + loss compiled, on both sides
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def batches(name: str, batch: int, count: int, seed: int = 0) -> tuple[Tensor, T
 
 
 def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool | None = None,
-               compile_loss: bool = False, cpp_wrapper: bool = False):
+               compile_loss: bool = False, cpp_wrapper: bool = False, compile_step: bool = False):
     """Two step functions: ``{"baseline": ..., "label_embedding": ...}``, and their losses.
 
     Both walk the same ``count`` batches in the same order.
@@ -86,7 +89,7 @@ def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool |
     torch.manual_seed(seed)
     emb_model = build_model(name, in_channels, size, num_classes, aux=True)
     criterion = LabelEmbeddingLoss(LabelEmbedding(num_classes))
-    if compile_loss:
+    if compile_loss or compile_step:
         torch._dynamo.reset()  # each run compiles afresh, never past dynamo's recompile limit
     # cpp_wrapper: inductor's C++ wrapper around the kernels instead of Python (less per call)
     options = {"cpp_wrapper": True} if cpp_wrapper else None
@@ -96,6 +99,15 @@ def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool |
                                foreach=foreach)
     base.train()
     emb_model.train()
+
+    def base_forward(x: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(base(x)[0], y)
+
+    def emb_forward(x: Tensor, y: Tensor) -> Tensor:
+        return loss_fn(*emb_model(x), y)[0]
+
+    if compile_step:
+        base_forward, emb_forward = torch.compile(base_forward), torch.compile(emb_forward)
     last: dict[str, Tensor] = {}
     position = {"baseline": 0, "label_embedding": 0}
 
@@ -107,8 +119,7 @@ def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool |
     def baseline_step() -> None:
         x, y = next_batch("baseline")
         base_opt.zero_grad(set_to_none=True)
-        logits, _ = base(x)
-        loss = F.cross_entropy(logits, y)
+        loss = base_forward(x, y)
         loss.backward()
         base_opt.step()
         last["baseline"] = loss.detach()
@@ -116,8 +127,7 @@ def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool |
     def label_embedding_step() -> None:
         x, y = next_batch("label_embedding")
         emb_opt.zero_grad(set_to_none=True)
-        logits, aux_logits = emb_model(x)
-        loss, _ = loss_fn(logits, aux_logits, y)
+        loss = emb_forward(x, y)
         loss.backward()
         emb_opt.step()
         last["label_embedding"] = loss.detach()
@@ -140,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpp-wrapper", action="store_true",
                         help="with --compile-loss: torch.compile(criterion, "
                              "options={'cpp_wrapper': True})")
+    parser.add_argument("--compile-step", action="store_true",
+                        help="torch.compile each side's model + loss (baseline included)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="independent interleaved runs per model; prints each ratio and "
                              "their median (the machine's noise shows in the spread)")
@@ -149,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     print(machine() + ("; Adam(foreach=True)" if args.foreach else "; Adam defaults")
-          + ("; loss compiled" if args.compile_loss else "; loss eager")
-          + (" (cpp_wrapper)" if args.compile_loss and args.cpp_wrapper else ""))
+          + ("; loss compiled" if args.compile_loss else "" if args.compile_step else "; loss eager")
+          + (" (cpp_wrapper)" if args.compile_loss and args.cpp_wrapper else "")
+          + ("; model + loss compiled on both sides" if args.compile_step else ""))
     results = {}
     for name in args.models:
         _, _, batch, target, rounds, steps = SETUPS[name]
@@ -163,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             fns, last = make_steps(name, batch, count=rounds * steps + 2,
                                    foreach=True if args.foreach else None,
                                    compile_loss=args.compile_loss,
-                                   cpp_wrapper=args.cpp_wrapper)
+                                   cpp_wrapper=args.cpp_wrapper,
+                                   compile_step=args.compile_step)
             times = interleaved(fns, rounds=rounds, steps_per_round=steps, warmup=2)
             for k, v in last.items():
                 if not torch.isfinite(v):
