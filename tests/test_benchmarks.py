@@ -49,6 +49,14 @@ def test_train_step_repeats_and_reports_the_median_with_the_compiled_loss(tmp_pa
     assert f"median ratio over 3 runs {ratios[1]:.3f}" in stdout
 
 
+def test_train_step_compiles_model_and_loss_on_both_sides(tmp_path):
+    stdout = _run("train_step.py", "--models", "mlp", "--compile-step",
+                  "--json", str(tmp_path / "r.json"))
+    (run,) = json.loads((tmp_path / "r.json").read_text())["results"]["mlp"]["runs"]
+    assert "model + loss compiled on both sides" in stdout and "loss eager" not in stdout
+    assert _positive(run["baseline_ms"]) and _positive(run["label_embedding_ms"])
+
+
 def test_large_vocab_quick_runs_each_variant_and_checks_chunked_equals_unchunked(tmp_path):
     stdout = _run("large_vocab.py", "--json", str(tmp_path / "r.json"))
     summary = json.loads((tmp_path / "r.json").read_text())["summary"]
