@@ -9,7 +9,11 @@ from typing import Sequence
 
 from .table import ModeSummary
 
-__all__ = ["Comparison", "compare", "format_comparisons"]
+__all__ = ["Comparison", "compare", "compare_label_embedding", "format_comparisons"]
+
+#: The modes that train with a label embedding; a variant's name starts with one of them and
+#: a space ("emb beta=0.75": a run that changed a loss option).
+LABEL_EMBEDDING_MODES = ("emb", "emb-fixed")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,17 @@ def compare(summaries: Sequence[ModeSummary], mode: str = "emb") -> list[Compari
         out.append(Comparison(s.dataset, s.model, mode, s.mode,
                               statistics.fmean(a) - statistics.fmean(b),
                               float(test.statistic), float(test.pvalue), (len(a), len(b))))
+    return out
+
+
+def compare_label_embedding(summaries: Sequence[ModeSummary]) -> list[Comparison]:
+    """emb against every other mode, then each variant of emb (a sweep's re-run, e.g.
+    ``"emb beta=0.75"``) against the modes that train without a label embedding."""
+    out = compare(summaries, "emb")
+    variants = sorted({s.mode for s in summaries if s.mode.startswith("emb ")})
+    for variant in variants:
+        out += [c for c in compare(summaries, variant)
+                if c.other.split(" ")[0] not in LABEL_EMBEDDING_MODES]
     return out
 
 
