@@ -135,6 +135,13 @@ def make_steps(name: str, batch: int, count: int, seed: int = 0, foreach: bool |
     return {"baseline": baseline_step, "label_embedding": label_embedding_step}, last
 
 
+def compiled_graphs() -> int:
+    """Graphs ``torch.compile`` has made since the last ``torch._dynamo.reset()`` (0 eager)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=sorted(SETUPS), default=list(SETUPS))
@@ -185,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             base_ms = 1e3 * median(times["baseline"])
             emb_ms = 1e3 * median(times["label_embedding"])
             runs.append(dict(baseline_ms=base_ms, label_embedding_ms=emb_ms,
-                             ratio=emb_ms / base_ms))
+                             ratio=emb_ms / base_ms, compiled_graphs=compiled_graphs()))
             print(f"{name:8s} batch {batch:4d}  baseline {base_ms:9.2f} ms  label embedding "
                   f"{emb_ms:9.2f} ms  ratio {emb_ms / base_ms:.3f} (target <= {target})  "
                   f"[{len(times['baseline'])} steps each]", flush=True)

@@ -4,7 +4,8 @@
 # change on --resume), so whenever the study is stopped both have trained equally long;
 # running the script again continues where it stopped.
 #   scripts/study_bible.sh DATA RUNS SEED [UPTO] [STEP]
-#   MODES=emb scripts/study_bible.sh ...   one mode only (run the other beside it, one per core)
+#   MODES=emb scripts/study_bible.sh ...   one mode only (run the other beside it, one per core;
+#                                           then the two are not kept equally long when stopped)
 # DATA comes from `labelemb data prepare bible-en-es --out DATA`. The test set is scored
 # afterwards from best.pt: labelemb seq2seq evaluate RUN --src DATA/test.en --ref DATA/test.es
 set -euo pipefail
@@ -16,8 +17,9 @@ recipe=(--task parallel --data-dir "$data" --src-lang en --tgt-lang es --test-pr
         --emb-dim 128 --hidden 256 --layers 1 --batch-size 64 --vocab-size 4000
         --max-train-len 50 --epochs 10 --eval-every 100 --dev-max-pairs 200
         --warmup-steps 100 --max-len 100 --threads 1)
+MODES=${MODES:-baseline,emb}  # comma-separated, as in study.sh
 for ((n = step; n <= upto; n += step)); do
-  for mode in ${MODES:-baseline emb}; do
+  for mode in ${MODES//,/ }; do
     extra=(); [ "$mode" = emb ] && extra=(--chunked-loss)
     out="$runs/bible-$mode-s$seed"
     flag=(); [ -f "$out/config.json" ] && flag=(--resume)

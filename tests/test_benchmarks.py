@@ -34,6 +34,7 @@ def test_train_step_quick_reports_a_ratio_per_model(tmp_path):
     assert "loss eager" in stdout
     for name, r in results.items():
         (run,) = r["runs"]
+        assert run["compiled_graphs"] == 0
         assert _positive(run["baseline_ms"]) and _positive(run["label_embedding_ms"])
         assert run["ratio"] == pytest.approx(run["label_embedding_ms"] / run["baseline_ms"])
         assert r["ratio"] == run["ratio"] and f"ratio {r['ratio']:.3f}" in stdout
@@ -55,6 +56,7 @@ def test_train_step_compiles_model_and_loss_on_both_sides(tmp_path):
     (run,) = json.loads((tmp_path / "r.json").read_text())["results"]["mlp"]["runs"]
     assert "model + loss compiled on both sides" in stdout and "loss eager" not in stdout
     assert _positive(run["baseline_ms"]) and _positive(run["label_embedding_ms"])
+    assert run["compiled_graphs"] >= 2  # one per side at least: neither side ran eagerly
 
 
 def test_large_vocab_quick_runs_each_variant_and_checks_chunked_equals_unchunked(tmp_path):

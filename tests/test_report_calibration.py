@@ -112,21 +112,27 @@ def test_welch_t_and_p_of_emb_against_each_mode(report):
 
 
 def test_a_variant_of_emb_is_tested_against_the_modes_without_a_label_embedding(tmp_path):
-    """A sweep's re-run ("emb beta=0.75") gets its own t-tests against baseline and ls (its
-    question: does the chosen setting beat them?); emb's own rows are unchanged."""
-    runs = {m: [write_run(tmp_path / "study", m, s) for s in range(3)] for m in MODES}
-    runs["emb beta=0.75"] = [write_run(tmp_path / "variant", "emb", s) for s in range(10, 13)]
-    for d in runs["emb beta=0.75"]:
-        config = json.loads((d / "config.json").read_text())
-        (d / "config.json").write_text(json.dumps({**config, "loss_options": {"beta": 0.75}}))
+    """A sweep's re-run ("emb beta=0.75", "emb-fixed tau=1.0") gets its own t-tests against
+    the modes without a label embedding (its question: does the chosen setting beat them?),
+    not against emb, emb-fixed or each other; emb is still tested against every mode."""
+    modes = (*MODES, "ols", "emb-fixed")
+    runs = {m: [write_run(tmp_path / "study", m, s) for s in range(3)] for m in modes}
+    for name, mode, options in (("emb beta=0.75", "emb", {"beta": 0.75}),
+                                ("emb-fixed tau=1.0", "emb-fixed", {"tau": 1.0})):
+        runs[name] = [write_run(tmp_path / name.replace(" ", "-"), mode, s) for s in range(10, 13)]
+        for d in runs[name]:
+            config = json.loads((d / "config.json").read_text())
+            (d / "config.json").write_text(json.dumps({**config, "loss_options": options}))
     assert main(["report", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     rows = [[c.strip() for c in ln.strip("|").split("|")]
             for ln in _section((tmp_path / "out" / "report.md").read_text(), "Significance")]
-    assert [(r[2], r[3]) for r in rows] == [
-        ("emb", "baseline"), ("emb", "ls"), ("emb", "emb beta=0.75"),
-        ("emb beta=0.75", "baseline"), ("emb beta=0.75", "ls")]
+    pairs = sorted((r[2], r[3]) for r in rows)
+    assert pairs == sorted(
+        [("emb", m) for m in runs if m != "emb"]
+        + [(v, m) for v in ("emb beta=0.75", "emb-fixed tau=1.0") for m in ("baseline", "ls", "ols")])
+    rows = [r for r in rows if (r[2], r[3]) == ("emb beta=0.75", "baseline")]
     variant = [records(r)[-1]["test_error"] for r in runs["emb beta=0.75"]]
     base = [records(r)[-1]["test_error"] for r in runs["baseline"]]
     va, vb = statistics.variance(variant) / 3, statistics.variance(base) / 3
     t = (statistics.fmean(variant) - statistics.fmean(base)) / math.sqrt(va + vb)
-    assert float(rows[3][5]) == pytest.approx(t, abs=0.006)
+    assert float(rows[0][5]) == pytest.approx(t, abs=0.006)

@@ -51,14 +51,18 @@ def compare(summaries: Sequence[ModeSummary], mode: str = "emb") -> list[Compari
 
 
 def compare_label_embedding(summaries: Sequence[ModeSummary]) -> list[Comparison]:
-    """emb against every other mode, then each variant of emb (a sweep's re-run, e.g.
-    ``"emb beta=0.75"``) against the modes that train without a label embedding."""
+    """emb against every other mode, then each variant of emb or emb-fixed (a sweep's re-run,
+    e.g. ``"emb beta=0.75"``) against the modes that train without a label embedding."""
     out = compare(summaries, "emb")
-    variants = sorted({s.mode for s in summaries if s.mode.startswith("emb ")})
+    variants = sorted({s.mode for s in summaries if _is_variant(s.mode)})
     for variant in variants:
         out += [c for c in compare(summaries, variant)
                 if c.other.split(" ")[0] not in LABEL_EMBEDDING_MODES]
     return out
+
+
+def _is_variant(mode: str) -> bool:
+    return " " in mode and mode.split(" ")[0] in LABEL_EMBEDDING_MODES
 
 
 def format_comparisons(comparisons: Sequence[Comparison]) -> str:
