@@ -36,6 +36,7 @@ from torch import nn  # noqa: E402
 from _common import MIB, interleaved, machine, median, peak_rss_bytes, run_worker  # noqa: E402
 from labelemb.data.parallel_text import Batch, collate  # noqa: E402
 from labelemb.engine.seq2seq import build_criterion, build_model, sequence_loss  # noqa: E402
+from labelemb.engine.optim import adam  # noqa: E402
 from labelemb.models.seq2seq import PRESETS, Seq2SeqConfig  # noqa: E402
 
 #: size -> (model settings, target words)
@@ -85,7 +86,7 @@ def build(mode: str, args: argparse.Namespace, src_vocab: int, vocab: int):
     if mode == "emb-chunked":
         criterion.chunk_size = args.chunk_size  # None: labelemb.chunked's default
     params = list(model.parameters()) + list(criterion.parameters())
-    optimizer = torch.optim.Adam(params, lr=1e-3)
+    optimizer = adam(params, 1e-3)  # as seq2seq train builds it
 
     def step(batch) -> None:
         loss, _ = sequence_loss(model, criterion, batch)  # all five terms (warm-up 0)
@@ -151,7 +152,7 @@ def main() -> None:
     p.add_argument("--data", default=None, help="folder with train.en / train.es: real batches")
     p.add_argument("--label-dim", type=int, default=512)
     p.add_argument("--chunk-size", type=int, default=None,
-                   help="emb-chunked: targets per chunk (default: labelemb.chunked's, 64 MiB)")
+                   help="emb-chunked: targets per chunk (default: labelemb.chunked's, 16 MiB)")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--steps-per-round", type=int, default=2)
     p.add_argument("--memory-steps", type=int, default=2)

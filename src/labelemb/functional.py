@@ -217,7 +217,7 @@ def masked_terms(logits: Tensor, aux_logits: Tensor | None, target: Tensor,
     log_p1 = F.log_softmax(o1, dim=1)
     log_q, probs = F.log_softmax(e, dim=1), soft_target(e.detach(), options)  # log e', e'
     if label_index is not None:  # one row per label -> one per target
-        log_q, probs = log_q[label_index], probs[label_index]
+        log_q, probs = log_q.index_select(0, label_index), probs.index_select(0, label_index)
     terms = {
         "ce": -log_p1.gather(1, y[:, None]).squeeze(1),  # H(y, o1')
         # H(e', o1'): the soft target e' is detached, the embedding learns only from

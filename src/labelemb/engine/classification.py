@@ -55,6 +55,7 @@ from ..runs.ranks import (barrier, check_ranks_agree, is_main_process, rank_and_
                           sum_gradients)
 from ..runs.seed import seed_everything
 from .device import device_of_rank, join_torchrun
+from .optim import adam
 
 __all__ = [
     "MODES", "Mode", "RECIPES", "TrainConfig", "run_training", "train_one", "evaluate",
@@ -479,7 +480,7 @@ def _build(cfg: TrainConfig, ds: ImageDataset, mode: str, seed: int,
                         aux=MODES[mode].aux_head).to(device)
     criterion = build_criterion(mode, ds, cfg, seed).to(device)
     params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    optimizer = adam(params, cfg.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.lr_milestones, cfg.lr_gamma)
     return _Training(model, criterion, optimizer, scheduler, g,
                      sum(p.numel() for p in model.parameters()))

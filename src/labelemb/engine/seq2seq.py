@@ -47,6 +47,7 @@ from ..runs.rundir import (CHECKPOINT, CONFIG, EMBEDDING, METRICS, RESULT, RUN_F
 from ..runs.seed import seed_everything
 from ..runs.settings import check_ranges, may_change_on_resume, setting
 from .device import device_of_rank, join_torchrun
+from .optim import adam
 from .text_metrics import bleu, rouge
 
 __all__ = [
@@ -438,7 +439,7 @@ class _Trainer:
                                          cfg.warmup_steps, cfg.chunked_loss).to(device)
         self.params = [p for p in list(self.model.parameters()) + list(self.criterion.parameters())
                        if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.optimizer = adam(self.params, cfg.lr)
         self.src_ids, self.tgt_ids = encode_corpus(data.train, data.src_vocab, data.tgt_vocab)
         # bucket by both sides
         self.lengths = (self.src_ids.lengths() * 1000 + self.tgt_ids.lengths()).tolist()
