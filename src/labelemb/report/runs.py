@@ -58,13 +58,17 @@ class Run:
         return str(self.config.get("model", "?"))
 
     @property
+    def base_mode(self) -> str:
+        """The training mode alone (``emb``), without the changed loss options."""
+        return str(self.config.get("mode", "?"))
+
+    @property
     def mode(self) -> str:
         """The training mode, then the loss options the run changed from its preset, as
         ``config.json``'s ``loss_options`` records them (``emb tau=1``): runs of one mode with
         other settings are grouped, compared and drawn apart."""
         changed = self.config.get("loss_options") or {}
-        return " ".join([str(self.config.get("mode", "?")),
-                         *(f"{k}={v}" for k, v in sorted(changed.items()))])
+        return " ".join([self.base_mode, *(f"{k}={v}" for k, v in sorted(changed.items()))])
 
     @property
     def seed(self) -> Any:

@@ -11,8 +11,8 @@ from .table import ModeSummary
 
 __all__ = ["Comparison", "compare", "compare_label_embedding", "format_comparisons"]
 
-#: The modes that train with a label embedding; a variant's name starts with one of them and
-#: a space ("emb beta=0.75": a run that changed a loss option).
+#: The modes that train with a label embedding; a variant of one ("emb beta=0.75") is a run
+#: that changed a loss option.
 LABEL_EMBEDDING_MODES = ("emb", "emb-fixed")
 
 
@@ -54,15 +54,12 @@ def compare_label_embedding(summaries: Sequence[ModeSummary]) -> list[Comparison
     """emb against every other mode, then each variant of emb or emb-fixed (a sweep's re-run,
     e.g. ``"emb beta=0.75"``) against the modes that train without a label embedding."""
     out = compare(summaries, "emb")
-    variants = sorted({s.mode for s in summaries if _is_variant(s.mode)})
+    variants = sorted({s.mode for s in summaries
+                       if s.base_mode in LABEL_EMBEDDING_MODES and s.mode != s.base_mode})
+    without = {s.mode for s in summaries if s.base_mode not in LABEL_EMBEDDING_MODES}
     for variant in variants:
-        out += [c for c in compare(summaries, variant)
-                if c.other.split(" ")[0] not in LABEL_EMBEDDING_MODES]
+        out += [c for c in compare(summaries, variant) if c.other in without]
     return out
-
-
-def _is_variant(mode: str) -> bool:
-    return " " in mode and mode.split(" ")[0] in LABEL_EMBEDDING_MODES
 
 
 def format_comparisons(comparisons: Sequence[Comparison]) -> str:

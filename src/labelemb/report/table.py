@@ -73,6 +73,11 @@ class ModeSummary:
         return len(self.runs)
 
     @property
+    def base_mode(self) -> str:
+        """The training mode of every run in the group, without the changed loss options."""
+        return self.runs[0].base_mode
+
+    @property
     def mean_error(self) -> float:
         return statistics.fmean(self.final_test_error)
 
@@ -298,6 +303,11 @@ class ScoreSummary:
     @property
     def n(self) -> int:
         return len(self.runs)
+
+    @property
+    def base_mode(self) -> str:
+        """The training mode of every run in the group, without the changed loss options."""
+        return self.runs[0].base_mode
 
     def delta(self) -> float | None:
         """``mean(mode) - mean(baseline)`` of the test selection metric."""
