@@ -140,7 +140,17 @@ def timing(args: argparse.Namespace) -> dict:
             "batches": "real" if args.data else "zipf", "tokens_per_batch": median(tokens),
             "distinct_targets_per_batch": median(distinct), "machine": machine(),
             "median_s": {m: round(v, 6) for m, v in med.items()},
-            "ratio": {m: round(med[m] / med["baseline"], 3) for m in med if m != "baseline"}}
+            "ratio": {m: round(med[m] / med["baseline"], 3) for m in med if m != "baseline"},
+            "paired_ratio": {m: paired_ratios(times[m], times["baseline"])
+                             for m in med if m != "baseline"}}
+
+
+def paired_ratios(mode: list[float], baseline: list[float]) -> dict[str, float]:
+    """Step i of every mode ran on the same batch: the spread of the per-batch ratios says how
+    far one run's ratio of medians can be trusted."""
+    ratios = sorted(a / b for a, b in zip(mode, baseline, strict=True))
+    return {"median": round(median(ratios), 3), "min": round(ratios[0], 3),
+            "max": round(ratios[-1], 3)}
 
 
 def main() -> None:
@@ -187,7 +197,9 @@ def main() -> None:
     for m in args.modes:
         mem = result.get("peak_rss_mib", {}).get(m, "-")
         ratio = result["ratio"].get(m, 1.0)
-        print(f"{m}: {result['median_s'][m]} s/step, ratio {ratio:.2f}, peak RSS {mem} MiB")
+        spread = result["paired_ratio"].get(m)
+        paired = f" (per batch {spread['min']:.2f} to {spread['max']:.2f})" if spread else ""
+        print(f"{m}: {result['median_s'][m]} s/step, ratio {ratio:.2f}{paired}, peak RSS {mem} MiB")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

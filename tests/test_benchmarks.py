@@ -104,4 +104,6 @@ def test_seq2seq_step_quick_times_both_modes_in_one_process_and_their_memory(tmp
     assert r["ratio"]["emb-chunked"] == pytest.approx(
         r["median_s"]["emb-chunked"] / r["median_s"]["baseline"], rel=1e-2)
     assert 0 < r["distinct_targets_per_batch"] < r["tokens_per_batch"]  # Zipf: words repeat
-    assert "emb-chunked:" in stdout and "ratio" in stdout
+    paired = r["paired_ratio"]["emb-chunked"]
+    assert 0 < paired["min"] <= paired["median"] <= paired["max"]
+    assert "emb-chunked:" in stdout and "ratio" in stdout and "per batch" in stdout
