@@ -258,15 +258,16 @@ def test_iwslt15_task_end_to_end(tmp_path):
     assert len((run / "test.hyp.txt").read_text(encoding="utf-8").splitlines()) == 5
 
 
-def test_chunked_loss_run_matches_the_plain_run(tmp_path):
+@pytest.mark.parametrize("chunk", [None, "5"])
+def test_chunked_loss_run_matches_the_plain_run(tmp_path, chunk):
     """The chunked loss (emb's default) changes memory, not training: the same losses and
-    weights as `--no-chunked-loss`, and it reloads."""
+    weights as `--no-chunked-loss`, with the default chunk or `--chunk-size`, and it reloads."""
     from labelemb.chunked import ChunkedLabelEmbeddingLoss
 
     write_permutation_corpus(tmp_path / "data", n_train=120, n_dev=10, n_test=10)
     common = ["--warmup-steps", "2", "--max-steps", "6", "--dropout", "0"]
     assert _train(tmp_path, "plain", *common, "--no-chunked-loss") == 0
-    assert _train(tmp_path, "chunked", *common) == 0
+    assert _train(tmp_path, "chunked", *common, *(["--chunk-size", chunk] if chunk else [])) == 0
     a = read_metrics(tmp_path / "plain" / "metrics.jsonl")
     b = read_metrics(tmp_path / "chunked" / "metrics.jsonl")
     assert [r["step"] for r in a] == [r["step"] for r in b] == [3, 6]
@@ -275,6 +276,7 @@ def test_chunked_loss_run_matches_the_plain_run(tmp_path):
         assert ra["terms"] == pytest.approx(rb["terms"], rel=1e-4, abs=1e-6)
     _, criterion, _, _, config = load_run(tmp_path / "chunked")
     assert isinstance(criterion, ChunkedLabelEmbeddingLoss)
+    assert criterion.chunk_size == (int(chunk) if chunk else None)
     sa = torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=True)
     sb = torch.load(tmp_path / "chunked" / "checkpoint.pt", weights_only=True)
     for name in sa["model"]:

@@ -179,6 +179,11 @@ class TrainConfig:
     chunked_loss: bool = setting(True, "emb: head + loss in chunks of tokens, no (B*T) x V "
                                  "tensor (same loss, less time and far less memory); "
                                  "--no-chunked-loss: the plain head + LabelEmbeddingLoss")
+    # Rows per chunk: the chunked loss's memory knob (the loss and gradients do not change).
+    chunk_size: int | None = setting(None, "with --chunked-loss: target tokens per chunk; fewer "
+                                     "use less memory", on_resume=True, at_least=1,
+                                     default_text="labelemb.chunked's, 16 MiB per chunk x V "
+                                     "tensor")
     eval_every: int = setting(500, "updates between dev evaluations", on_resume=True,
                               at_least=1)
     # decoding
@@ -275,18 +280,20 @@ def build_model(mcfg: Seq2SeqConfig, mode: str) -> Seq2Seq:
 
 
 def build_criterion(mode: str, tgt_vocab: Vocab, label_dim: int, warmup_steps: int,
-                    chunked: bool = False) -> nn.Module:
+                    chunked: bool = False, chunk_size: int | None = None) -> nn.Module:
     """``emb``: the seq2seq preset over a compressed label embedding, PAD ignored in every
-    term; ``chunked`` computes head and loss together in chunks of tokens (same loss and
-    gradients, same state-dict keys, a fraction of the memory). ``baseline``: cross-entropy,
-    PAD ignored."""
+    term; ``chunked`` computes head and loss together in chunks of ``chunk_size`` tokens (same
+    loss and gradients, same state-dict keys, a fraction of the memory). ``baseline``:
+    cross-entropy, PAD ignored."""
     if not MODES[mode].label_embedding:
         return LabelSmoothingLoss(0.0, ignore_index=PAD)
     embedding = CompressedLabelEmbedding(len(tgt_vocab), label_dim, class_names=tgt_vocab.itos)
-    loss_class = ChunkedLabelEmbeddingLoss if chunked else LabelEmbeddingLoss
-    return loss_class.from_preset(
-        "seq2seq", embedding, ignore_index=PAD, warmup_steps=warmup_steps
-    )
+    if chunked:
+        return ChunkedLabelEmbeddingLoss.from_preset(
+            "seq2seq", embedding, chunk_size=chunk_size, ignore_index=PAD,
+            warmup_steps=warmup_steps)
+    return LabelEmbeddingLoss.from_preset("seq2seq", embedding, ignore_index=PAD,
+                                          warmup_steps=warmup_steps)
 
 
 def sequence_loss(model: Seq2Seq, criterion: nn.Module, batch,
@@ -436,7 +443,8 @@ class _Trainer:
         self.mcfg = model_config(cfg, data.src_vocab, data.tgt_vocab)
         self.model = build_model(self.mcfg, cfg.mode).to(device)
         self.criterion = build_criterion(cfg.mode, data.tgt_vocab, cfg.label_dim,
-                                         cfg.warmup_steps, cfg.chunked_loss).to(device)
+                                         cfg.warmup_steps, cfg.chunked_loss,
+                                         cfg.chunk_size).to(device)
         self.params = [p for p in list(self.model.parameters()) + list(self.criterion.parameters())
                        if p.requires_grad]
         self.optimizer = adam(self.params, cfg.lr)
@@ -698,7 +706,8 @@ def load_run(run_dir: str | Path, which: str = BEST, device: str | torch.device 
     settings = config["settings"]
     criterion = build_criterion(ckpt["mode"], tgt_vocab, settings["label_dim"],
                                 settings["warmup_steps"],
-                                settings.get("chunked_loss", False)).to(device)
+                                settings.get("chunked_loss", False),
+                                settings.get("chunk_size")).to(device)
     criterion.load_state_dict(ckpt["criterion"])
     return model, criterion, src_vocab, tgt_vocab, config
 
