@@ -304,11 +304,6 @@ class ScoreSummary:
     def n(self) -> int:
         return len(self.runs)
 
-    @property
-    def base_mode(self) -> str:
-        """The training mode of every run in the group, without the changed loss options."""
-        return self.runs[0].base_mode
-
     def delta(self) -> float | None:
         """``mean(mode) - mean(baseline)`` of the test selection metric."""
         if self.baseline is None or self.baseline is self:
