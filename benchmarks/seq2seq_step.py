@@ -82,9 +82,8 @@ def build(mode: str, args: argparse.Namespace, src_vocab: int, vocab: int):
                         else "baseline")
     criterion = build_criterion("emb" if mode != "baseline" else "baseline",
                                 Vocab([f"w{i}" for i in range(vocab - 4)]), args.label_dim,
-                                warmup_steps=0, chunked=mode == "emb-chunked")
-    if mode == "emb-chunked":
-        criterion.chunk_size = args.chunk_size  # None: labelemb.chunked's default
+                                warmup_steps=0, chunked=mode == "emb-chunked",
+                                chunk_size=args.chunk_size)  # None: labelemb.chunked's default
     params = list(model.parameters()) + list(criterion.parameters())
     optimizer = adam(params, 1e-3)  # as seq2seq train builds it
 
