@@ -116,7 +116,8 @@ class CompressedLabelEmbedding(_Embedding):
         self._set_class_names(class_names)
 
     def forward(self, target: Tensor) -> Tensor:
-        return F.relu(self.B(self.A(target)))
+        # In place: the product is a fresh tensor no backward needs (relu keeps its output).
+        return F.relu(self.B(self.A(target)), inplace=True)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, dim={self.dim}, bias={self.B.bias is not None}"
