@@ -16,7 +16,8 @@ from labelemb import (
     LabelEmbeddingLoss,
     label_embedding_loss,
 )
-from labelemb.chunked import ChunkedLabelEmbeddingLoss, chunked_label_embedding_loss
+from labelemb.chunked import (ChunkedLabelEmbeddingLoss, block_size,
+                              chunked_label_embedding_loss)
 
 F_DIM, C = 6, 7
 KINDS = ["full", "compressed", "fixed", "fixed-no-aux"]
@@ -153,7 +154,10 @@ def test_all_targets_ignored_gives_zero_loss_and_zero_gradients():
 
 
 def test_never_builds_an_n_by_c_tensor():
-    n, c, chunk = 64, 50, 16
+    """The largest C-wide tensor holds one block's rows (the head's products), never N."""
+    n, c, chunk = 1100, 50, 16
+    block = block_size(chunk)
+    assert chunk < block < n
 
     class Sizes(TorchDispatchMode):
         largest = 0
@@ -175,10 +179,25 @@ def test_never_builds_an_n_by_c_tensor():
     with Sizes():
         out = chunked_label_embedding_loss(h, y, head, emb, chunk_size=chunk, mask_wrong=False)
         out.loss.backward()
-    assert Sizes.largest == chunk
+    assert Sizes.largest == block
     with Sizes():  # the unchunked path does build (N, C) tensors: the probe sees them
         label_embedding_loss(*head(h), y, emb)[0].backward()
     assert Sizes.largest == n
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_several_blocks_equal_unchunked(kind):
+    """Batches longer than a block: labels run across chunk and block boundaries (7 classes,
+    1,100 targets), and every block reuses the buffers of the one before."""
+    h, y, head, emb = _setup(kind, n=1100)
+    tensors = _trainable(h, head, emb)
+    options = dict(alpha=0.3, tau=1.5, warmup_steps=0)
+    ref = label_embedding_loss(*head(h), y, emb, **options)
+    ref_grads = _grads(ref.loss, tensors)
+    for chunk_size in (7, 300):  # blocks of 518 rows (74 chunks) and of 600 (two chunks)
+        assert block_size(chunk_size) < len(y)
+        got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=chunk_size, **options)
+        _assert_same(ref, got, tensors, ref_grads, _grads(got.loss, tensors))
 
 
 def test_the_embedding_runs_once_per_distinct_label_of_a_chunk():

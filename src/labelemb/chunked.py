@@ -5,13 +5,20 @@ The plain path, ``LabelEmbeddingHead`` then the loss, holds three ``N x C`` tens
 ``N = 4,096`` targets, 0.8 GB each, several times what plain cross-entropy needs.
 
 :func:`chunked_label_embedding_loss` computes the same loss from the features. An autograd
-``Function`` walks the targets in chunks of ``chunk_size`` rows; for each chunk it runs the
-head and the one definition of the terms (:func:`labelemb.functional.masked_terms`) under
-autograd and takes that chunk's gradients with respect to the features, the head's two outputs
-and the embedding rows; the head's weight gradients are then added in place as
-``nn.Linear``'s backward makes them, and the embedding's through the rows ``embedding_ce``
-trains. Backward hands the sums out. No ``N x C`` tensor is ever held: peak memory is one
-chunk's graph plus one gradient per parameter.
+``Function`` walks the targets in label order, a block of at least 512 rows at a time. For each
+block it makes the head's two outputs (``nn.Linear``'s products, by hand, into buffers every
+block reuses) and the embedding rows ``e`` of the block's distinct labels; then, a chunk of
+``chunk_size`` rows at a time, it runs the one definition of the terms
+(:func:`labelemb.functional.masked_terms`) under autograd on slices of those and takes the
+chunk's gradients with respect to them. The block's backward follows from the gathered
+gradients as ``nn.Linear``'s backward makes it (features, weights, biases, summed in place),
+and the embedding's through the rows ``embedding_ce`` trains. Backward hands the sums out. No
+``N x C`` tensor is ever held: peak memory is one block's outputs, one chunk's graph and one
+gradient per parameter.
+
+Two sizes because two costs differ: a CPU matrix product on a few dozen rows re-reads the
+``C x F`` weight every few rows and runs at about half speed, while the terms' dozen elementwise
+``rows x C`` tensors are cheapest when small.
 
 Normalisers that depend on the whole batch need no second pass: the number of real targets
 comes from ``target`` alone, and the number of targets the second head gets right only divides
@@ -25,6 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, distributed as dist, nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.parametrize import is_parametrized
@@ -35,7 +43,8 @@ from .normalizers import Normalizers, whole_batch_counts
 from .head import LabelEmbeddingHead
 from .loss import LabelEmbeddingLoss
 
-__all__ = ["chunked_label_embedding_loss", "ChunkedLabelEmbeddingLoss", "default_chunk_size"]
+__all__ = ["chunked_label_embedding_loss", "ChunkedLabelEmbeddingLoss", "default_chunk_size",
+           "block_size"]
 
 #: Elements of one ``chunk x C`` tensor when ``chunk_size`` is not given: 4M floats = 16 MiB,
 #: so the chunk's few C-wide tensors stay near the CPU's last-level cache.
@@ -45,6 +54,18 @@ _CHUNK_ELEMENTS = 1 << 22
 def default_chunk_size(num_classes: int) -> int:
     """Rows per chunk so one ``chunk x C`` float32 tensor is about 16 MiB (at least 16 rows)."""
     return max(16, _CHUNK_ELEMENTS // max(1, num_classes))
+
+
+#: Fewest rows the head's C-wide matrix products run on. A 16 MiB chunk is 83 rows at
+#: C = 50,000, and a CPU product on so few rows re-reads the C x F weight every few rows: the
+#: head's forward product ran at half the speed it reaches on 512 rows (benchmarks/large_vocab.py
+#: --profile). So the products run a block of whole chunks at a time, the terms a chunk at a time.
+_BLOCK_ROWS = 512
+
+
+def block_size(chunk_size: int) -> int:
+    """Rows per block: the fewest whole chunks of ``chunk_size`` rows that make 512 rows."""
+    return chunk_size * -(-_BLOCK_ROWS // chunk_size)
 
 
 def chunked_label_embedding_loss(
@@ -66,7 +87,8 @@ def chunked_label_embedding_loss(
         head: the :class:`~labelemb.LabelEmbeddingHead` whose layers make the logits; its
             parameters receive gradients as if ``head(features)`` had been called.
         embedding: a labelemb embedding (full, compressed or fixed).
-        chunk_size: targets per chunk; default :func:`default_chunk_size` ``(C)``.
+        chunk_size: targets per chunk of the terms; default :func:`default_chunk_size` ``(C)``.
+            The head's products run on blocks of :func:`block_size` ``(chunk_size)`` rows.
         step: training calls so far; needed with ``warmup_steps``.
         normalizers, process_group: as :func:`~labelemb.functional.label_embedding_loss`.
         **options: as :class:`~labelemb.functional.LossOptions`; ``reduction`` is ``"mean"``
@@ -146,49 +168,132 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
     """The summed terms over all chunks and the loss's gradient for each tensor in ``wants``
     (``features``, the head's and embedding's parameters), with ``whole``'s counts."""
     h_all, t_all = features.reshape(-1, features.shape[-1]), target.reshape(-1)
-    wanted = {id(t) for t in wants}
-    grads = {id(t): torch.zeros_like(t, memory_format=torch.contiguous_format)  # summed in
-             for t in wants}  # place, chunk by chunk
-    grad_h = grads[id(features)].view_as(h_all) if id(features) in wanted else None
-    layers = [layer for layer in (head.fc, head.aux_fc) if layer is not None]
-    emb_params = [p for p in embedding.parameters() if id(p) in wanted]
     local_valid = (t_all != options.ignore_index).sum()
     n_valid = whole_batch_counts(local_valid, local_valid, *whole)[0]
     # The embedding_ce divisor needs the whole batch: divide that term (and so the
     # embedding's gradient, which only it reaches) once at the end.
     divisors = {**term_divisors(n_valid, n_valid, options, _dtype(features)), "embedding_ce": 1.0}
-    sums: dict[str, Tensor] = {}
-    n_correct = torch.zeros((), dtype=torch.long, device=t_all.device)
-    # In label order a chunk embeds each of its labels once: e_y depends on the label alone.
+    walk = _Walk(head, embedding, options, weights, divisors, size, wants, features)
+    # In label order a block embeds each of its labels once: e_y depends on the label alone.
     y_sorted, order = label_rows(t_all, head.num_classes).sort(stable=True)
-    for start in range(0, max(len(t_all), 1), size):  # an empty batch still makes its terms
-        rows = order[start : start + size]
-        h = h_all[rows].detach().requires_grad_(grad_h is not None)  # the chunk's features
-        outputs = head(h)
-        labels, inverse = y_sorted[start : start + size].unique_consecutive(return_inverse=True)
-        e = embedding(labels)  # (distinct labels, C); its gradient is taken below
-        terms, _, correct = masked_terms(*outputs, t_all[rows], embedding, options, e, inverse)
-        n_correct += correct.sum()
-        chunk = {k: v.sum() for k, v in terms.items()}
-        sums = {k: v.detach() + sums[k] if k in sums else v.detach() for k, v in chunk.items()}
-        if not wants:
-            continue
-        objective = sum(weights[k] * v / divisors[k] for k, v in chunk.items())
-        trained = [(layer, out) for layer, out in zip(layers, outputs)
-                   if out.requires_grad and any(id(p) in wanted for p in layer.parameters())]
-        inputs = [h] * (grad_h is not None) + [out for _, out in trained] + [e] * bool(emb_params)
-        found = list(torch.autograd.grad(objective, inputs, allow_unused=True))
-        if grad_h is not None:
-            grad_h.index_copy_(0, rows, found.pop(0))
-        for (layer, _), grad_out in zip(trained, found):
-            _linear_weight_grads(layer, grad_out, h.detach(), grads)
-        if emb_params:
-            _embedding_grads(embedding, emb_params, labels, e, found[-1], grads)
-    n_correct = whole_batch_counts(local_valid, n_correct, *whole)[1]
+    block = block_size(size)
+    for start in range(0, max(len(t_all), 1), block):  # an empty batch still makes its terms
+        rows = order[start : start + block]
+        walk.block(h_all[rows], t_all[rows], y_sorted[start : start + block], rows)
+    n_correct = whole_batch_counts(local_valid, walk.n_correct, *whole)[1]
     final = term_divisors(n_valid, n_correct, options, _dtype(features))
-    for p in emb_params:
-        grads[id(p)].div_(final["embedding_ce"])
-    return {k: v / final[k] for k, v in sums.items()}, [grads[id(t)] for t in wants]
+    for p in walk.emb_params:
+        walk.grads[id(p)].div_(final["embedding_ce"])
+    return ({k: v / final[k] for k, v in walk.sums.items()},
+            [walk.grads[id(t)] for t in wants])
+
+
+class _Walk:
+    """The terms' sums and the loss's gradients of one call, filled in block by block."""
+
+    def __init__(self, head: LabelEmbeddingHead, embedding: nn.Module, options: LossOptions,
+                 weights: dict[str, Any], divisors: dict[str, Any], size: int,
+                 wants: list[Tensor], features: Tensor):
+        self.embedding, self.options = embedding, options
+        self.weights, self.divisors, self.size = weights, divisors, size
+        wanted = {id(t) for t in wants}
+        self.grads = {id(t): torch.zeros_like(t, memory_format=torch.contiguous_format)
+                      for t in wants}  # summed in place, block by block
+        h_all = features.reshape(-1, features.shape[-1])
+        self.grad_h = self.grads[id(features)].view_as(h_all) if id(features) in wanted else None
+        rows = min(block_size(size), max(len(h_all), 1))
+        self.layers = [_Linear(layer, h_all, rows) for layer in (head.fc, head.aux_fc)
+                       if layer is not None]
+        # Which of the head's outputs need a gradient: fc's for the features or its own
+        # parameters, aux_fc's (on detached features) for its parameters only.
+        self.trains = [any(id(p) in wanted for p in linear.layer.parameters())
+                       for linear in self.layers]
+        self.trains[0] = self.trains[0] or self.grad_h is not None
+        self.emb_params = [p for p in embedding.parameters() if id(p) in wanted]
+        self.grad_e: Tensor | None = None  # (rows, C), made at the first block that needs it
+        self.sums: dict[str, Tensor] = {}
+        self.n_correct = torch.zeros((), dtype=torch.long, device=features.device)
+
+    def block(self, h: Tensor, target: Tensor, y: Tensor, rows: Tensor) -> None:
+        """One block (rows ``rows`` of the batch, in label order): the head's and embedding's
+        products once, the terms and their gradients chunk by chunk, then the products'
+        backward with the gradients the chunks left."""
+        h = h.detach()
+        outputs = [linear.forward(h) for linear in self.layers]  # (rows, C) each
+        labels, inverse = y.unique_consecutive(return_inverse=True)
+        e = self.embedding(labels)  # (distinct labels, C): one row per label of the block
+        grad_e = self._grad_e(e) if self.emb_params else None
+        for start in range(0, max(len(target), 1), self.size):
+            self._chunk(outputs, e.detach(), grad_e, inverse, target,
+                        slice(start, start + self.size))
+        # Now outputs hold the gradients of the loss with respect to the head's outputs.
+        if self.grad_h is not None:
+            self.grad_h.index_copy_(0, rows, self.layers[0].input_grad(outputs[0], h.dtype))
+        for linear, trains, grad_out in zip(self.layers, self.trains, outputs):
+            if trains:
+                _linear_weight_grads(linear.layer, grad_out, h, self.grads)
+        if grad_e is not None:
+            _embedding_grads(self.embedding, self.emb_params, labels, e, grad_e, self.grads)
+
+    def _grad_e(self, e: Tensor) -> Tensor:
+        """A zeroed ``e``-shaped gradient, in one buffer that every block reuses."""
+        if self.grad_e is None:
+            self.grad_e = e.new_empty(len(self.layers[0].buffer), e.shape[1])
+        return self.grad_e[: len(e)].zero_()
+
+    def _chunk(self, outputs: list[Tensor], e: Tensor, grad_e: Tensor | None, inverse: Tensor,
+               target: Tensor, cut: slice) -> None:
+        """The terms of one chunk (``cut`` of the block) by the one definition, summed into
+        ``self.sums``; their gradients overwrite the chunk's rows of ``outputs`` (no later
+        chunk reads them) and are added into the chunk's labels' rows of ``grad_e``."""
+        index = inverse[cut]
+        low, high = (int(index[0]), int(index[-1]) + 1) if len(index) else (0, 0)
+        leaves = [out[cut].detach().requires_grad_(trains)
+                  for out, trains in zip(outputs, self.trains)]
+        rows_e = e[low:high].requires_grad_(grad_e is not None)  # e is detached: a leaf
+        terms, _, correct = masked_terms(*leaves, *[None] * (2 - len(leaves)), target[cut],
+                                         self.embedding, self.options, rows_e, index - low)
+        self.n_correct += correct.sum()
+        chunk = {k: v.sum() for k, v in terms.items()}
+        self.sums = {k: v.detach() + self.sums[k] if k in self.sums else v.detach()
+                     for k, v in chunk.items()}
+        inputs = [x for x in (*leaves, rows_e) if x.requires_grad]
+        if not inputs:
+            return
+        objective = sum(self.weights[k] * v / self.divisors[k] for k, v in chunk.items())
+        found = iter(torch.autograd.grad(objective, inputs, allow_unused=True))
+        for out, leaf in zip(outputs, leaves):
+            if leaf.requires_grad:
+                grad = next(found)
+                out[cut].copy_(grad) if grad is not None else out[cut].zero_()
+        if grad_e is not None and (grad := next(found)) is not None:
+            grad_e[low:high] += grad
+
+
+class _Linear:
+    """An ``nn.Linear``'s products by hand, as its forward and backward make them, in the
+    dtype ``F.linear`` computes in here (autocast's included). The forward writes into one
+    buffer that every block reuses: on CPU each fresh C-wide tensor costs a page fault per
+    4 KiB on first touch, which took seconds of a step at C = 50,000."""
+
+    def __init__(self, layer: nn.Linear, features: Tensor, rows: int):
+        with torch.no_grad():
+            dtype = F.linear(features[:0], layer.weight[:0]).dtype
+        self.layer = layer
+        self.weight = layer.weight.detach().to(dtype)
+        self.bias = None if layer.bias is None else layer.bias.detach().to(dtype)
+        self.buffer = features.new_empty(rows, layer.out_features, dtype=dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x W^T + b``, ``(rows, in) -> (rows, out)``, in the buffer."""
+        x, out = x.to(self.weight.dtype), self.buffer[: len(x)]
+        if self.bias is None:
+            return torch.mm(x, self.weight.t(), out=out)
+        return torch.addmm(self.bias, x, self.weight.t(), out=out)
+
+    def input_grad(self, grad_out: Tensor, dtype: torch.dtype) -> Tensor:
+        """The input's gradient ``g W``, ``(rows, out) -> (rows, in)``, in ``dtype``."""
+        return torch.mm(grad_out, self.weight).to(dtype)
 
 
 def _embedding_grads(embedding: nn.Module, params: list[Tensor], y: Tensor, e: Tensor,
@@ -285,7 +390,8 @@ class ChunkedLabelEmbeddingLoss(LabelEmbeddingLoss):
 
     Args:
         embedding: the label embedding this loss owns and trains.
-        chunk_size: targets per chunk (``None``: about 16 MiB per ``chunk x C`` tensor).
+        chunk_size: targets per chunk of the terms (``None``: :func:`default_chunk_size`);
+            the head's products run on blocks of :func:`block_size` ``(chunk_size)`` rows.
         **options: as :class:`~labelemb.LabelEmbeddingLoss`; ``reduction`` ``"mean"``/``"sum"``.
 
     Example::
