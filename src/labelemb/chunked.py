@@ -4,21 +4,16 @@ The plain path, ``LabelEmbeddingHead`` then the loss, holds three ``N x C`` tens
 ``aux_logits``, the embedding rows ``e``) and their gradients: with ``C = 50,000`` and
 ``N = 4,096`` targets, 0.8 GB each, several times what plain cross-entropy needs.
 
-:func:`chunked_label_embedding_loss` computes the same loss from the features. An autograd
-``Function`` walks the targets in label order, a block of at least 512 rows at a time. For each
-block it makes the head's two outputs (``nn.Linear``'s products, by hand, into buffers every
-block reuses) and the embedding rows ``e`` of the block's distinct labels; then, a chunk of
-``chunk_size`` rows at a time, it runs the one definition of the terms
-(:func:`labelemb.functional.masked_terms`) under autograd on slices of those and takes the
-chunk's gradients with respect to them. The block's backward follows from the gathered
-gradients as ``nn.Linear``'s backward makes it (features, weights, biases, summed in place),
-and the embedding's through the rows ``embedding_ce`` trains. Backward hands the sums out. No
-``N x C`` tensor is ever held: peak memory is one block's outputs, one chunk's graph and one
-gradient per parameter.
-
-Two sizes because two costs differ: a CPU matrix product on a few dozen rows re-reads the
-``C x F`` weight every few rows and runs at about half speed, while the terms' dozen elementwise
-``rows x C`` tensors are cheapest when small.
+:func:`chunked_label_embedding_loss` computes the same loss from the features, walking the
+targets in label order. A block of at least 512 rows makes the head's two outputs and the rows
+``e`` of its distinct labels once; each chunk of the block runs the one definition of the terms
+(:func:`labelemb.functional.masked_terms`) under autograd on slices of them and takes their
+gradients; the block's backward is then ``nn.Linear``'s, by hand, into the features' and
+weights' gradients, and the embedding's through the rows ``embedding_ce`` trains. Backward hands
+the sums out. Peak memory is one block's outputs, one chunk's graph and the gradients, never
+an ``N x C`` tensor. Two sizes, because on CPU a product on a few dozen rows re-reads the
+``C x F`` weight every few rows (half speed) while the terms' dozen ``rows x C`` tensors are
+cheapest small.
 
 Normalisers that depend on the whole batch need no second pass: the number of real targets
 comes from ``target`` alone, and the number of targets the second head gets right only divides
@@ -56,10 +51,8 @@ def default_chunk_size(num_classes: int) -> int:
     return max(16, _CHUNK_ELEMENTS // max(1, num_classes))
 
 
-#: Fewest rows the head's C-wide matrix products run on. A 16 MiB chunk is 83 rows at
-#: C = 50,000, and a CPU product on so few rows re-reads the C x F weight every few rows: the
-#: head's forward product ran at half the speed it reaches on 512 rows (benchmarks/large_vocab.py
-#: --profile). So the products run a block of whole chunks at a time, the terms a chunk at a time.
+#: Fewest rows the head's C-wide products run on: on 83 rows (a 16 MiB chunk at C = 50,000) the
+#: forward product ran at half its speed on 512 (benchmarks/large_vocab.py --profile).
 _BLOCK_ROWS = 512
 
 
@@ -184,8 +177,7 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
     final = term_divisors(n_valid, n_correct, options, _dtype(features))
     for p in walk.emb_params:
         walk.grads[id(p)].div_(final["embedding_ce"])
-    return ({k: v / final[k] for k, v in walk.sums.items()},
-            [walk.grads[id(t)] for t in wants])
+    return {k: v / final[k] for k, v in walk.sums.items()}, [walk.grads[id(t)] for t in wants]
 
 
 class _Walk:
@@ -194,49 +186,42 @@ class _Walk:
     def __init__(self, head: LabelEmbeddingHead, embedding: nn.Module, options: LossOptions,
                  weights: dict[str, Any], divisors: dict[str, Any], size: int,
                  wants: list[Tensor], features: Tensor):
-        self.embedding, self.options = embedding, options
-        self.weights, self.divisors, self.size = weights, divisors, size
-        wanted = {id(t) for t in wants}
+        self.embedding, self.options, self.size = embedding, options, size
+        self.weights, self.divisors = weights, divisors
         self.grads = {id(t): torch.zeros_like(t, memory_format=torch.contiguous_format)
                       for t in wants}  # summed in place, block by block
         h_all = features.reshape(-1, features.shape[-1])
-        self.grad_h = self.grads[id(features)].view_as(h_all) if id(features) in wanted else None
+        grad_h = self.grads.get(id(features))
+        self.grad_h = None if grad_h is None else grad_h.view_as(h_all)
         rows = min(block_size(size), max(len(h_all), 1))
-        self.layers = [_Linear(layer, h_all, rows) for layer in (head.fc, head.aux_fc)
+        self.layers = [_Linear(layer, h_all, rows, self.grads) for layer in (head.fc, head.aux_fc)
                        if layer is not None]
-        # Which of the head's outputs need a gradient: fc's for the features or its own
-        # parameters, aux_fc's (on detached features) for its parameters only.
-        self.trains = [any(id(p) in wanted for p in linear.layer.parameters())
-                       for linear in self.layers]
-        self.trains[0] = self.trains[0] or self.grad_h is not None
-        self.emb_params = [p for p in embedding.parameters() if id(p) in wanted]
-        self.grad_e: Tensor | None = None  # (rows, C), made at the first block that needs it
+        # fc's output needs a gradient for the features too; aux_fc's input is detached.
+        self.layers[0].trains |= self.grad_h is not None
+        self.emb_params = [p for p in embedding.parameters() if id(p) in self.grads]
+        self.grad_e: Tensor | None = None  # (rows, C), reused by every block
         self.sums: dict[str, Tensor] = {}
         self.n_correct = torch.zeros((), dtype=torch.long, device=features.device)
 
     def block(self, h: Tensor, target: Tensor, y: Tensor, rows: Tensor) -> None:
-        """One block (rows ``rows`` of the batch, in label order): the head's and embedding's
-        products once, the terms and their gradients chunk by chunk, then the products'
-        backward with the gradients the chunks left."""
-        h = h.detach()
+        """One block, rows ``rows`` of the batch in label order: the head's and the embedding's
+        products once, the terms chunk by chunk, then the products' backward."""
         outputs = [linear.forward(h) for linear in self.layers]  # (rows, C) each
         labels, inverse = y.unique_consecutive(return_inverse=True)
-        e = self.embedding(labels)  # (distinct labels, C): one row per label of the block
-        grad_e = self._grad_e(e) if self.emb_params else None
+        e = self.embedding(labels)  # (distinct labels, C)
+        grad_e = self._zero_grad_e(e) if self.emb_params else None
         for start in range(0, max(len(target), 1), self.size):
             self._chunk(outputs, e.detach(), grad_e, inverse, target,
                         slice(start, start + self.size))
-        # Now outputs hold the gradients of the loss with respect to the head's outputs.
-        if self.grad_h is not None:
-            self.grad_h.index_copy_(0, rows, self.layers[0].input_grad(outputs[0], h.dtype))
-        for linear, trains, grad_out in zip(self.layers, self.trains, outputs):
-            if trains:
-                _linear_weight_grads(linear.layer, grad_out, h, self.grads)
+        for i, (linear, grad_out) in enumerate(zip(self.layers, outputs)):  # now gradients
+            grad_h = linear.backward(grad_out, h, i == 0 and self.grad_h is not None)
+            if grad_h is not None:
+                self.grad_h.index_copy_(0, rows, grad_h)
         if grad_e is not None:
             _embedding_grads(self.embedding, self.emb_params, labels, e, grad_e, self.grads)
 
-    def _grad_e(self, e: Tensor) -> Tensor:
-        """A zeroed ``e``-shaped gradient, in one buffer that every block reuses."""
+    def _zero_grad_e(self, e: Tensor) -> Tensor:
+        """A zeroed gradient for ``e``, in one ``(rows, C)`` buffer every block reuses."""
         if self.grad_e is None:
             self.grad_e = e.new_empty(len(self.layers[0].buffer), e.shape[1])
         return self.grad_e[: len(e)].zero_()
@@ -245,55 +230,62 @@ class _Walk:
                target: Tensor, cut: slice) -> None:
         """The terms of one chunk (``cut`` of the block) by the one definition, summed into
         ``self.sums``; their gradients overwrite the chunk's rows of ``outputs`` (no later
-        chunk reads them) and are added into the chunk's labels' rows of ``grad_e``."""
+        chunk reads them) and are added into its labels' rows of ``grad_e``."""
         index = inverse[cut]
         low, high = (int(index[0]), int(index[-1]) + 1) if len(index) else (0, 0)
-        leaves = [out[cut].detach().requires_grad_(trains)
-                  for out, trains in zip(outputs, self.trains)]
+        leaves = [out[cut].detach().requires_grad_(linear.trains)
+                  for out, linear in zip(outputs, self.layers)]
         rows_e = e[low:high].requires_grad_(grad_e is not None)  # e is detached: a leaf
         terms, _, correct = masked_terms(*leaves, *[None] * (2 - len(leaves)), target[cut],
                                          self.embedding, self.options, rows_e, index - low)
         self.n_correct += correct.sum()
         chunk = {k: v.sum() for k, v in terms.items()}
-        self.sums = {k: v.detach() + self.sums[k] if k in self.sums else v.detach()
-                     for k, v in chunk.items()}
+        self.sums = {k: v.detach() + self.sums.get(k, 0) for k, v in chunk.items()}
         inputs = [x for x in (*leaves, rows_e) if x.requires_grad]
-        if not inputs:
-            return
-        objective = sum(self.weights[k] * v / self.divisors[k] for k, v in chunk.items())
-        found = iter(torch.autograd.grad(objective, inputs, allow_unused=True))
-        for out, leaf in zip(outputs, leaves):
-            if leaf.requires_grad:
-                grad = next(found)
-                out[cut].copy_(grad) if grad is not None else out[cut].zero_()
-        if grad_e is not None and (grad := next(found)) is not None:
-            grad_e[low:high] += grad
+        if inputs:
+            objective = sum(self.weights[k] * v / self.divisors[k] for k, v in chunk.items())
+            found = torch.autograd.grad(objective, inputs, allow_unused=True)
+            trained = [out[cut] for out, leaf in zip(outputs, leaves) if leaf.requires_grad]
+            for rows, grad in zip(trained, found):
+                rows.zero_() if grad is None else rows.copy_(grad)
+            if grad_e is not None and found[-1] is not None:
+                grad_e[low:high] += found[-1]
 
 
 class _Linear:
-    """An ``nn.Linear``'s products by hand, as its forward and backward make them, in the
-    dtype ``F.linear`` computes in here (autocast's included). The forward writes into one
-    buffer that every block reuses: on CPU each fresh C-wide tensor costs a page fault per
-    4 KiB on first touch, which took seconds of a step at C = 50,000."""
+    """An ``nn.Linear``'s products by hand, as its own forward and backward make them, in the
+    dtype ``F.linear`` computes in here (autocast's included). The outputs go into one buffer
+    that every block reuses (on CPU a fresh C-wide tensor costs a page fault per 4 KiB, seconds
+    of a step at C = 50,000); the weight gradients are summed into ``grads`` in place (asking
+    autograd would make a ``C x F`` tensor per block)."""
 
-    def __init__(self, layer: nn.Linear, features: Tensor, rows: int):
+    def __init__(self, layer: nn.Linear, features: Tensor, rows: int, grads: dict[int, Tensor]):
         with torch.no_grad():
             dtype = F.linear(features[:0], layer.weight[:0]).dtype
-        self.layer = layer
+        self.layer, self.grads = layer, grads
+        self.trains = any(id(p) in grads for p in layer.parameters())
         self.weight = layer.weight.detach().to(dtype)
         self.bias = None if layer.bias is None else layer.bias.detach().to(dtype)
         self.buffer = features.new_empty(rows, layer.out_features, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x W^T + b``, ``(rows, in) -> (rows, out)``, in the buffer."""
-        x, out = x.to(self.weight.dtype), self.buffer[: len(x)]
+        """``x W^T + b``: ``(rows, in) -> (rows, out)``, in the buffer."""
+        x, out = x.detach().to(self.weight.dtype), self.buffer[: len(x)]
         if self.bias is None:
             return torch.mm(x, self.weight.t(), out=out)
         return torch.addmm(self.bias, x, self.weight.t(), out=out)
 
-    def input_grad(self, grad_out: Tensor, dtype: torch.dtype) -> Tensor:
-        """The input's gradient ``g W``, ``(rows, out) -> (rows, in)``, in ``dtype``."""
-        return torch.mm(grad_out, self.weight).to(dtype)
+    def backward(self, grad_out: Tensor, x: Tensor, input_grad: bool) -> Tensor | None:
+        """Add ``g^T x`` and ``sum g`` to the weight's and bias's gradients; return the input's
+        gradient ``g W`` ``(rows, in)`` if ``input_grad``."""
+        weight, bias = self.layer.weight, self.layer.bias
+        if id(weight) in self.grads or (bias is not None and id(bias) in self.grads):
+            g = grad_out.to(weight.dtype)
+            if id(weight) in self.grads:
+                self.grads[id(weight)].addmm_(g.t(), x.detach().to(weight.dtype))
+            if bias is not None and id(bias) in self.grads:
+                self.grads[id(bias)].add_(g.sum(0))
+        return torch.mm(grad_out, self.weight).to(x.dtype) if input_grad else None
 
 
 def _embedding_grads(embedding: nn.Module, params: list[Tensor], y: Tensor, e: Tensor,
@@ -311,21 +303,6 @@ def _embedding_grads(embedding: nn.Module, params: list[Tensor], y: Tensor, e: T
     for p, g in zip(params, found):
         if g is not None:
             grads[id(p)].add_(g)
-
-
-def _linear_weight_grads(layer: nn.Linear, grad_out: Tensor | None, x: Tensor,
-                         grads: dict[int, Tensor]) -> None:
-    """Add an ``nn.Linear``'s weight and bias gradients for this chunk into ``grads``, in
-    place, as its own backward makes them (``dW = g^T x``, ``db = sum g``): a chunk's weight
-    gradient never exists as a tensor of its own (100 MB per chunk at C = 50,000)."""
-    if grad_out is None:
-        return
-    dtype = layer.weight.dtype
-    grad_out, x = grad_out.to(dtype), x.to(dtype)
-    if id(layer.weight) in grads:
-        grads[id(layer.weight)].addmm_(grad_out.t(), x)
-    if layer.bias is not None and id(layer.bias) in grads:
-        grads[id(layer.bias)].add_(grad_out.sum(0))
 
 
 def _dtype(features: Tensor) -> torch.dtype:
