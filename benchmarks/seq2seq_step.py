@@ -161,7 +161,7 @@ def main() -> None:
     p.add_argument("--data", default=None, help="folder with train.en / train.es: real batches")
     p.add_argument("--label-dim", type=int, default=512)
     p.add_argument("--chunk-size", type=int, default=None,
-                   help="emb-chunked: targets per chunk (default: labelemb.chunked's, 16 MiB)")
+                   help="emb-chunked: targets per chunk (default: sized by labelemb.chunked)")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--steps-per-round", type=int, default=2)
     p.add_argument("--memory-steps", type=int, default=2)

@@ -96,7 +96,10 @@ def test_head_without_bias(kind):
     """The head's gradient blocks are rows of one weight; without a bias there is no bias
     block to fill (and with no aux layer, W1 is the whole weight)."""
     h, y, head, emb = _setup(kind, seed=7)
-    head.bias = None
+    for layer in (head.fc, head.aux_fc):
+        if layer is not None:
+            layer.bias = None
+    assert not any(name.endswith("bias") for name, _ in head.named_parameters())
     tensors = _trainable(h, head, emb)
     ref = label_embedding_loss(*head(h), y, emb, alpha=0.3)
     ref_grads = _grads(ref.loss, tensors)
@@ -200,7 +203,7 @@ def test_several_blocks_equal_unchunked(kind):
         _assert_same(ref, got, tensors, ref_grads, _grads(got.loss, tensors))
 
 
-def test_the_embedding_runs_once_per_distinct_label_of_a_chunk():
+def test_the_embedding_runs_once_per_distinct_label_of_a_block():
     """e_y depends on the label alone: the rows of one label share one embedding row, in the
     forward and in the embedding's backward."""
     torch.manual_seed(0)
@@ -253,6 +256,10 @@ def test_autocast_computes_in_float32():
     assert got.loss.dtype == torch.float32
     assert h.grad.dtype == torch.float32 and head.fc.weight.grad.dtype == torch.float32
     torch.testing.assert_close(got.loss, ref.loss.detach(), rtol=2e-2, atol=2e-2)
+    plain = label_embedding_loss(*head(h), y, emb).loss  # float32, the same default options
+    ref_grads = _grads(plain, [h, *head.parameters()])
+    for got_grad, ref_grad in zip([h.grad, *(p.grad for p in head.parameters())], ref_grads):
+        torch.testing.assert_close(got_grad, ref_grad, rtol=5e-2, atol=2e-2)
 
 
 def test_second_backward_is_refused():
@@ -328,6 +335,40 @@ def test_a_head_the_chunked_loss_cannot_differentiate_is_refused():
     torch.nn.utils.parametrizations.weight_norm(head.fc)
     with pytest.raises(TypeError, match="plain nn.Linear.*parametrizations"):
         chunked_label_embedding_loss(h, y, head, emb)
+
+
+@pytest.mark.parametrize("change", ["old weight_norm", "forward hook", "backward hook",
+                                    "forward override"])
+def test_a_head_whose_outputs_are_not_plain_linear_is_refused(change):
+    """The chunked loss makes the head's outputs itself: a hook or a new forward it would
+    skip is refused, not silently ignored."""
+    h, y, head, emb = _setup("full")
+    if change == "old weight_norm":  # a pre-hook recomputes weight from weight_g, weight_v
+        with pytest.warns(FutureWarning):
+            torch.nn.utils.weight_norm(head.aux_fc)
+    elif change == "forward hook":
+        head.fc.register_forward_hook(lambda module, args, out: out * 2)
+    elif change == "backward hook":
+        head.fc.register_full_backward_hook(lambda module, grad_in, grad_out: None)
+    else:
+        head = type("Scaled", (LabelEmbeddingHead,), {
+            "forward": lambda self, x: tuple(2 * o for o in LabelEmbeddingHead.forward(self, x))
+        })(F_DIM, C).to(torch.float64)
+    with pytest.raises(TypeError, match="plain nn.Linear|overrides forward"):
+        chunked_label_embedding_loss(h, y, head, emb)
+
+
+@pytest.mark.parametrize("frozen", ["fc", "aux_fc", "features"])
+def test_frozen_parts_get_no_gradient_and_the_rest_the_plain_ones(frozen):
+    h, y, head, emb = _setup("compressed", n=600)  # two blocks at chunk_size 5
+    if frozen == "features":
+        h = h.detach()
+    else:
+        getattr(head, frozen).requires_grad_(False)
+    tensors = [t for t in _trainable(h, head, emb) if t.requires_grad]
+    ref = label_embedding_loss(*head(h), y, emb, alpha=0.3)
+    got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=5, alpha=0.3)
+    _assert_same(ref, got, tensors, _grads(ref.loss, tensors), _grads(got.loss, tensors))
 
 
 def test_a_head_on_another_dtype_is_named():

@@ -10,8 +10,8 @@ targets in label order. A block of at least 512 rows makes the head's two output
 (:func:`labelemb.functional.masked_terms`) under autograd on slices of them and takes their
 gradients; the block's backward is then ``nn.Linear``'s, by hand, into the features' and
 weights' gradients, and the embedding's through the rows ``embedding_ce`` trains. Backward hands
-the sums out. Peak memory is one block's outputs, one chunk's graph and the gradients, never
-an ``N x C`` tensor. Two sizes, because on CPU a product on a few dozen rows re-reads the
+the sums out. Peak memory is a block's head outputs and label rows, one chunk's graph and the
+gradients, never an ``N x C`` tensor. Two sizes, because on CPU a product on a few dozen rows re-reads the
 ``C x F`` weight every few rows (half speed) while the terms' dozen ``rows x C`` tensors are
 cheapest small.
 
@@ -41,13 +41,14 @@ from .loss import LabelEmbeddingLoss
 __all__ = ["chunked_label_embedding_loss", "ChunkedLabelEmbeddingLoss", "default_chunk_size",
            "block_size"]
 
-#: Elements of one ``chunk x C`` tensor when ``chunk_size`` is not given: 4M floats = 16 MiB,
-#: so the chunk's few C-wide tensors stay near the CPU's last-level cache.
-_CHUNK_ELEMENTS = 1 << 22
+#: Elements of one ``chunk x C`` tensor when ``chunk_size`` is not given: 2M floats = 8 MiB. The
+#: chunk only holds the terms' elementwise tensors (the products run on blocks): 8 MiB chunks
+#: ran faster than 16 MiB ones at C = 50,000 and as fast at C = 20,000 (docs/PERFORMANCE.md).
+_CHUNK_ELEMENTS = 1 << 21
 
 
 def default_chunk_size(num_classes: int) -> int:
-    """Rows per chunk so one ``chunk x C`` float32 tensor is about 16 MiB (at least 16 rows)."""
+    """Rows per chunk so one ``chunk x C`` float32 tensor is about 8 MiB (at least 16 rows)."""
     return max(16, _CHUNK_ELEMENTS // max(1, num_classes))
 
 
@@ -229,8 +230,8 @@ class _Walk:
     def _chunk(self, outputs: list[Tensor], e: Tensor, grad_e: Tensor | None, inverse: Tensor,
                target: Tensor, cut: slice) -> None:
         """The terms of one chunk (``cut`` of the block) by the one definition, summed into
-        ``self.sums``; their gradients overwrite the chunk's rows of ``outputs`` (no later
-        chunk reads them) and are added into its labels' rows of ``grad_e``."""
+        ``self.sums``; their gradients overwrite the chunk's rows of the trained ``outputs``
+        (no later chunk reads them) and are added into its labels' rows of ``grad_e``."""
         index = inverse[cut]
         low, high = (int(index[0]), int(index[-1]) + 1) if len(index) else (0, 0)
         leaves = [out[cut].detach().requires_grad_(linear.trains)
@@ -253,8 +254,8 @@ class _Walk:
 
 
 class _Linear:
-    """An ``nn.Linear``'s products by hand, as its own forward and backward make them, in the
-    dtype ``F.linear`` computes in here (autocast's included). The outputs go into one buffer
+    """An ``nn.Linear``'s products by hand, in the dtype ``F.linear`` computes in here
+    (autocast's included; the weight gradient in the weight's dtype). The outputs go into one buffer
     that every block reuses (on CPU a fresh C-wide tensor costs a page fault per 4 KiB, seconds
     of a step at C = 50,000); the weight gradients are summed into ``grads`` in place (asking
     autograd would make a ``C x F`` tensor per block)."""
@@ -290,7 +291,7 @@ class _Linear:
 
 def _embedding_grads(embedding: nn.Module, params: list[Tensor], y: Tensor, e: Tensor,
                      grad_rows: Tensor | None, grads: dict[int, Tensor]) -> None:
-    """Backpropagate the gradient of the chunk's rows ``e = embedding(y)`` into the embedding.
+    """Backpropagate the gradient of the block's rows ``e = embedding(y)`` into the embedding.
 
     embedding_ce trains only the targets the second head gets right (at first almost none):
     when under half the rows have a gradient, the embedding runs again on those rows alone."""
@@ -346,15 +347,26 @@ def _check_chunked(features: Tensor, target: Tensor, head: LabelEmbeddingHead,
 
 
 def _check_head(head: object) -> None:
-    """The head's weight gradients are summed as ``nn.Linear``'s backward makes them, so its
-    layers must be plain ``nn.Linear`` (no subclass, no parametrization such as weight_norm)."""
+    """The chunked loss does the head's products itself, as ``nn.Linear`` does them, so the
+    head must be a :class:`LabelEmbeddingHead` whose layers are plain ``nn.Linear``: no
+    subclass, parametrization (``weight_norm``), hook or parameter but ``weight`` and ``bias``."""
     if not isinstance(head, LabelEmbeddingHead):
         raise TypeError(f"head must be a LabelEmbeddingHead, got {type(head).__name__}")
+    if type(head).forward is not LabelEmbeddingHead.forward:
+        raise TypeError(f"the chunked loss computes LabelEmbeddingHead's outputs itself; "
+                        f"{type(head).__name__} overrides forward")
     for name, layer in (("fc", head.fc), ("aux_fc", head.aux_fc)):
-        if layer is not None and (type(layer) is not nn.Linear or is_parametrized(layer)):
+        if layer is None:
+            continue
+        extra = sorted({n for n, _ in layer.named_parameters()} - {"weight", "bias"})
+        hooked = layer._forward_pre_hooks or layer._forward_hooks or layer._backward_hooks
+        faults = [fault for fault, found in (
+            (f"is a {type(layer).__name__}", type(layer) is not nn.Linear),
+            ("has parametrizations", is_parametrized(layer)), ("has hooks", hooked),
+            (f"has parameters {extra}", extra)) if found]
+        if faults:
             raise TypeError(f"the chunked loss needs plain nn.Linear head layers; head.{name} "
-                            f"is a {type(layer).__name__}"
-                            f"{' with parametrizations' if is_parametrized(layer) else ''}")
+                            + ", ".join(faults))
 
 
 class ChunkedLabelEmbeddingLoss(LabelEmbeddingLoss):

@@ -116,8 +116,7 @@ class CompressedLabelEmbedding(_Embedding):
         self._set_class_names(class_names)
 
     def forward(self, target: Tensor) -> Tensor:
-        # In place: the product is a fresh tensor no backward needs (relu keeps its output).
-        return F.relu(self.B(self.A(target)), inplace=True)
+        return F.relu(self.B(self.A(target)))
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, dim={self.dim}, bias={self.B.bias is not None}"
