@@ -111,24 +111,30 @@ def worker(args: argparse.Namespace) -> dict:
         times.append(time.perf_counter() - t0)
         losses.append(loss.item())
     peak_extra_mib = (peak_rss_bytes() - rss_setup) / MIB
+    profiled = _profile(lambda: (clear(), step(h, y))) if args.profile else {}
     return dict(variant=args.worker, setup_mib=rss_setup / MIB, peak_extra_mib=peak_extra_mib,
-                times=times, loss=losses[0],
-                matmul_share=_matmul_share(lambda: (clear(), step(h, y))) if args.profile else None)
+                times=times, loss=losses[0], matmul_share=profiled.get("matmul_share"),
+                top_ops=profiled.get("top_ops"))
 
 
 #: The matrix-product operators, as torch.profiler names them.
 _MATMULS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::addmv_")
 
 
-def _matmul_share(run) -> float:
-    """Share of one step's self CPU time spent in matrix products (torch.profiler)."""
+def _profile(run, top: int = 5) -> dict:
+    """One step under torch.profiler: the share of its self CPU time spent in matrix products,
+    and the ``top`` operators (by input shapes) that took the most."""
     from torch.profiler import profile
 
-    with profile() as prof:
+    with profile(record_shapes=True) as prof:
         run()
-    events = prof.key_averages()
+    events = prof.key_averages(group_by_input_shape=True)
     total = sum(e.self_cpu_time_total for e in events)
-    return sum(e.self_cpu_time_total for e in events if e.key in _MATMULS) / total
+    heaviest = sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
+    return dict(matmul_share=sum(e.self_cpu_time_total for e in events
+                                 if e.key in _MATMULS) / total,
+                top_ops=[dict(op=e.key, shapes=str(e.input_shapes), calls=e.count,
+                              seconds=e.self_cpu_time_total / 1e6) for e in heaviest])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"peak +{res['peak_extra_mib']:8.1f} MiB  loss {res['loss']:.5f}"
                   + (f"  matrix products {100 * share:.0f} % of the step" if share else ""),
                   flush=True)
+            for op in res.get("top_ops") or []:
+                print(f"    {op['seconds']:7.3f} s  {op['calls']:4d} x {op['op']} {op['shapes']}")
 
     summary = {}
     for v in variants:

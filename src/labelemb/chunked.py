@@ -256,8 +256,8 @@ class _Walk:
 class _Linear:
     """An ``nn.Linear``'s products by hand, in the dtype ``F.linear`` computes in here
     (autocast's included; the weight gradient in the weight's dtype). The outputs go into one buffer
-    that every block reuses (on CPU a fresh C-wide tensor costs a page fault per 4 KiB, seconds
-    of a step at C = 50,000); the weight gradients are summed into ``grads`` in place (asking
+    that every block reuses (on CPU a fresh C-wide tensor costs a page fault per 4 KiB of it on
+    first touch); the weight gradients are summed into ``grads`` in place (asking
     autograd would make a ``C x F`` tensor per block)."""
 
     def __init__(self, layer: nn.Linear, features: Tensor, rows: int, grads: dict[int, Tensor]):
