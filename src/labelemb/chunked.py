@@ -211,9 +211,14 @@ class _Walk:
         labels, inverse = y.unique_consecutive(return_inverse=True)
         e = self.embedding(labels)  # (distinct labels, C)
         grad_e = self._zero_grad_e(e) if self.emb_params else None
-        for start in range(0, max(len(target), 1), self.size):
-            self._chunk(outputs, e.detach(), grad_e, inverse, target,
-                        slice(start, start + self.size))
+        starts = range(0, max(len(target), 1), self.size)
+        # Chunk i uses rows [low_i, high_i) of e (labels are sorted): one device sync a block.
+        last = [min(start + self.size, len(target)) - 1 for start in starts]
+        ranges = (torch.stack([inverse[list(starts)], inverse[last] + 1]).tolist()
+                  if len(target) else [[0], [0]])
+        for start, low, high in zip(starts, *ranges):
+            self._chunk(outputs, e.detach(), grad_e, inverse[start : start + self.size] - low,
+                        target, slice(start, start + self.size), slice(low, high))
         for i, (linear, grad_out) in enumerate(zip(self.layers, outputs)):  # now gradients
             grad_h = linear.backward(grad_out, h, i == 0 and self.grad_h is not None)
             if grad_h is not None:
@@ -227,18 +232,17 @@ class _Walk:
             self.grad_e = e.new_empty(len(self.layers[0].buffer), e.shape[1])
         return self.grad_e[: len(e)].zero_()
 
-    def _chunk(self, outputs: list[Tensor], e: Tensor, grad_e: Tensor | None, inverse: Tensor,
-               target: Tensor, cut: slice) -> None:
+    def _chunk(self, outputs: list[Tensor], e: Tensor, grad_e: Tensor | None, index: Tensor,
+               target: Tensor, cut: slice, labels: slice) -> None:
         """The terms of one chunk (``cut`` of the block) by the one definition, summed into
         ``self.sums``; their gradients overwrite the chunk's rows of the trained ``outputs``
-        (no later chunk reads them) and are added into its labels' rows of ``grad_e``."""
-        index = inverse[cut]
-        low, high = (int(index[0]), int(index[-1]) + 1) if len(index) else (0, 0)
+        (no later chunk reads them) and are added into its ``labels`` rows of ``grad_e``;
+        target ``i`` of the chunk has label row ``index[i]`` of ``e[labels]``."""
         leaves = [out[cut].detach().requires_grad_(linear.trains)
                   for out, linear in zip(outputs, self.layers)]
-        rows_e = e[low:high].requires_grad_(grad_e is not None)  # e is detached: a leaf
+        rows_e = e[labels].requires_grad_(grad_e is not None)  # e is detached: a leaf
         terms, _, correct = masked_terms(*leaves, *[None] * (2 - len(leaves)), target[cut],
-                                         self.embedding, self.options, rows_e, index - low)
+                                         self.embedding, self.options, rows_e, index)
         self.n_correct += correct.sum()
         chunk = {k: v.sum() for k, v in terms.items()}
         self.sums = {k: v.detach() + self.sums.get(k, 0) for k, v in chunk.items()}
@@ -250,7 +254,7 @@ class _Walk:
             for rows, grad in zip(trained, found):
                 rows.zero_() if grad is None else rows.copy_(grad)
             if grad_e is not None and found[-1] is not None:
-                grad_e[low:high] += found[-1]
+                grad_e[labels] += found[-1]
 
 
 class _Linear:
