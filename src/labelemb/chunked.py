@@ -161,16 +161,18 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
           whole: tuple[Normalizers | None, Any]) -> tuple[dict[str, Tensor], list[Tensor]]:
     """The summed terms over all chunks and the loss's gradient for each tensor in ``wants``
     (``features``, the head's and embedding's parameters), with ``whole``'s counts."""
-    h_all, t_all = features.reshape(-1, features.shape[-1]), target.reshape(-1)
+    # Detached once: the walk computes the features' gradient itself.
+    h_all, t_all = features.detach().reshape(-1, features.shape[-1]), target.reshape(-1)
     local_valid = (t_all != options.ignore_index).sum()
     n_valid = whole_batch_counts(local_valid, local_valid, *whole)[0]
     # The embedding_ce divisor needs the whole batch: divide that term (and so the
     # embedding's gradient, which only it reaches) once at the end.
     divisors = {**term_divisors(n_valid, n_valid, options, _dtype(features)), "embedding_ce": 1.0}
-    walk = _Walk(head, embedding, options, weights, divisors, size, wants, features)
+    block = block_size(size)
+    walk = _Walk(head, embedding, options, weights, divisors, size, wants, features,
+                 min(block, max(len(h_all), 1)))
     # In label order a block embeds each of its labels once: e_y depends on the label alone.
     y_sorted, order = label_rows(t_all, head.num_classes).sort(stable=True)
-    block = block_size(size)
     for start in range(0, max(len(t_all), 1), block):  # an empty batch still makes its terms
         rows = order[start : start + block]
         walk.block(h_all[rows], t_all[rows], y_sorted[start : start + block], rows)
@@ -182,11 +184,12 @@ def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding:
 
 
 class _Walk:
-    """The terms' sums and the loss's gradients of one call, filled in block by block."""
+    """The terms' sums and the loss's gradients of one call, filled in block by block of at most
+    ``rows`` rows (the buffers' size)."""
 
     def __init__(self, head: LabelEmbeddingHead, embedding: nn.Module, options: LossOptions,
                  weights: dict[str, Any], divisors: dict[str, Any], size: int,
-                 wants: list[Tensor], features: Tensor):
+                 wants: list[Tensor], features: Tensor, rows: int):
         self.embedding, self.options, self.size = embedding, options, size
         self.weights, self.divisors = weights, divisors
         self.grads = {id(t): torch.zeros_like(t, memory_format=torch.contiguous_format)
@@ -194,7 +197,6 @@ class _Walk:
         h_all = features.reshape(-1, features.shape[-1])
         grad_h = self.grads.get(id(features))
         self.grad_h = None if grad_h is None else grad_h.view_as(h_all)
-        rows = min(block_size(size), max(len(h_all), 1))
         self.layers = [_Linear(layer, h_all, rows, self.grads) for layer in (head.fc, head.aux_fc)
                        if layer is not None]
         # fc's output needs a gradient for the features too; aux_fc's input is detached.
@@ -216,8 +218,9 @@ class _Walk:
         last = [min(start + self.size, len(target)) - 1 for start in starts]
         ranges = (torch.stack([inverse[list(starts)], inverse[last] + 1]).tolist()
                   if len(target) else [[0], [0]])
+        e_values = e.detach()  # each chunk's leaves are slices of it
         for start, low, high in zip(starts, *ranges):
-            self._chunk(outputs, e.detach(), grad_e, inverse[start : start + self.size] - low,
+            self._chunk(outputs, e_values, grad_e, inverse[start : start + self.size] - low,
                         target, slice(start, start + self.size), slice(low, high))
         for i, (linear, grad_out) in enumerate(zip(self.layers, outputs)):  # now gradients
             grad_h = linear.backward(grad_out, h, i == 0 and self.grad_h is not None)
@@ -275,7 +278,7 @@ class _Linear:
 
     def forward(self, x: Tensor) -> Tensor:
         """``x W^T + b``: ``(rows, in) -> (rows, out)``, in the buffer."""
-        x, out = x.detach().to(self.weight.dtype), self.buffer[: len(x)]
+        x, out = x.to(self.weight.dtype), self.buffer[: len(x)]
         if self.bias is None:
             return torch.mm(x, self.weight.t(), out=out)
         return torch.addmm(self.bias, x, self.weight.t(), out=out)
@@ -287,7 +290,7 @@ class _Linear:
         if id(weight) in self.grads or (bias is not None and id(bias) in self.grads):
             g = grad_out.to(weight.dtype)
             if id(weight) in self.grads:
-                self.grads[id(weight)].addmm_(g.t(), x.detach().to(weight.dtype))
+                self.grads[id(weight)].addmm_(g.t(), x.to(weight.dtype))
             if bias is not None and id(bias) in self.grads:
                 self.grads[id(bias)].add_(g.sum(0))
         return torch.mm(grad_out, self.weight).to(x.dtype) if input_grad else None
