@@ -23,21 +23,21 @@ F_DIM, C = 6, 7
 KINDS = ["full", "compressed", "fixed", "fixed-no-aux"]
 
 
-def _setup(kind, n=24, seed=0, dtype=torch.float64, ignored=True):
+def _setup(kind, n=24, seed=0, dtype=torch.float64, ignored=True, c=C):
     """Features, targets (some ignored, about half predicted right by the aux head), head, emb."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    head = LabelEmbeddingHead(F_DIM, C, aux=kind != "fixed-no-aux").to(dtype)
+    head = LabelEmbeddingHead(F_DIM, c, aux=kind != "fixed-no-aux").to(dtype)
     if kind == "full":
-        emb = LabelEmbedding(C).to(dtype)
+        emb = LabelEmbedding(c).to(dtype)
         with torch.no_grad():
-            emb.weight.add_(torch.randn(C, C, generator=g, dtype=dtype))
+            emb.weight.add_(torch.randn(c, c, generator=g, dtype=dtype))
     elif kind == "compressed":
-        emb = CompressedLabelEmbedding(C, 4).to(dtype)  # ReLU leaves some entries at 0
+        emb = CompressedLabelEmbedding(c, 4).to(dtype)  # ReLU leaves some entries at 0
     else:
-        emb = FixedLabelEmbedding(torch.randn(C, C, generator=g)).to(dtype)
+        emb = FixedLabelEmbedding(torch.randn(c, c, generator=g)).to(dtype)
     h = torch.randn(n, F_DIM, generator=g, dtype=dtype)
-    y = torch.randint(0, C, (n,), generator=g)
+    y = torch.randint(0, c, (n,), generator=g)
     if head.aux:
         with torch.no_grad():
             head.aux_fc.weight.mul_(4.0)
@@ -201,6 +201,22 @@ def test_several_blocks_equal_unchunked(kind):
         assert block_size(chunk_size) < len(y)
         got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=chunk_size, **options)
         _assert_same(ref, got, tensors, ref_grads, _grads(got.loss, tensors))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_chunks_of_distinct_labels_equal_unchunked(kind):
+    """With 200 classes most chunks' targets each have a label of their own, while the ignored
+    targets share one row: every embedding row is fitted by at most one target or by several."""
+    h, y, head, emb = _setup(kind, n=40, c=200)
+    tensors = _trainable(h, head, emb)
+    options = dict(alpha=0.3, tau=1.5, warmup_steps=0)
+    ref = label_embedding_loss(*head(h), y, emb, **options)
+    ref_grads = _grads(ref.loss, tensors)
+    chunks = y.clamp(min=0).sort().values.split(5)
+    assert any(len(c.unique()) == len(c) for c in chunks)
+    assert any(len(c.unique()) < len(c) for c in chunks)
+    got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=5, **options)
+    _assert_same(ref, got, tensors, ref_grads, _grads(got.loss, tensors))
 
 
 def test_the_embedding_runs_once_per_distinct_label_of_a_block():

@@ -11,9 +11,9 @@ targets in label order. A block of at least 512 rows makes the head's two output
 gradients; the block's backward is then ``nn.Linear``'s, by hand, into the features' and
 weights' gradients, and the embedding's through the rows ``embedding_ce`` trains. Backward hands
 the sums out. Peak memory is a block's head outputs and label rows, one chunk's graph and the
-gradients, never an ``N x C`` tensor. Two sizes, because on CPU a product on a few dozen rows re-reads the
-``C x F`` weight every few rows (half speed) while the terms' dozen ``rows x C`` tensors are
-cheapest small.
+gradients, never an ``N x C`` tensor. Two sizes, because on CPU a product on a few dozen rows
+re-reads the ``C x F`` weight every few rows (half speed) while the terms' dozen ``rows x C``
+tensors are cheapest small.
 
 Normalisers that depend on the whole batch need no second pass: the number of real targets
 comes from ``target`` alone, and the number of targets the second head gets right only divides
@@ -213,6 +213,7 @@ class _Walk:
         labels, inverse = y.unique_consecutive(return_inverse=True)
         e = self.embedding(labels)  # (distinct labels, C)
         grad_e = self._zero_grad_e(e) if self.emb_params else None
+        fitted = torch.zeros(len(labels), dtype=torch.long, device=e.device)  # targets per row
         starts = range(0, max(len(target), 1), self.size)
         # Chunk i uses rows [low_i, high_i) of e (labels are sorted): one device sync a block.
         last = [min(start + self.size, len(target)) - 1 for start in starts]
@@ -220,14 +221,16 @@ class _Walk:
                   if len(target) else [[0], [0]])
         e_values = e.detach()  # each chunk's leaves are slices of it
         for start, low, high in zip(starts, *ranges):
-            self._chunk(outputs, e_values, grad_e, inverse[start : start + self.size] - low,
-                        target, slice(start, start + self.size), slice(low, high))
+            self._chunk(outputs, e_values, grad_e, fitted,
+                        inverse[start : start + self.size] - low, target,
+                        slice(start, start + self.size), slice(low, high))
         for i, (linear, grad_out) in enumerate(zip(self.layers, outputs)):  # now gradients
             grad_h = linear.backward(grad_out, h, i == 0 and self.grad_h is not None)
             if grad_h is not None:
                 self.grad_h.index_copy_(0, rows, grad_h)
         if grad_e is not None:
-            _embedding_grads(self.embedding, self.emb_params, labels, e, grad_e, self.grads)
+            _embedding_grads(self.embedding, self.emb_params, labels, e, grad_e,
+                             fitted.nonzero().squeeze(1), self.grads)
 
     def _zero_grad_e(self, e: Tensor) -> Tensor:
         """A zeroed gradient for ``e``, in one ``(rows, C)`` buffer every block reuses."""
@@ -235,18 +238,20 @@ class _Walk:
             self.grad_e = e.new_empty(len(self.layers[0].buffer), e.shape[1])
         return self.grad_e[: len(e)].zero_()
 
-    def _chunk(self, outputs: list[Tensor], e: Tensor, grad_e: Tensor | None, index: Tensor,
-               target: Tensor, cut: slice, labels: slice) -> None:
+    def _chunk(self, outputs: list[Tensor], e: Tensor, grad_e: Tensor | None, fitted: Tensor,
+               index: Tensor, target: Tensor, cut: slice, labels: slice) -> None:
         """The terms of one chunk (``cut`` of the block) by the one definition, summed into
         ``self.sums``; their gradients overwrite the chunk's rows of the trained ``outputs``
         (no later chunk reads them) and are added into its ``labels`` rows of ``grad_e``;
-        target ``i`` of the chunk has label row ``index[i]`` of ``e[labels]``."""
+        target ``i`` of the chunk has label row ``index[i]`` of ``e[labels]``. ``fitted``
+        counts, per label row, the targets that train the embedding."""
         leaves = [out[cut].detach().requires_grad_(linear.trains)
                   for out, linear in zip(outputs, self.layers)]
         rows_e = e[labels].requires_grad_(grad_e is not None)  # e is detached: a leaf
         terms, _, correct = masked_terms(*leaves, *[None] * (2 - len(leaves)), target[cut],
                                          self.embedding, self.options, rows_e, index)
         self.n_correct += correct.sum()
+        fitted[labels].index_add_(0, index, correct.long())
         chunk = {k: v.sum() for k, v in terms.items()}
         self.sums = {k: v.detach() + self.sums.get(k, 0) for k, v in chunk.items()}
         inputs = [x for x in (*leaves, rows_e) if x.requires_grad]
@@ -297,13 +302,13 @@ class _Linear:
 
 
 def _embedding_grads(embedding: nn.Module, params: list[Tensor], y: Tensor, e: Tensor,
-                     grad_rows: Tensor | None, grads: dict[int, Tensor]) -> None:
+                     grad_rows: Tensor, fitted: Tensor, grads: dict[int, Tensor]) -> None:
     """Backpropagate the gradient of the block's rows ``e = embedding(y)`` into the embedding.
 
-    embedding_ce trains only the targets the second head gets right (at first almost none):
-    when under half the rows have a gradient, the embedding runs again on those rows alone."""
-    fitted = None if grad_rows is None else grad_rows.ne(0).any(1).nonzero().squeeze(1)
-    if fitted is None or fitted.numel() == 0:
+    embedding_ce trains only the rows ``fitted`` (the labels of targets the second head gets
+    right: at first almost none); the others' gradient is zero. When under half the rows are
+    fitted, the embedding runs again on those rows alone."""
+    if fitted.numel() == 0:
         return
     if 2 * fitted.numel() < len(y):
         e, grad_rows = embedding(y[fitted]), grad_rows[fitted]

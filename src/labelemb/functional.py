@@ -253,8 +253,9 @@ def trains_embedding(aux_logits: Tensor, target: Tensor, options: LossOptions) -
     ``(M, C)``): not ignored and, with ``mask_wrong``, those the second head gets right
     (Appendix A). Its sum is a part's ``n_correct`` (:class:`Normalizers`)."""
     valid = target != options.ignore_index
-    right = aux_logits.detach().argmax(1) == label_rows(target, aux_logits.shape[1])
-    return valid & right if options.mask_wrong else valid
+    if not options.mask_wrong:  # no argmax: a pass over (M, C) that nothing would read
+        return valid
+    return valid & (aux_logits.detach().argmax(1) == label_rows(target, aux_logits.shape[1]))
 
 
 def label_rows(target: Tensor, num_classes: int) -> Tensor:
