@@ -114,7 +114,8 @@ def worker(args: argparse.Namespace) -> dict:
     profiled = _profile(lambda: (clear(), step(h, y))) if args.profile else {}
     return dict(variant=args.worker, setup_mib=rss_setup / MIB, peak_extra_mib=peak_extra_mib,
                 times=times, loss=losses[0], matmul_share=profiled.get("matmul_share"),
-                top_ops=profiled.get("top_ops"))
+                top_ops=profiled.get("top_ops"), phases=profiled.get("phases"),
+                profiled_seconds=profiled.get("profiled_seconds"))
 
 
 #: The matrix-product operators, as torch.profiler names them.
@@ -122,10 +123,18 @@ _MATMULS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::addmv
 
 
 def _profile(run, top: int = 5) -> dict:
-    """One step under torch.profiler: the share of its self CPU time spent in matrix products,
-    and the ``top`` operators (by input shapes) that took the most."""
+    """Two steps under torch.profiler. The first, without input shapes (recording them slowed
+    the chunked step by a third here): the step's time and the chunked loss's phases (its
+    ``labelemb.chunked.*`` ranges), in seconds. The second: the share of self CPU time spent in
+    matrix products and the ``top`` operators, by input shapes, that took the most."""
     from torch.profiler import profile
 
+    with profile() as light:
+        t0 = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - t0
+    phases = {e.key: e.cpu_time_total / 1e6 for e in light.key_averages()
+              if e.key.startswith("labelemb.")}
     with profile(record_shapes=True) as prof:
         run()
     events = prof.key_averages(group_by_input_shape=True)
@@ -134,7 +143,8 @@ def _profile(run, top: int = 5) -> dict:
     return dict(matmul_share=sum(e.self_cpu_time_total for e in events
                                  if e.key in _MATMULS) / total,
                 top_ops=[dict(op=e.key, shapes=str(e.input_shapes), calls=e.count,
-                              seconds=e.self_cpu_time_total / 1e6) for e in heaviest])
+                              seconds=e.self_cpu_time_total / 1e6) for e in heaviest],
+                profiled_seconds=seconds, phases=phases)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--profile", action="store_true",
-                        help="also profile one step of each variant: share of matrix products")
+                        help="also profile two steps of each variant: the chunked loss's "
+                             "phases, the share of matrix products, the heaviest operators")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -183,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             for op in res.get("top_ops") or []:
                 print(f"    {op['seconds']:7.3f} s  {op['calls']:4d} x {op['op']} {op['shapes']}")
+            if res.get("phases"):
+                print(f"    phases of a profiled step ({res['profiled_seconds']:.3f} s): "
+                      + ", ".join(f"{k.rsplit('.', 1)[1]} {t:.3f} s"
+                                  for k, t in res["phases"].items()))
 
     summary = {}
     for v in variants:

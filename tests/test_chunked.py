@@ -391,3 +391,16 @@ def test_a_head_on_another_dtype_is_named():
     h, y, head, emb = _setup("full")
     with pytest.raises(ValueError, match="head parameter fc.weight is torch.float32"):
         chunked_label_embedding_loss(h, y, head.float(), emb)
+
+
+def test_a_profiler_sees_the_phases_of_each_block():
+    """The phases are named ranges in a torch.profiler trace (benchmarks/large_vocab.py
+    --profile reports them), one of each per block."""
+    from torch.profiler import profile
+
+    h, y, head, emb = _setup("compressed", n=1100)
+    with profile() as prof:
+        chunked_label_embedding_loss(h, y, head, emb, chunk_size=300).loss.backward()
+    counts = {e.key: e.count for e in prof.key_averages() if e.key.startswith("labelemb.")}
+    names = ("forward", "terms", "head_backward", "embedding_backward")
+    assert counts == {f"labelemb.chunked.{name}": 2 for name in names}  # 1,100 rows, 600 a block

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, distributed as dist, nn
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.parametrize import is_parametrized
+from torch.profiler import record_function
 
 from .functional import (LossOptions, LossOutput, check_inputs, label_rows, masked_terms,
                          term_divisors, term_weights, weighted_sum)
@@ -209,9 +210,10 @@ class _Walk:
     def block(self, h: Tensor, target: Tensor, y: Tensor, rows: Tensor) -> None:
         """One block, rows ``rows`` of the batch in label order: the head's and the embedding's
         products once, the terms chunk by chunk, then the products' backward."""
-        outputs = [linear.forward(h) for linear in self.layers]  # (rows, C) each
-        labels, inverse = y.unique_consecutive(return_inverse=True)
-        e = self.embedding(labels)  # (distinct labels, C)
+        with record_function("labelemb.chunked.forward"):  # the phases, named for profilers
+            outputs = [linear.forward(h) for linear in self.layers]  # (rows, C) each
+            labels, inverse = y.unique_consecutive(return_inverse=True)
+            e = self.embedding(labels)  # (distinct labels, C)
         grad_e = self._zero_grad_e(e) if self.emb_params else None
         fitted = torch.zeros(len(labels), dtype=torch.long, device=e.device)  # targets per row
         starts = range(0, max(len(target), 1), self.size)
@@ -220,17 +222,20 @@ class _Walk:
         ranges = (torch.stack([inverse[list(starts)], inverse[last] + 1]).tolist()
                   if len(target) else [[0], [0]])
         e_values = e.detach()  # each chunk's leaves are slices of it
-        for start, low, high in zip(starts, *ranges):
-            self._chunk(outputs, e_values, grad_e, fitted,
-                        inverse[start : start + self.size] - low, target,
-                        slice(start, start + self.size), slice(low, high))
-        for i, (linear, grad_out) in enumerate(zip(self.layers, outputs)):  # now gradients
-            grad_h = linear.backward(grad_out, h, i == 0 and self.grad_h is not None)
-            if grad_h is not None:
-                self.grad_h.index_copy_(0, rows, grad_h)
-        if grad_e is not None:
-            _embedding_grads(self.embedding, self.emb_params, labels, e, grad_e,
-                             fitted.nonzero().squeeze(1), self.grads)
+        with record_function("labelemb.chunked.terms"):
+            for start, low, high in zip(starts, *ranges):
+                self._chunk(outputs, e_values, grad_e, fitted,
+                            inverse[start : start + self.size] - low, target,
+                            slice(start, start + self.size), slice(low, high))
+        with record_function("labelemb.chunked.head_backward"):
+            for i, (linear, grad_out) in enumerate(zip(self.layers, outputs)):
+                grad_h = linear.backward(grad_out, h, i == 0 and self.grad_h is not None)
+                if grad_h is not None:
+                    self.grad_h.index_copy_(0, rows, grad_h)
+        with record_function("labelemb.chunked.embedding_backward"):
+            if grad_e is not None:
+                _embedding_grads(self.embedding, self.emb_params, labels, e, grad_e,
+                                 fitted.nonzero().squeeze(1), self.grads)
 
     def _zero_grad_e(self, e: Tensor) -> Tensor:
         """A zeroed gradient for ``e``, in one ``(rows, C)`` buffer every block reuses."""
