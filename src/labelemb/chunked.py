@@ -44,13 +44,18 @@ __all__ = ["chunked_label_embedding_loss", "ChunkedLabelEmbeddingLoss", "default
 
 #: Elements of one ``chunk x C`` tensor when ``chunk_size`` is not given: 2M floats = 8 MiB. The
 #: chunk only holds the terms' elementwise tensors (the products run on blocks): 8 MiB chunks
-#: ran faster than 16 MiB ones at C = 50,000 and as fast at C = 20,000 (docs/PERFORMANCE.md).
+#: ran faster than 16 MiB ones at C = 50,000 (docs/PERFORMANCE.md).
 _CHUNK_ELEMENTS = 1 << 21
+#: Most rows of a default chunk: a chunk's graph holds about a dozen ``chunk x C`` tensors, which
+#: at 8 MiB each outweighed cross-entropy's logits at a 6,698-word vocabulary; 64 rows ran as
+#: fast there and at C = 20,000 (docs/PERFORMANCE.md).
+_CHUNK_ROWS = 64
 
 
 def default_chunk_size(num_classes: int) -> int:
-    """Rows per chunk so one ``chunk x C`` float32 tensor is about 8 MiB (at least 16 rows)."""
-    return max(16, _CHUNK_ELEMENTS // max(1, num_classes))
+    """Rows per chunk: 64, or fewer (at least 16) so one ``chunk x C`` float32 tensor is at most
+    8 MiB (41 rows at C = 50,000)."""
+    return max(16, min(_CHUNK_ROWS, _CHUNK_ELEMENTS // max(1, num_classes)))
 
 
 #: Fewest rows the head's C-wide products run on: on 83 rows (a 16 MiB chunk at C = 50,000) the

@@ -182,8 +182,7 @@ class TrainConfig:
     # Rows per chunk: the chunked loss's memory knob (the loss and gradients do not change).
     chunk_size: int | None = setting(None, "with --chunked-loss: target tokens per chunk; fewer "
                                      "use less memory", on_resume=True, at_least=1,
-                                     default_text="sized by labelemb.chunked: a few MiB "
-                                     "per chunk x V tensor")
+                                     default_text="sized by labelemb.chunked for V")
     eval_every: int = setting(500, "updates between dev evaluations", on_resume=True,
                               at_least=1)
     # decoding
