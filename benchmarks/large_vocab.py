@@ -123,8 +123,8 @@ _MATMULS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::addmv
 
 
 def _profile(run, top: int = 5) -> dict:
-    """Two steps under torch.profiler. The first, without input shapes (recording them slowed
-    the chunked step by a third here): the step's time and the chunked loss's phases (its
+    """Two steps under torch.profiler. The first, without input shapes (recording them took
+    the chunked step from about 20 s to 27-32 s here): the step's time and the chunked loss's phases (its
     ``labelemb.chunked.*`` ranges), in seconds. The second: the share of self CPU time spent in
     matrix products and the ``top`` operators, by input shapes, that took the most."""
     from torch.profiler import profile
@@ -145,6 +145,19 @@ def _profile(run, top: int = 5) -> dict:
                 top_ops=[dict(op=e.key, shapes=str(e.input_shapes), calls=e.count,
                               seconds=e.self_cpu_time_total / 1e6) for e in heaviest],
                 profiled_seconds=seconds, phases=phases)
+
+
+def _print_run(r: int, variant: str, res: dict) -> None:
+    """One worker's figures: step, memory, loss, and its profile's if it made one."""
+    share = res["matmul_share"]
+    print(f"  round {r}: {variant:9s} step {median(res['times']):8.3f} s  "
+          f"peak +{res['peak_extra_mib']:8.1f} MiB  loss {res['loss']:.5f}"
+          + (f"  matrix products {100 * share:.0f} % of the step" if share else ""), flush=True)
+    for op in res.get("top_ops") or []:
+        print(f"    {op['seconds']:7.3f} s  {op['calls']:4d} x {op['op']} {op['shapes']}")
+    if res.get("phases"):
+        print(f"    phases of a profiled step ({res['profiled_seconds']:.3f} s): "
+              + ", ".join(f"{k.rsplit('.', 1)[1]} {t:.3f} s" for k, t in res["phases"].items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,17 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         for v in (variants if r % 2 == 0 else variants[::-1]):
             res = run_worker(__file__, [f"--worker={v}", *passthrough])
             runs[v].append(res)
-            share = res["matmul_share"]
-            print(f"  round {r}: {v:9s} step {median(res['times']):8.3f} s  "
-                  f"peak +{res['peak_extra_mib']:8.1f} MiB  loss {res['loss']:.5f}"
-                  + (f"  matrix products {100 * share:.0f} % of the step" if share else ""),
-                  flush=True)
-            for op in res.get("top_ops") or []:
-                print(f"    {op['seconds']:7.3f} s  {op['calls']:4d} x {op['op']} {op['shapes']}")
-            if res.get("phases"):
-                print(f"    phases of a profiled step ({res['profiled_seconds']:.3f} s): "
-                      + ", ".join(f"{k.rsplit('.', 1)[1]} {t:.3f} s"
-                                  for k, t in res["phases"].items()))
+            _print_run(r, v, res)
 
     summary = {}
     for v in variants:

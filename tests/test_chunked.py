@@ -17,7 +17,7 @@ from labelemb import (
     label_embedding_loss,
 )
 from labelemb.chunked import (ChunkedLabelEmbeddingLoss, block_size,
-                              chunked_label_embedding_loss)
+                              chunked_label_embedding_loss, default_chunk_size)
 
 F_DIM, C = 6, 7
 KINDS = ["full", "compressed", "fixed", "fixed-no-aux"]
@@ -206,7 +206,7 @@ def test_several_blocks_equal_unchunked(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_chunks_of_distinct_labels_equal_unchunked(kind):
     """With 200 classes most chunks' targets each have a label of their own, while the ignored
-    targets share one row: every embedding row is fitted by at most one target or by several."""
+    targets share one row: label rows fitted by one target and rows shared by several."""
     h, y, head, emb = _setup(kind, n=40, c=200)
     tensors = _trainable(h, head, emb)
     options = dict(alpha=0.3, tau=1.5, warmup_steps=0)
@@ -217,6 +217,14 @@ def test_chunks_of_distinct_labels_equal_unchunked(kind):
     assert any(len(c.unique()) < len(c) for c in chunks)
     got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=5, **options)
     _assert_same(ref, got, tensors, ref_grads, _grads(got.loss, tensors))
+
+
+def test_default_sizes():
+    """64 rows a chunk, fewer (at least 16) where a chunk x C float32 tensor would pass 8 MiB;
+    a block is the fewest whole chunks that make 512 rows."""
+    sizes = {c: default_chunk_size(c) for c in (7, 6_698, 20_000, 50_000, 10**6)}
+    assert sizes == {7: 64, 6_698: 64, 20_000: 64, 50_000: 41, 10**6: 16}
+    assert [block_size(n) for n in (64, 41, 16, 600)] == [512, 533, 512, 600]
 
 
 def test_the_embedding_runs_once_per_distinct_label_of_a_block():

@@ -261,7 +261,8 @@ class _Walk:
         terms, _, correct = masked_terms(*leaves, *[None] * (2 - len(leaves)), target[cut],
                                          self.embedding, self.options, rows_e, index)
         self.n_correct += correct.sum()
-        fitted[labels].index_add_(0, index, correct.long())
+        if grad_e is not None:
+            fitted[labels].index_add_(0, index, correct.long())
         chunk = {k: v.sum() for k, v in terms.items()}
         self.sums = {k: v.detach() + self.sums.get(k, 0) for k, v in chunk.items()}
         inputs = [x for x in (*leaves, rows_e) if x.requires_grad]
