@@ -71,3 +71,23 @@ def run_worker(script: str, args: Sequence[str]) -> dict:
 
 
 MIB = 1024 * 1024
+
+
+def profiled_phases(run: Callable[[], object]) -> tuple[float, dict[str, float]]:
+    """``run()`` once under torch.profiler without input shapes (recording them slowed the
+    chunked loss's many small operators most): its wall time and, in seconds, the CPU time of
+    each range labelemb names (the chunked loss's ``labelemb.chunked.*`` phases)."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        t0 = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - t0
+    return seconds, {e.key: e.cpu_time_total / 1e6 for e in prof.key_averages()
+                     if e.key.startswith("labelemb.")}
+
+
+def format_phases(seconds: float, phases: dict[str, float]) -> str:
+    """``a profiled step: S s; phases forward F s, terms T s, ...`` (the phases if any)."""
+    named = ", ".join(f"{k.rsplit('.', 1)[1]} {t:.3f} s" for k, t in phases.items())
+    return f"a profiled step: {seconds:.3f} s" + (f"; phases {named}" if named else "")

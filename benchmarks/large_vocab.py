@@ -40,7 +40,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from _common import MIB, machine, median, peak_rss_bytes, rss_bytes, run_worker  # noqa: E402
+from _common import (MIB, format_phases, machine, median, peak_rss_bytes,  # noqa: E402
+                     profiled_phases, rss_bytes, run_worker)
 from labelemb import CompressedLabelEmbedding, LabelEmbeddingHead, LabelEmbeddingLoss  # noqa: E402
 from labelemb.chunked import ChunkedLabelEmbeddingLoss  # noqa: E402
 
@@ -124,17 +125,12 @@ _MATMULS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::addmv
 
 def _profile(run, top: int = 5) -> dict:
     """Two steps under torch.profiler. The first, without input shapes (recording them took
-    the chunked step from about 20 s to 27-32 s here): the step's time and the chunked loss's phases (its
-    ``labelemb.chunked.*`` ranges), in seconds. The second: the share of self CPU time spent in
-    matrix products and the ``top`` operators, by input shapes, that took the most."""
+    the chunked step from about 20 s to 27-32 s here): the step's time and the chunked loss's
+    phases. The second: the share of self CPU time spent in matrix products and the ``top``
+    operators, by input shapes, that took the most."""
     from torch.profiler import profile
 
-    with profile() as light:
-        t0 = time.perf_counter()
-        run()
-        seconds = time.perf_counter() - t0
-    phases = {e.key: e.cpu_time_total / 1e6 for e in light.key_averages()
-              if e.key.startswith("labelemb.")}
+    seconds, phases = profiled_phases(run)
     with profile(record_shapes=True) as prof:
         run()
     events = prof.key_averages(group_by_input_shape=True)
@@ -156,8 +152,7 @@ def _print_run(r: int, variant: str, res: dict) -> None:
     for op in res.get("top_ops") or []:
         print(f"    {op['seconds']:7.3f} s  {op['calls']:4d} x {op['op']} {op['shapes']}")
     if res.get("phases"):
-        print(f"    phases of a profiled step ({res['profiled_seconds']:.3f} s): "
-              + ", ".join(f"{k.rsplit('.', 1)[1]} {t:.3f} s" for k, t in res["phases"].items()))
+        print("    " + format_phases(res["profiled_seconds"], res["phases"]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from _common import MIB, interleaved, machine, median, peak_rss_bytes, run_worker  # noqa: E402
+from _common import (MIB, format_phases, interleaved, machine, median,  # noqa: E402
+                     peak_rss_bytes, profiled_phases, run_worker)
 from labelemb.data.parallel_text import Batch, collate  # noqa: E402
 from labelemb.engine.seq2seq import build_criterion, build_model, sequence_loss  # noqa: E402
 from labelemb.engine.optim import adam  # noqa: E402
@@ -128,12 +129,15 @@ def timing(args: argparse.Namespace) -> dict:
     batches, src_vocab, vocab = make_batches(args, SIZES[args.size][1], n)
     tokens = [int(b.num_tokens) for b in batches]
     distinct = [len(torch.unique(b.tgt_out[b.tgt_out != 0])) for b in batches]
+    fns = {mode: build(mode, args, src_vocab, vocab) for mode in args.modes}
     steps = {}
-    for mode in args.modes:  # every mode steps through the same batches
-        steps[mode] = lambda fn=build(mode, args, src_vocab, vocab), it=itertools.cycle(batches): fn(next(it))
+    for mode, fn in fns.items():  # every mode steps through the same batches
+        steps[mode] = lambda fn=fn, it=itertools.cycle(batches): fn(next(it))
     times = interleaved(steps, args.rounds, args.steps_per_round, warmup=1)
     med = {m: median(t) for m, t in times.items()}
     save_batches(args.batches, batches[: args.memory_steps], src_vocab, vocab)
+    profiled = ({m: profiled_phases(lambda fn=fn: fn(batches[0])) for m, fn in fns.items()}
+                if args.profile else {})
     return {"size": args.size, "vocab": vocab, "label_dim": args.label_dim,
             "chunk_size": args.chunk_size,
             "batches": "real" if args.data else "zipf", "tokens_per_batch": median(tokens),
@@ -141,7 +145,8 @@ def timing(args: argparse.Namespace) -> dict:
             "median_s": {m: round(v, 6) for m, v in med.items()},
             "ratio": {m: round(med[m] / med["baseline"], 3) for m in med if m != "baseline"},
             "paired_ratio": {m: paired_ratios(times[m], times["baseline"])
-                             for m in med if m != "baseline"}}
+                             for m in med if m != "baseline"},
+            "profiled": profiled}
 
 
 def paired_ratios(mode: list[float], baseline: list[float]) -> dict[str, float]:
@@ -167,6 +172,8 @@ def main() -> None:
     p.add_argument("--memory-steps", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-mode memory runs")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one step of each mode: the chunked loss's phases")
     p.add_argument("--quick", action="store_true", help="tiny model, 1 round: a smoke run")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -199,6 +206,8 @@ def main() -> None:
         spread = result["paired_ratio"].get(m)
         paired = f" (per batch {spread['min']:.2f} to {spread['max']:.2f})" if spread else ""
         print(f"{m}: {result['median_s'][m]} s/step, ratio {ratio:.2f}{paired}, peak RSS {mem} MiB")
+        if m in result["profiled"]:
+            print("  " + format_phases(*result["profiled"][m]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -97,7 +97,7 @@ def test_head_layout_quick_times_both_heads():
 
 
 def test_seq2seq_step_quick_times_both_modes_in_one_process_and_their_memory(tmp_path):
-    stdout = _run("seq2seq_step.py", "--json", str(tmp_path / "r.json"))
+    stdout = _run("seq2seq_step.py", "--profile", "--json", str(tmp_path / "r.json"))
     r = json.loads((tmp_path / "r.json").read_text())
     assert set(r["median_s"]) == set(r["peak_rss_mib"]) == {"baseline", "emb-chunked"}
     assert all(_positive(v) for v in (*r["median_s"].values(), *r["peak_rss_mib"].values()))
@@ -107,3 +107,8 @@ def test_seq2seq_step_quick_times_both_modes_in_one_process_and_their_memory(tmp
     paired = r["paired_ratio"]["emb-chunked"]
     assert 0 < paired["min"] <= paired["median"] <= paired["max"]
     assert "emb-chunked:" in stdout and "ratio" in stdout and "per batch" in stdout
+    # --profile: the chunked loss's four phases, named by the library, and none in the baseline
+    (_, baseline), (_, chunked) = r["profiled"]["baseline"], r["profiled"]["emb-chunked"]
+    assert baseline == {} and all(t >= 0 for t in chunked.values())
+    assert sorted(k.rsplit(".", 1)[1] for k in chunked) == ["embedding_backward", "forward",
+                                                             "head_backward", "terms"]
