@@ -20,7 +20,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .functional import LossOutput, _float, check_inputs, check_values, rows
+from .checks import check_inputs, check_values
+from .functional import LossOutput, _float, rows
 from .normalizers import Normalizers, per_target, whole_batch_counts
 
 __all__ = ["LabelSmoothingLoss", "OnlineLabelSmoothingLoss"]

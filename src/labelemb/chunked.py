@@ -33,8 +33,9 @@ from torch.autograd.function import once_differentiable
 from torch.nn.utils.parametrize import is_parametrized
 from torch.profiler import record_function
 
-from .functional import (LossOptions, LossOutput, check_inputs, label_rows, masked_terms,
-                         term_divisors, term_weights, weighted_sum)
+from .checks import check_inputs
+from .functional import (LossOptions, LossOutput, label_rows, masked_terms, term_divisors,
+                         term_weights, weighted_sum)
 from .normalizers import Normalizers, whole_batch_counts
 from .head import LabelEmbeddingHead
 from .loss import LabelEmbeddingLoss
@@ -220,7 +221,9 @@ class _Walk:
             labels, inverse = y.unique_consecutive(return_inverse=True)
             e = self.embedding(labels)  # (distinct labels, C)
         grad_e = self._zero_grad_e(e) if self.emb_params else None
-        fitted = torch.zeros(len(labels), dtype=torch.long, device=e.device)  # targets per row
+        # Per label row, the targets that train the embedding (only when it trains).
+        fitted = None if grad_e is None else torch.zeros(len(labels), dtype=torch.long,
+                                                         device=e.device)
         starts = range(0, max(len(target), 1), self.size)
         # Chunk i uses rows [low_i, high_i) of e (labels are sorted): one device sync a block.
         last = [min(start + self.size, len(target)) - 1 for start in starts]
@@ -248,8 +251,8 @@ class _Walk:
             self.grad_e = e.new_empty(len(self.layers[0].buffer), e.shape[1])
         return self.grad_e[: len(e)].zero_()
 
-    def _chunk(self, outputs: list[Tensor], e: Tensor, grad_e: Tensor | None, fitted: Tensor,
-               index: Tensor, target: Tensor, cut: slice, labels: slice) -> None:
+    def _chunk(self, outputs: list[Tensor], e: Tensor, grad_e: Tensor | None,
+               fitted: Tensor | None, index: Tensor, target: Tensor, cut: slice, labels: slice) -> None:
         """The terms of one chunk (``cut`` of the block) by the one definition, summed into
         ``self.sums``; their gradients overwrite the chunk's rows of the trained ``outputs``
         (no later chunk reads them) and are added into its ``labels`` rows of ``grad_e``;
@@ -261,7 +264,7 @@ class _Walk:
         terms, _, correct = masked_terms(*leaves, *[None] * (2 - len(leaves)), target[cut],
                                          self.embedding, self.options, rows_e, index)
         self.n_correct += correct.sum()
-        if grad_e is not None:
+        if fitted is not None:
             fitted[labels].index_add_(0, index, correct.long())
         chunk = {k: v.sum() for k, v in terms.items()}
         self.sums = {k: v.detach() + self.sums.get(k, 0) for k, v in chunk.items()}

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor, distributed as dist, nn
 
-from .functional import (PRESETS, LossOptions, LossOutput, check_embedding, compute_loss,
-                         soft_target)
+from .checks import check_embedding
+from .functional import PRESETS, LossOptions, LossOutput, compute_loss, soft_target
 from .normalizers import Normalizers
 
 __all__ = ["LabelEmbeddingLoss", "PRESETS"]
