@@ -114,9 +114,7 @@ def worker(args: argparse.Namespace) -> dict:
     peak_extra_mib = (peak_rss_bytes() - rss_setup) / MIB
     profiled = _profile(lambda: (clear(), step(h, y))) if args.profile else {}
     return dict(variant=args.worker, setup_mib=rss_setup / MIB, peak_extra_mib=peak_extra_mib,
-                times=times, loss=losses[0], matmul_share=profiled.get("matmul_share"),
-                top_ops=profiled.get("top_ops"), phases=profiled.get("phases"),
-                profiled_seconds=profiled.get("profiled_seconds"))
+                times=times, loss=losses[0], **profiled)
 
 
 #: The matrix-product operators, as torch.profiler names them.
@@ -145,7 +143,7 @@ def _profile(run, top: int = 5) -> dict:
 
 def _print_run(r: int, variant: str, res: dict) -> None:
     """One worker's figures: step, memory, loss, and its profile's if it made one."""
-    share = res["matmul_share"]
+    share = res.get("matmul_share")
     print(f"  round {r}: {variant:9s} step {median(res['times']):8.3f} s  "
           f"peak +{res['peak_extra_mib']:8.1f} MiB  loss {res['loss']:.5f}"
           + (f"  matrix products {100 * share:.0f} % of the step" if share else ""), flush=True)

@@ -67,6 +67,17 @@ def _assert_same(ref, got, tensors, ref_grads, got_grads, rtol=1e-9, atol=1e-9):
         torch.testing.assert_close(b, a, rtol=rtol, atol=atol)
 
 
+def _assert_chunked_is_plain(h, y, head, emb, chunk_sizes, **options):
+    """The chunked loss at each of ``chunk_sizes`` equals the plain one: loss, terms and the
+    gradient of every tensor that requires one."""
+    tensors = [t for t in _trainable(h, head, emb) if t.requires_grad]
+    ref = label_embedding_loss(*head(h), y, emb, **options)
+    ref_grads = _grads(ref.loss, tensors)
+    for chunk_size in chunk_sizes:
+        got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=chunk_size, **options)
+        _assert_same(ref, got, tensors, ref_grads, _grads(got.loss, tensors))
+
+
 # kind x hinge x reduction x mask_wrong, with the other options (warm-up included) cycling
 # through their values, so every value of every option meets every embedding kind.
 CASES = [(*c, (i + i // 2) % 2 == 1) for i, c in enumerate(itertools.product(
@@ -193,14 +204,9 @@ def test_several_blocks_equal_unchunked(kind):
     """Batches longer than a block: labels run across chunk and block boundaries (7 classes,
     1,100 targets), and every block reuses the buffers of the one before."""
     h, y, head, emb = _setup(kind, n=1100)
-    tensors = _trainable(h, head, emb)
-    options = dict(alpha=0.3, tau=1.5, warmup_steps=0)
-    ref = label_embedding_loss(*head(h), y, emb, **options)
-    ref_grads = _grads(ref.loss, tensors)
-    for chunk_size in (7, 300):  # blocks of 518 rows (74 chunks) and of 600 (two chunks)
-        assert block_size(chunk_size) < len(y)
-        got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=chunk_size, **options)
-        _assert_same(ref, got, tensors, ref_grads, _grads(got.loss, tensors))
+    # blocks of 518 rows (74 chunks) and of 600 (two chunks)
+    assert all(block_size(chunk_size) < len(y) for chunk_size in (7, 300))
+    _assert_chunked_is_plain(h, y, head, emb, (7, 300), alpha=0.3, tau=1.5, warmup_steps=0)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -208,15 +214,10 @@ def test_chunks_of_distinct_labels_equal_unchunked(kind):
     """With 200 classes most chunks' targets each have a label of their own, while the ignored
     targets share one row: label rows fitted by one target and rows shared by several."""
     h, y, head, emb = _setup(kind, n=40, c=200)
-    tensors = _trainable(h, head, emb)
-    options = dict(alpha=0.3, tau=1.5, warmup_steps=0)
-    ref = label_embedding_loss(*head(h), y, emb, **options)
-    ref_grads = _grads(ref.loss, tensors)
     chunks = y.clamp(min=0).sort().values.split(5)
     assert any(len(c.unique()) == len(c) for c in chunks)
     assert any(len(c.unique()) < len(c) for c in chunks)
-    got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=5, **options)
-    _assert_same(ref, got, tensors, ref_grads, _grads(got.loss, tensors))
+    _assert_chunked_is_plain(h, y, head, emb, (5,), alpha=0.3, tau=1.5, warmup_steps=0)
 
 
 def test_default_sizes():
@@ -389,10 +390,7 @@ def test_frozen_parts_get_no_gradient_and_the_rest_the_plain_ones(frozen):
         h = h.detach()
     else:
         getattr(head, frozen).requires_grad_(False)
-    tensors = [t for t in _trainable(h, head, emb) if t.requires_grad]
-    ref = label_embedding_loss(*head(h), y, emb, alpha=0.3)
-    got = chunked_label_embedding_loss(h, y, head, emb, chunk_size=5, alpha=0.3)
-    _assert_same(ref, got, tensors, _grads(ref.loss, tensors), _grads(got.loss, tensors))
+    _assert_chunked_is_plain(h, y, head, emb, (5,), alpha=0.3)
 
 
 def test_a_head_on_another_dtype_is_named():
