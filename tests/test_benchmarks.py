@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +86,15 @@ def test_profile_step_quick_prints_the_phase_table():
     for phase in ("forward", "loss", "backward", "optimizer", "sum"):
         assert any(line.startswith(phase) for line in stdout.splitlines()), phase
     assert "aten::" in stdout  # the profiler table
+
+
+def test_loss_call_quick_times_every_loss_call():
+    stdout = _run("loss_call.py")
+    rows = dict(re.findall(r"^  (\S.*?) {2,}([\d.]+) us ", stdout, flags=re.M))
+    assert set(rows) == {"ce eager", "ce compiled", "emb eager", "emb compiled",
+                         "emb compiled, validate=False", "emb compiled, loss only",
+                         "emb compiled, validate=False, loss only"}, stdout
+    assert all(_positive(float(us)) for us in rows.values()), stdout
 
 
 def test_head_layout_quick_times_both_heads():
