@@ -261,13 +261,8 @@ class _Walk:
         leaves = [out[cut].detach().requires_grad_(linear.trains)
                   for out, linear in zip(outputs, self.layers)]
         rows_e = e[labels].requires_grad_(grad_e is not None)  # e is detached: a leaf
-        targets = target[cut]
-        # Distinct labels give each target its own row, in order: no C-wide gather (and none
-        # in backward) of an identity index.
-        distinct = len(rows_e) == len(targets)
-        terms, _, correct = masked_terms(*leaves, *[None] * (2 - len(leaves)), targets,
-                                         self.embedding, self.options, rows_e,
-                                         None if distinct else index)
+        terms, _, correct = masked_terms(*leaves, *[None] * (2 - len(leaves)), target[cut],
+                                         self.embedding, self.options, rows_e, index)
         self.n_correct += correct.sum()
         if fitted is not None:
             fitted[labels].index_add_(0, index, correct.long())
