@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, distributed as dist, nn
 
 from .checks import check_embedding, check_inputs, check_values
-from .normalizers import Normalizers, per_target, whole_batch_counts
+from .normalizers import Normalizers, divides_by_correct, term_divisors, whole_batch_counts
 
 __all__ = ["LossOptions", "LossOutput", "PRESETS", "TERMS", "label_embedding_loss", "masked_terms",
            "term_divisors", "term_weights", "weighted_sum", "check_inputs", "check_embedding",
@@ -302,27 +302,3 @@ def term_weights(options: LossOptions, step: int | Tensor | None = None
 def weighted_sum(terms: dict[str, Tensor], weights: dict[str, float | Tensor]) -> Tensor:
     """The loss (eq. 14): each term times its weight, summed."""
     return sum(weights[k] * v for k, v in terms.items())
-
-
-def term_divisors(n_valid: Tensor, n_correct: Tensor | None, options: LossOptions,
-                  dtype: torch.dtype) -> dict[str, Tensor | float]:
-    """What each term's sum is divided by, from whole-batch counts (0-dim tensors).
-    ``n_correct=None``: not known yet, ``embedding_ce`` stays summed (:class:`Normalizers`)."""
-    if options.reduction != "mean":
-        return dict.fromkeys(TERMS, 1.0)
-    mean = per_target(n_valid, dtype)
-    by_correct = divides_by_correct(options)
-    return {
-        "ce": mean, "soft_ce": mean, "aux_ce": mean,
-        "aux_hinge": mean if options.hinge_reduction == "mean" else 1.0,
-        # The authors' 1 / (n_correct + 1e-8): 0 when the second head gets nothing right.
-        "embedding_ce": (mean if not by_correct else 1.0 if n_correct is None
-                         else n_correct.to(dtype) + 1e-8),
-    }
-
-
-def divides_by_correct(options: LossOptions) -> bool:
-    """Whether a mean ``embedding_ce`` is divided by the targets the second head gets right
-    (the classification preset), a count only the whole batch's forward knows, rather than by
-    the valid targets."""
-    return options.embedding_normalizer == "correct" and options.mask_wrong

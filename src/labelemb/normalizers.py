@@ -23,13 +23,14 @@ instead, or multiply each share by ``W``.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["Normalizers", "whole_batch_counts", "per_target"]
+__all__ = ["Normalizers", "whole_batch_counts", "per_target", "term_divisors",
+           "divides_by_correct", "defers_embedding_ce", "finish_deferred_embedding_ce"]
 
 
 class Normalizers(NamedTuple):
@@ -77,3 +78,59 @@ def whole_batch_counts(n_valid: Tensor, n_correct: Tensor, normalizers: Normaliz
 def per_target(n_valid: Tensor, dtype: torch.dtype) -> Tensor:
     """The divisor of a mean over targets: an all-ignored batch gives 0, not NaN."""
     return n_valid.clamp(min=1).to(dtype)
+
+
+def term_divisors(n_valid: Tensor, n_correct: Tensor | None, options: Any,
+                  dtype: torch.dtype) -> dict[str, Tensor | float]:
+    """What each term's sum is divided by, from whole-batch counts (0-dim tensors), for a
+    loss with :class:`~labelemb.functional.LossOptions` ``options``. ``n_correct=None``: not
+    known yet, ``embedding_ce`` stays summed (:class:`Normalizers`)."""
+    if options.reduction != "mean":
+        return dict.fromkeys(("ce", "soft_ce", "aux_ce", "aux_hinge", "embedding_ce"), 1.0)
+    mean = per_target(n_valid, dtype)
+    by_correct = divides_by_correct(options)
+    return {
+        "ce": mean, "soft_ce": mean, "aux_ce": mean,
+        "aux_hinge": mean if options.hinge_reduction == "mean" else 1.0,
+        # The authors' 1 / (n_correct + 1e-8): 0 when the second head gets nothing right.
+        "embedding_ce": (mean if not by_correct else 1.0 if n_correct is None
+                         else n_correct.to(dtype) + 1e-8),
+    }
+
+
+def divides_by_correct(options: Any) -> bool:
+    """Whether a mean ``embedding_ce`` is divided by the targets the second head gets right
+    (the classification preset), a count only the whole batch's forward knows, rather than by
+    the valid targets."""
+    return options.embedding_normalizer == "correct" and options.mask_wrong
+
+
+def defers_embedding_ce(criterion: nn.Module) -> bool:
+    """Whether ``criterion`` called with ``Normalizers(n_valid)`` (no ``n_correct``) returns
+    ``embedding_ce`` summed: a label embedding loss whose embedding trains and whose mean
+    ``embedding_ce`` divides by the whole batch's correct count."""
+    embedding, options = getattr(criterion, "embedding", None), getattr(criterion, "options", None)
+    return (embedding is not None and options is not None and embedding.trainable
+            and options.reduction == "mean" and divides_by_correct(options))
+
+
+def finish_deferred_embedding_ce(params: Iterable[Tensor], n_valid: int | Tensor,
+                                 n_correct: Tensor, options: Any,
+                                 terms: dict[str, Tensor] | None = None) -> Tensor:
+    """The deferred division, after the last part of a batch: each part left ``embedding_ce``
+    summed (:class:`Normalizers` without ``n_correct``); divide the gradients it reached (the
+    embedding's, ``params``: nothing else sees that term) and its logged value in ``terms``
+    (with ``terms["loss"]``, where it weighs 1) by the whole batch's divisor. ``n_correct``
+    is the whole batch's count (summed over parts and ranks). Returns the divisor."""
+    dtype = n_correct.dtype if n_correct.is_floating_point() else torch.float32
+    divisor = torch.as_tensor(term_divisors(torch.as_tensor(n_valid, device=n_correct.device),
+                                            n_correct, options, dtype)["embedding_ce"])
+    for p in params:
+        if p.grad is not None:
+            p.grad.div_(divisor.to(p.grad.dtype))
+    if terms is not None and "embedding_ce" in terms:
+        summed = terms["embedding_ce"]
+        terms["embedding_ce"] = summed / divisor
+        if "loss" in terms:
+            terms["loss"] = terms["loss"] - summed + summed / divisor
+    return divisor

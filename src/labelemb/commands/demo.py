@@ -13,8 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..engine.classification import parse_seeds
-from ..runs.settings import check_ranges, setting
+from ..runs.settings import check_ranges, parse_seeds, setting
 from .options import add_config_arguments, config_from_args
 
 __all__ = ["register", "run_demo", "DemoConfig"]
@@ -25,13 +24,15 @@ class DemoConfig:
     """The demo's settings, declared once: its flags and :func:`run_demo`'s defaults."""
 
     epochs: int = setting(3, "training epochs", at_least=1)
-    train_subset: int = setting(10_000, "training images used, of 55,000; 0 = all", at_least=0)
+    train_subset: int = setting(10_000, "training images used, of 55,000", at_least=1)
     seeds: list[int] = setting([0], "e.g. 0 or 0-2", parse=parse_seeds)
     model: str = setting("cnn", "cnn (the paper's MNIST CNN) or mlp", choices=("cnn", "mlp"))
     out: str = setting("runs/demo", "output folder", flags=("--out", "-o"))
     data_dir: str | None = setting(None, "folder that holds Fashion-MNIST",
                                    default_text="the usual places, see labelemb train --help")
     overwrite: bool = setting(False, "start again if OUT has runs")
+    threads: int | None = setting(None, "CPU threads for torch", default_text="torch's choice",
+                                  at_least=1)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,7 +60,7 @@ def run_demo(config: DemoConfig | None = None, **settings: Any) -> dict[str, Pat
     out = Path(cfg.out)
     run_dirs = run_training(dict(
         dataset="fashion-mnist", model=cfg.model, modes=["baseline", "emb"], seeds=cfg.seeds,
-        epochs=cfg.epochs, train_subset=cfg.train_subset or None, out=str(out),
+        epochs=cfg.epochs, train_subset=cfg.train_subset, out=str(out), threads=cfg.threads,
         data_dir=cfg.data_dir, resume=not cfg.overwrite, overwrite=cfg.overwrite,
     ))
     write_summary(run_dirs)

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from torch import nn
@@ -36,7 +37,9 @@ class DecodeOptions:
     checkpoint: str = setting("best", "best.pt, or checkpoint.pt (the last)",
                               choices=("best", "last"))
     batch_size: int = setting(64, "sentences decoded together", at_least=1)
-    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    device: str | None = setting(None, "cpu, cuda or cuda:N", default_text="cuda if available")
+    threads: int | None = setting(None, "CPU threads for torch; 1 is much faster on a busy "
+                                  "machine", default_text="torch's choice", at_least=1)
 
 
 @dataclasses.dataclass
@@ -60,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="seq2seq_command", metavar="ACTION")
 
     # Flags generated from the engine's TrainConfig: each setting and default declared once.
-    t = sub.add_parser("train", help="train, keep the best-dev model, score the test set",
+    t = sub.add_parser("train", help="train every --modes x --seeds run into OUT/<mode>/"
+                       "seed-<k>, keep each best-dev model, score the test set",
                        allow_abbrev=False)
     add_config_arguments(t, TrainConfig)
     t.set_defaults(func=_train)
@@ -88,37 +92,46 @@ def _options(cls: type, args: argparse.Namespace):
     unknown --device would otherwise fail inside torch.load)."""
     opts = config_from_args(cls, args)
     check_ranges(opts)
+    if opts.threads is not None:
+        import torch
+
+        torch.set_num_threads(opts.threads)
     return opts, pick_device(opts.device)
 
 
 def _which(opts: DecodeOptions) -> str:
     from ..runs.rundir import CHECKPOINT
-    from ..engine.seq2seq import BEST
+    from ..engine.loop import BEST
 
     return BEST if opts.checkpoint == "best" else CHECKPOINT
 
 
 def _train(args) -> int:
-    from ..engine.seq2seq import train
+    from ..engine.seq2seq import run_training
     from ..runs.ranks import is_main_process
+    from .train import write_summary
 
-    result = train(config_from_args(TrainConfig, args))
+    run_dirs = run_training(args)
     if is_main_process():  # rank 0 alone under torchrun
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        print(write_summary(run_dirs), flush=True)
     return 0
 
 
 def _read_input(path: str) -> list[str]:
-    from ..data.parallel_text import read_lines
 
     if path == "-":
         return [line.rstrip("\r\n") for line in sys.stdin]
-    return read_lines(path)
+    if not Path(path).exists():
+        raise FileNotFoundError(f"--input: no such file: {path}")
+    if Path(path).is_dir():
+        raise IsADirectoryError(f"--input {path} is a folder; give a text file")
+    with open(path, encoding="utf-8") as f:  # also a device or pipe (/dev/null, <(...))
+        return [line.rstrip("\r\n") for line in f]
 
 
 def _translate(args) -> int:
     from ..atomic import atomic_write_text
-    from ..engine.seq2seq import translate_lines
+    from ..engine.decoding import translate_lines
 
     opts, device = _options(TranslateOptions, args)
     lines = _read_input(opts.input)
@@ -137,8 +150,8 @@ def _translate(args) -> int:
 
 def _evaluate(args) -> int:
     from ..data.parallel_text import read_parallel
-    from ..engine.seq2seq import (TrainConfig, decode_corpus, decoding_settings, load_run,
-                                  load_task, score)
+    from ..engine.decoding import decode_corpus, decoding_settings, load_run, score
+    from ..engine.seq2seq import load_task
 
     opts, device = _options(EvaluateOptions, args)
     if bool(opts.src) != bool(opts.ref):
@@ -148,7 +161,8 @@ def _evaluate(args) -> int:
     if opts.src:
         corpus = read_parallel(opts.src, opts.ref, s["tokenize"])
     else:
-        corpus = load_task(TrainConfig(**s))[opts.split]
+        corpus = load_task(TrainConfig(**{k: v for k, v in s.items()
+                                          if k not in ("mode", "seed")}))[opts.split]
         if corpus is None:
             raise ValueError(f"the run has no {opts.split} set")
         if opts.split == "dev":
@@ -164,7 +178,7 @@ def _evaluate(args) -> int:
 
 
 def _neighbours(args) -> int:
-    from ..engine.seq2seq import load_run
+    from ..engine.decoding import load_run
     from ..loss import LabelEmbeddingLoss
 
     _, criterion, _, tgt_vocab, _ = load_run(args.run)

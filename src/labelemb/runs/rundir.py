@@ -41,7 +41,7 @@ __all__ = [
     "RunDir", "changed_settings", "make_folder",
 ]
 
-RUN_FORMAT = 1
+RUN_FORMAT = 2
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 EMBEDDING = "embedding.safetensors"

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any, Callable
 
 __all__ = ["setting", "may_change_on_resume", "flag_of", "default_of", "kind_of",
-           "check_ranges", "range_text"]
+           "check_ranges", "range_text", "parse_seeds", "parse_int_list", "parse_names"]
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *,
@@ -102,3 +102,49 @@ def range_text(f: dataclasses.Field) -> str:
     """The field's declared range as the help and the errors say it (">= 0 and < 1"), or ""."""
     bounds = f.metadata.get("bounds") or {}
     return " and ".join(f"{_BOUNDS[name][0]} {bound}" for name, bound in bounds.items())
+
+
+# --------------------------------------------------------------------------- flag values
+
+
+def parse_seeds(text: str | int | list[int]) -> list[int]:
+    """``"0-19"`` -> 0..19, ``"0,3,5"`` -> [0, 3, 5]; forms can be mixed (``"0-2,7"``).
+    Seeds are >= 0: each names a run folder ``seed-<k>``."""
+    if isinstance(text, list):
+        text = ",".join(str(s) for s in text)
+    seeds: list[int] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            seeds.extend(range(int(lo), int(hi) + 1) if sep else [int(part)])
+        except ValueError:
+            raise ValueError(f"--seeds: cannot read {part!r}; use seeds >= 0 such as 0-19 "
+                             "or 0,3,5") from None
+        if sep and int(hi) < int(lo):
+            raise ValueError(f"--seeds: empty range {part!r}")
+    if not seeds:
+        raise ValueError(f"--seeds: no seed in {text!r}")
+    return list(dict.fromkeys(seeds))
+
+
+def parse_int_list(text: str) -> list[int]:
+    """``"40,80"`` -> ``[40, 80]``; ``"none"`` or ``""`` -> ``[]``."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def parse_names(text: str | list[str], allowed: Any, flag: str) -> list[str]:
+    """``"baseline,emb"`` -> ``["baseline", "emb"]``, each one of ``allowed``."""
+    names = ([m.strip() for m in text.split(",") if m.strip()] if isinstance(text, str)
+             else list(text))
+    bad = [m for m in names if m not in allowed]
+    if bad or not names:
+        raise ValueError(f"{flag}: unknown {bad or repr(text)}; choose from "
+                         f"{', '.join(allowed)}")
+    return list(dict.fromkeys(names))

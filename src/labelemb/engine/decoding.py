@@ -1,0 +1,154 @@
+"""Using a trained seq2seq run: load it, decode a corpus, score outputs (Tables 3-5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..baselines import LabelSmoothingLoss
+from ..chunked import ChunkedLabelEmbeddingLoss
+from ..data.parallel_text import ParallelCorpus, batch_indices, collate, encode_corpus
+from ..data.vocab import PAD, UNK, Vocab
+from ..embedding import CompressedLabelEmbedding
+from ..loss import LabelEmbeddingLoss
+from ..models.beam import beam_search, greedy_decode
+from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
+from ..runs import rundir
+from ..runs.checkpoint import load_checkpoint
+from ..runs.progress import log, progress
+from .loop import BEST
+from .settings import MODES, baseline_criterion
+from .text_metrics import bleu, rouge
+
+__all__ = ["SRC_VOCAB", "TGT_VOCAB", "TEST_OUTPUT", "seq2seq_criterion", "decode_corpus",
+           "score", "corpus_loss", "load_run", "decoding_settings", "translate_lines"]
+
+SRC_VOCAB = "vocab.src.json"
+TGT_VOCAB = "vocab.tgt.json"
+TEST_OUTPUT = "test.hyp.txt"
+
+
+def seq2seq_criterion(mode: str, tgt_vocab: Vocab, settings: Any) -> nn.Module:
+    """The loss of ``mode`` over the target vocabulary, PAD ignored in every term. ``emb``:
+    the seq2seq preset over a compressed embedding; with ``settings.chunked_loss`` the head
+    and loss together in chunks of tokens (same loss and gradients, same state-dict keys, a
+    fraction of the memory). ``settings``: a seq2seq config or its saved dict."""
+    get = settings.get if isinstance(settings, dict) else lambda k, d=None: getattr(settings, k, d)
+    if not MODES[mode].label_embedding:
+        return baseline_criterion(mode, len(tgt_vocab), smoothing=get("smoothing"),
+                                  ols_alpha=get("ols_alpha"), ignore_index=PAD)
+    options = {k: get(k) for k in ("beta", "tau", "alpha", "hinge", "warmup_steps",
+                                   "soft_target_temperature") if get(k) is not None}
+    embedding = CompressedLabelEmbedding(len(tgt_vocab), get("label_dim"),
+                                         class_names=tgt_vocab.itos)
+    if get("chunked_loss", False):
+        return ChunkedLabelEmbeddingLoss.from_preset(
+            "seq2seq", embedding, chunk_size=get("chunk_size"), ignore_index=PAD, **options)
+    return LabelEmbeddingLoss.from_preset("seq2seq", embedding, ignore_index=PAD, **options)
+
+
+@torch.no_grad()
+def decode_corpus(
+    model: Seq2Seq, corpus: ParallelCorpus, src_vocab: Vocab, tgt_vocab: Vocab, *,
+    beam: int = 1, max_len: int = 100, length_norm: float = 0.0, unk_replace: bool = False,
+    batch_size: int = 64, device: str | torch.device = "cpu", show_progress: bool = False,
+) -> list[list[str]]:
+    """Output tokens for every source sentence of ``corpus``, in corpus order.
+
+    With ``unk_replace`` an output ``<unk>`` becomes the source token that had the highest
+    attention weight when it was written (Luong et al., 2015).
+    """
+    model.eval()
+    src_tokens = [corpus.src_tokens(i) for i in range(len(corpus))]
+    order = sorted(range(len(corpus)), key=lambda i: len(src_tokens[i]))  # less padding
+    out: list[list[str]] = [[] for _ in range(len(corpus))]
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    for idx in progress(chunks, desc="decode") if show_progress else chunks:
+        b = collate([src_vocab.encode(src_tokens[i]) for i in idx], [[] for _ in idx], idx)
+        src, lengths = b.src.to(device), b.src_lengths
+        dec = (greedy_decode(model, src, lengths, max_len=max_len) if beam == 1 else
+               beam_search(model, src, lengths, beam=beam, max_len=max_len,
+                           length_norm=length_norm))
+        for row, i in enumerate(idx):
+            out[i] = [src_tokens[i][pos] if tok == UNK and unk_replace
+                      and pos < len(src_tokens[i]) else tgt_vocab.itos[tok]
+                      for tok, pos in zip(dec.tokens[row], dec.attention[row])]
+    return out
+
+
+def score(metric: str, hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[str]]
+          ) -> dict[str, float]:
+    """``{"bleu": ...}``, or ``{"rouge1", "rouge2", "rougeL"}`` for a ROUGE ``metric``."""
+    return {"bleu": bleu(hyps, refs)} if metric == "bleu" else rouge(hyps, refs)
+
+
+@torch.no_grad()
+def corpus_loss(model: Seq2Seq, corpus: ParallelCorpus, src_vocab: Vocab, tgt_vocab: Vocab,
+                batch_size: int, device: str | torch.device) -> float:
+    """Teacher-forced cross-entropy of the main head per real target token."""
+    model.eval()
+    src, tgt = encode_corpus(corpus, src_vocab, tgt_vocab)
+    ce = LabelSmoothingLoss(0.0, ignore_index=PAD, reduction="sum", validate=False)
+    total, tokens = 0.0, 0
+    for idx in batch_indices(src.lengths().tolist(), batch_size):
+        b = collate([src[i] for i in idx], [tgt[i] for i in idx], idx).to(device)
+        logits, _ = model(b.src, b.src_lengths, b.tgt_in)
+        total += float(ce(logits.reshape(-1, logits.shape[-1]), None, b.tgt_out.reshape(-1)).loss)
+        tokens += b.num_tokens
+    return total / max(tokens, 1)
+
+
+def load_run(run_dir: str | Path, which: str = BEST, device: str | torch.device = "cpu"
+             ) -> tuple[Seq2Seq, nn.Module, Vocab, Vocab, dict]:
+    """Model, criterion (holding the label embedding), vocabularies and config.json of a run.
+    The vocabulary files must be the ones the checkpoint was trained with (fingerprints)."""
+    run_dir = Path(run_dir)
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    if not isinstance(config, dict) or config.get("task") != "seq2seq":
+        task = config.get("task") if isinstance(config, dict) else None
+        raise ValueError(f"{run_dir} is a {task!r} run, not a seq2seq run")
+    if config.get("run_format") != rundir.RUN_FORMAT:
+        raise ValueError(f"{run_dir}: a run of an older labelemb (format "
+                         f"{config.get('run_format')}); train it again with this version")
+    if not (run_dir / which).is_file() and which == BEST:
+        raise FileNotFoundError(f"{run_dir}: no {BEST} yet (no evaluation has been made)")
+    if not rundir.is_complete(run_dir):
+        log(f"warning: {run_dir} is unfinished (no {rundir.RESULT}): using its {which} so far")
+    ckpt = load_checkpoint(run_dir / which, map_location=device)
+    vocabs = [Vocab.load(run_dir / name, config["vocab_fingerprints"][side])
+              for name, side in ((SRC_VOCAB, "src"), (TGT_VOCAB, "tgt"))]
+    model = Seq2Seq(Seq2SeqConfig(**config["model_config"]),
+                    aux_head=MODES[ckpt["mode"]].label_embedding).to(device)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    criterion = seq2seq_criterion(ckpt["mode"], vocabs[1], config["settings"]).to(device)
+    criterion.load_state_dict(ckpt["criterion"])
+    return model, criterion, vocabs[0], vocabs[1], config
+
+
+def decoding_settings(settings: dict[str, Any], *, beam: int | None = None,
+                      max_len: int | None = None, length_norm: float | None = None,
+                      unk_replace: bool | None = None) -> dict[str, Any]:
+    """:func:`decode_corpus`'s decoding keywords: each one given, else the run's own."""
+    given = dict(beam=beam, max_len=max_len, length_norm=length_norm, unk_replace=unk_replace)
+    return {k: settings[k] if v is None else v for k, v in given.items()}
+
+
+def translate_lines(
+    run_dir: str | Path, lines: Sequence[str], *, beam: int | None = None,
+    max_len: int | None = None, length_norm: float | None = None, unk_replace: bool | None = None,
+    batch_size: int = 64, device: str | torch.device = "cpu", which: str = BEST,
+) -> list[str]:
+    """Translate/summarise raw lines with a trained run (its tokenisation and defaults)."""
+    model, _, src_vocab, tgt_vocab, config = load_run(run_dir, which, device)
+    s = config["settings"]
+    corpus = ParallelCorpus(list(lines), [""] * len(lines), s["tokenize"], "input")
+    hyps = decode_corpus(model, corpus, src_vocab, tgt_vocab, batch_size=batch_size,
+                         device=device, **decoding_settings(
+                             s, beam=beam, max_len=max_len, length_norm=length_norm,
+                             unk_replace=unk_replace))
+    sep = "" if s["tokenize"] == "chars" else " "
+    return [sep.join(h) for h in hyps]
