@@ -6,11 +6,11 @@ tests/test_train_ddp.py to compare.
     torchrun --nproc_per_node 2 tests/ddp_step_worker.py OUT EMBEDDING
 
 Writes ``OUT/rank-<r>.pt``: ``{(mode, accumulate): {"grads": {name: tensor}, "shares": {...}}}``.
-The step is the engine's own (:func:`data_parallel`, :func:`backward_step`); the batch is made so
-that every term is active: the auxiliary head is confident (the summed hinge fires) and right on
-about half the images (``embedding_ce``'s n_correct is neither 0 nor the batch). The seq2seq
-entries, ``("seq2seq-emb" | "seq2seq-baseline", chunked)``, are one step of the seq2seq engine
-(:func:`~labelemb.engine.seq2seq.backward_batch`) on sentences of different lengths, so the
+The step is the engine's own (:func:`labelemb.engine.loop.step_gradients` with the image
+task); the batch is made so that every term is active: the auxiliary head is confident (the
+summed hinge fires) and right on about half the images (``embedding_ce``'s n_correct is neither
+0 nor the batch). The seq2seq entries, ``("seq2seq-emb" | "seq2seq-baseline", chunked)``, are
+one step of the same function with the seq2seq task on sentences of different lengths, so the
 ranks' shards hold different numbers of target tokens.
 """
 
@@ -23,14 +23,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from labelemb.data.parallel_text import ParallelCorpus
 from labelemb.data.registry import ImageDataset
-from labelemb.engine.classification import (MODES, TrainConfig, backward_step, build_criterion,
-                                            data_parallel)
-from labelemb.data.parallel_text import ParallelCorpus, encode_corpus
 from labelemb.data.vocab import Vocab
 from labelemb.engine import seq2seq
-from labelemb.models.classifier import build_model
-from labelemb.models.seq2seq import Seq2SeqConfig
+from labelemb.engine.classification import Classification, TrainConfig
+from labelemb.engine.loop import step_gradients
+from labelemb.engine.settings import MODES
 from labelemb.runs.ranks import rank_and_world
 
 BATCH, CLASSES, SIZE = 40, 10, 8
@@ -43,21 +42,26 @@ def _dataset() -> ImageDataset:
                         torch.randint(0, CLASSES, (BATCH,), generator=g), x, torch.zeros(BATCH))
 
 
-def one_step(mode: str, accumulate: int, ds: ImageDataset, cfg: TrainConfig) -> dict:
+def _grads(model, criterion, shares) -> dict:
+    params = {**{f"model.{k}": p for k, p in model.named_parameters()},
+              **{f"criterion.{k}": p for k, p in criterion.named_parameters() if p.requires_grad}}
+    return {"grads": {k: p.grad.clone() for k, p in params.items() if p.grad is not None},
+            "shares": {k: v.detach().clone() for k, v in shares.items()}}
+
+
+def one_step(mode: str, accumulate: int, ds: ImageDataset, embedding: str) -> dict:
+    cfg = TrainConfig(model="mlp", embedding=embedding, accumulate=accumulate).resolved(ds)
+    task = Classification(cfg, ds, torch.device("cpu"))
     torch.manual_seed(0)
-    model = build_model("mlp", 1, SIZE, CLASSES, aux=MODES[mode].aux_head)
-    criterion = build_criterion(mode, ds, cfg, 0)
+    model, criterion = task.build(mode, 0)
     x = ds.train_x.float() / 255
     y = ds.train_y.clone()
     if model.head.aux:
         with torch.no_grad():
             model.head.aux_fc.weight.mul_(60.0)
             y[: BATCH // 2] = model(x)[1][: BATCH // 2].argmax(1)
-    shares = backward_step(data_parallel(model, torch.device("cpu")), criterion, x, y, accumulate)
-    params = {**{f"model.{k}": p for k, p in model.named_parameters()},
-              **{f"criterion.{k}": p for k, p in criterion.named_parameters() if p.requires_grad}}
-    return {"grads": {k: p.grad.clone() for k, p in params.items()},
-            "shares": {k: v.detach().clone() for k, v in shares.items()}}
+    shares, _ = step_gradients(task, model, criterion, (x, y))
+    return _grads(model, criterion, shares)
 
 
 def seq2seq_step(mode: str, chunked: bool) -> dict:
@@ -66,16 +70,15 @@ def seq2seq_step(mode: str, chunked: bool) -> dict:
              for n in torch.randint(1, 9, (13,), generator=g)]
     corpus = ParallelCorpus(lines, [" ".join(reversed(s.split())) for s in lines], "words", "t")
     vocab = Vocab.build(corpus.iter_tokens("both"))
-    src_ids, tgt_ids = encode_corpus(corpus, vocab, vocab)
+    cfg = seq2seq.TrainConfig(task="parallel", data_dir=".", emb_dim=8, hidden=16, layers=1,
+                              dropout=0.0, label_dim=6, warmup_steps=0,
+                              chunked_loss=chunked).resolved()
+    task = seq2seq.Seq2SeqTask(cfg, seq2seq._Data(corpus, corpus, None, vocab, vocab),
+                               torch.device("cpu"))
     torch.manual_seed(0)
-    model = seq2seq.build_model(Seq2SeqConfig(len(vocab), len(vocab), 8, 16, 1, 0.0), mode)
-    criterion = seq2seq.build_criterion(mode, vocab, 6, warmup_steps=0, chunked=chunked)
-    loss, terms, _, _ = seq2seq.backward_batch(model, criterion, src_ids, tgt_ids,
-                                               list(range(len(lines))), torch.device("cpu"))
-    params = {**{f"model.{k}": p for k, p in model.named_parameters()},
-              **{f"criterion.{k}": p for k, p in criterion.named_parameters()}}
-    return {"grads": {k: p.grad.clone() for k, p in params.items() if p.grad is not None},
-            "shares": {"loss": loss.detach(), **terms}}
+    model, criterion = task.build(mode, 0)
+    shares, _ = step_gradients(task, model, criterion, torch.arange(len(lines)))
+    return _grads(model, criterion, shares)
 
 
 def main(out: Path, embedding: str) -> None:
@@ -83,8 +86,8 @@ def main(out: Path, embedding: str) -> None:
         dist.init_process_group("gloo")
     torch.set_num_threads(1)
     ds = _dataset()
-    cfg = TrainConfig(embedding=embedding)
-    results = {(mode, acc): one_step(mode, acc, ds, cfg) for mode in MODES for acc in (1, 3)}
+    results = {(mode, acc): one_step(mode, acc, ds, embedding) for mode in MODES
+               for acc in (1, 3)}
     for mode, chunked in (("emb", False), ("emb", True), ("baseline", False)):
         results[(f"seq2seq-{mode}", chunked)] = seq2seq_step(mode, chunked)
     torch.save(results, out / f"rank-{rank_and_world()[0]}.pt")

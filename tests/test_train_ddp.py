@@ -51,7 +51,7 @@ def test_torchrun_two_ranks_gloo(tmp_path):
     assert torch.allclose(soft.sum(1), torch.ones(10))
     assert (out / "summary.md").is_file()
     # Progress is logged once, by rank 0.
-    assert proc.stderr.count("[emb seed 0] epoch 2/2") == 1
+    assert proc.stderr.count("[emb seed 0] update") == 2  # by rank 0 alone
 
 
 # ----------------------------------------------------------------- one step, every mode
@@ -106,7 +106,7 @@ def test_a_step_on_two_ranks_or_in_micro_batches_equals_one_batch(steps, mode):
             total = sum(r[(mode, acc)]["shares"][k] for r in two)
             torch.testing.assert_close(total, v, rtol=1e-5, atol=1e-7, msg=k)
     if mode == "emb":  # every term really active, the summed hinge included
-        assert all(v > 1e-3 for k, v in ref["shares"].items() if k not in ("error",))
+        assert all(v > 1e-3 for k, v in ref["shares"].items() if not k.startswith("count/"))
 
 
 @pytest.mark.slow
@@ -147,19 +147,25 @@ def _assert_same_records(a, b, rel):
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist")
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 def test_two_ranks_and_accumulation_train_the_one_process_model(tmp_path):
-    """The issue's comparison, small: the final terms of 2 ranks, of 4 micro-batches, and of
-    both agree with one process to float noise (the summed hinge included)."""
-    common = ["-m", "labelemb", "train", "--model", "mlp", "--modes", "emb", "--epochs",
-              "2", "--train-subset", "2000", "--test-subset", "100", "--dev-subset", "100",
-              "--batch-size", "40",
+    """2 ranks, 4 micro-batches, and both train the one-process model: the terms of each of
+    the first 3 updates agree to float noise (the summed hinge included).
+
+    A few updates, not a whole run: each way sums the same gradients in another order, and
+    training amplifies that rounding (a 2-epoch run moved aux_hinge by 10 % on an Intel CPU
+    while agreeing to 1e-3 on AMD). After 3 updates the difference is still rounding (the
+    one-step test above pins the gradients themselves at 1e-5)."""
+    common = ["-m", "labelemb", "train", "--model", "mlp", "--modes", "emb", "--max-steps",
+              "3", "--eval-every", "1", "--train-subset", "2000", "--test-subset", "100",
+              "--dev-subset", "100", "--batch-size", "40",
               "--device", "cpu", "--threads", "1", "--data-dir", str(FASHION)]
     _torchrun(common + ["--out", str(tmp_path / "one")], 1)
     _torchrun(common + ["--out", str(tmp_path / "acc"), "--accumulate", "4"], 1)
     _torchrun(common + ["--out", str(tmp_path / "two"), "--accumulate", "2"], 2)
     ref = _metrics(tmp_path / "one" / "emb" / "seed-0")
+    assert [r["step"] for r in ref] == [1, 2, 3]
     assert ref[-1]["terms"]["aux_hinge"] > 1e-4  # the summed term is active
     for other in ("acc", "two"):
-        _assert_same_records(ref, _metrics(tmp_path / other / "emb" / "seed-0"), rel=1e-3)
+        _assert_same_records(ref, _metrics(tmp_path / other / "emb" / "seed-0"), rel=1e-5)
 
 
 def _seq2seq_args(tmp_path, out, *extra):
@@ -167,7 +173,7 @@ def _seq2seq_args(tmp_path, out, *extra):
             str(tmp_path / "data"), "--out", str(tmp_path / out), "--emb-dim", "32", "--hidden",
             "64", "--layers", "1", "--dropout", "0", "--label-dim", "16", "--batch-size", "32",
             "--threads", "1", "--max-len", "12", "--eval-every", "3", "--warmup-steps", "2",
-            "--device", "cpu", *extra]
+            "--device", "cpu", "--modes", "emb", *extra]
 
 
 @pytest.mark.slow
@@ -180,16 +186,17 @@ def test_seq2seq_on_two_ranks_trains_the_one_process_model(tmp_path, chunked):
     extra = ["--max-steps", "6", "--chunked-loss" if chunked else "--no-chunked-loss"]
     _torchrun(_seq2seq_args(tmp_path, "one", *extra), 1)
     proc = _torchrun(_seq2seq_args(tmp_path, "two", *extra), 2)
-    a, b = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    one, two = tmp_path / "one" / "emb" / "seed-0", tmp_path / "two" / "emb" / "seed-0"
+    a, b = _metrics(one), _metrics(two)
     assert [r["step"] for r in b] == [3, 6]  # one record per evaluation: rank 0 alone writes
     _assert_same_records(a, b, rel=1e-5)
-    sa = torch.load(tmp_path / "one" / rundir.CHECKPOINT, weights_only=True)
-    sb = torch.load(tmp_path / "two" / rundir.CHECKPOINT, weights_only=True)
+    sa = torch.load(one / rundir.CHECKPOINT, weights_only=True)
+    sb = torch.load(two / rundir.CHECKPOINT, weights_only=True)
     for key in ("model", "criterion"):
         for name, v in sa[key].items():
             torch.testing.assert_close(sb[key][name], v, rtol=1e-4, atol=1e-6, msg=name)
-    assert (tmp_path / "two" / rundir.EMBEDDING).is_file()
-    assert proc.stdout.count('"best_step"') == 1  # the result, printed by rank 0 alone
+    assert (two / rundir.EMBEDDING).is_file()
+    assert proc.stdout.count("| emb") == 1  # the summary table, printed by rank 0 alone
 
 
 @pytest.mark.slow
@@ -209,7 +216,9 @@ def test_a_killed_two_rank_seq2seq_run_resumes_exactly(tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          *_seq2seq_args(tmp_path, "killed", *steps)], env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = tmp_path / "killed" / rundir.CHECKPOINT
+    killed = tmp_path / "killed" / "emb" / "seed-0"
+    straight = tmp_path / "straight" / "emb" / "seed-0"
+    ckpt = killed / rundir.CHECKPOINT
     deadline = time.monotonic() + 240
     while not ckpt.is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -217,9 +226,9 @@ def test_a_killed_two_rank_seq2seq_run_resumes_exactly(tmp_path):
     proc.wait()
     killed_at = load_checkpoint(ckpt)["step"]
     _torchrun(_seq2seq_args(tmp_path, "killed", *steps, "--resume"), 2)
-    assert killed_at < 24 and _metrics(tmp_path / "killed")[-1]["step"] == 24
-    _assert_same_records(_metrics(tmp_path / "straight"), _metrics(tmp_path / "killed"), 1e-6)
-    sa = load_checkpoint(tmp_path / "straight" / rundir.CHECKPOINT)
+    assert killed_at < 24 and _metrics(killed)[-1]["step"] == 24
+    _assert_same_records(_metrics(straight), _metrics(killed), 1e-6)
+    sa = load_checkpoint(straight / rundir.CHECKPOINT)
     sb = load_checkpoint(ckpt)
     for key in ("model", "criterion", "optimizer"):
         torch.testing.assert_close(sb[key], sa[key], rtol=0, atol=0, msg=key)
@@ -230,13 +239,18 @@ def test_accumulation_in_one_process_is_one_update_through_the_warm_up(warmup_st
     """backward_step with 3 micro-batches: the one-batch gradients at every step of a warm-up,
     and the warm-up clock moves once per update, not once per micro-batch."""
     from labelemb import LabelEmbedding, LabelEmbeddingLoss
-    from labelemb.engine.classification import backward_step
+    from labelemb.data.registry import ImageDataset
+    from labelemb.engine.classification import Classification, TrainConfig
+    from labelemb.engine.loop import step_gradients
     from labelemb.models.classifier import build_model
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(30, 1, 6, 6, generator=g), torch.randint(0, 5, (30,), generator=g)
+    ds = ImageDataset("t", [f"c{i}" for i in range(5)], x, y, x, y)
     runs = []
     for accumulate in (1, 3):
+        task = Classification(TrainConfig(model="mlp", accumulate=accumulate).resolved(ds), ds,
+                              torch.device("cpu"))
         torch.manual_seed(0)
         model = build_model("mlp", 1, 6, 5)
         criterion = LabelEmbeddingLoss(LabelEmbedding(5), warmup_steps=warmup_steps)
@@ -245,7 +259,7 @@ def test_accumulation_in_one_process_is_one_update_through_the_warm_up(warmup_st
         for _ in range(3):
             for p in params:
                 p.grad = None
-            backward_step(model, criterion, x, y, accumulate)
+            step_gradients(task, model, criterion, (x, y))
             grads.append([p.grad.clone() for p in params])
         assert int(criterion.num_updates) == 3
         runs.append(grads)

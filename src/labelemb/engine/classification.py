@@ -35,7 +35,7 @@ from ..runs.rundir import RunDir
 from ..runs.progress import log
 from ..runs.ranks import rank_and_world
 from ..runs.settings import setting
-from .device import device_of_rank, join_torchrun
+from ..runs.device import device_of_rank, join_torchrun
 from .loop import Part, run_all
 from .settings import MODES, RunSettings, baseline_criterion
 

@@ -312,11 +312,6 @@ def _resume(run: RunDir, s: _State) -> None:
     """Continue from the checkpoint: the log cut back to its records, or the last record
     re-appended when a kill came between the checkpoint and the log."""
     ckpt = run.checkpoint
-    if ckpt.get("run_format") != rundir.RUN_FORMAT:
-        raise ValueError(f"{run.path}: a run folder of an older labelemb (format "
-                         f"{ckpt.get('run_format', 1)}, this version writes "
-                         f"{rundir.RUN_FORMAT}); it cannot be resumed: use --overwrite or "
-                         "another --out")
     s.restore(ckpt, run / rundir.CHECKPOINT)
     if run.writer:
         metrics = rundir.MetricsWriter(run / rundir.METRICS)
@@ -384,8 +379,8 @@ def fit(task: Task, mode: str, seed: int, run_dir: Path) -> Path:
         type(cfg)), resume=cfg.resume, overwrite=cfg.overwrite, writer=is_main_process(),
         extra_files=(BEST, *task.extra_files))
     ckpt = run.checkpoint
-    if ckpt is not None and rundir.is_complete(run.path) and ckpt.get("run_format") == \
-            rundir.RUN_FORMAT and _finished(cfg, ckpt["step"], ckpt["epoch"]):
+    if ckpt is not None and rundir.is_complete(run.path) and _finished(cfg, ckpt["step"],
+                                                                        ckpt["epoch"]):
         log(f"[{mode} seed {seed}] complete ({ckpt['step']} updates), skipped")
         return run.path
     barrier()

@@ -38,7 +38,7 @@ from ..runs.settings import setting
 from ..embedding import save_embedding
 from .decoding import (SRC_VOCAB, TEST_OUTPUT, TGT_VOCAB, corpus_loss, decode_corpus, score,
                        seq2seq_criterion)
-from .device import device_of_rank, join_torchrun
+from ..runs.device import device_of_rank, join_torchrun
 from .loop import BEST, Part, run_all
 from .settings import MODES, RunSettings
 

@@ -195,9 +195,11 @@ class RunDir:
                              "--overwrite to start again")
         if has_run and resume:
             saved = read_json(path / CONFIG)
-            if "settings" not in saved:
-                raise ValueError(f"{path / CONFIG} has no settings (a run from an older "
-                                 "labelemb): it cannot be resumed; use --overwrite or another --out")
+            if not isinstance(saved, dict) or saved.get("run_format") != RUN_FORMAT:
+                found = saved.get("run_format", 0) if isinstance(saved, dict) else "?"
+                raise ValueError(f"{path}: a run folder of format {found} (an older labelemb; "
+                                 f"this one writes format {RUN_FORMAT}): it cannot be resumed; "
+                                 "use --overwrite or another --out")
             diff = changed_settings(saved["settings"], settings, may_change)
             if diff:
                 shown = ", ".join(f"{k}: {saved['settings'].get(k)!r} -> {settings.get(k)!r}"

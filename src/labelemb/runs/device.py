@@ -8,7 +8,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from ..runs.ranks import rank_and_world
+from .ranks import rank_and_world
 
 __all__ = ["pick_device", "device_of_rank", "join_torchrun"]
 
