@@ -36,9 +36,10 @@ from torch import nn  # noqa: E402
 from _common import (MIB, format_phases, interleaved, machine, median,  # noqa: E402
                      peak_rss_bytes, profiled_phases, run_worker)
 from labelemb.data.parallel_text import Batch, collate  # noqa: E402
-from labelemb.engine.seq2seq import build_criterion, build_model, sequence_loss  # noqa: E402
+from labelemb.chunked import ChunkedLabelEmbeddingLoss  # noqa: E402
+from labelemb.engine.decoding import seq2seq_criterion  # noqa: E402
 from labelemb.engine.optim import adam  # noqa: E402
-from labelemb.models.seq2seq import PRESETS, Seq2SeqConfig  # noqa: E402
+from labelemb.models.seq2seq import PRESETS, Seq2Seq, Seq2SeqConfig  # noqa: E402
 
 #: size -> (model settings, target words)
 SIZES = {
@@ -73,23 +74,35 @@ def make_batches(args: argparse.Namespace, vocab: int, count: int) -> tuple[list
     return out, vocab, vocab
 
 
+def sequence_loss(model: Seq2Seq, criterion: nn.Module, batch: Batch) -> torch.Tensor:
+    """The loss of one collated batch as ``seq2seq train`` computes it: ``(B*T, V)`` logits,
+    or for the chunked loss the ``(B*T, H)`` decoder states with the model's head."""
+    target = batch.tgt_out.reshape(-1)
+    if isinstance(criterion, ChunkedLabelEmbeddingLoss):
+        states = model.features(batch.src, batch.src_lengths, batch.tgt_in)
+        return criterion(states.flatten(0, 1), target, model.head).loss
+    logits, aux = model(batch.src, batch.src_lengths, batch.tgt_in)
+    return criterion(logits.flatten(0, 1), None if aux is None else aux.flatten(0, 1),
+                     target).loss
+
+
 def build(mode: str, args: argparse.Namespace, src_vocab: int, vocab: int):
     """Model, criterion and a ``step(batch)`` closure of one mode (same seed for both)."""
     from labelemb.data.vocab import Vocab
 
     settings, _ = SIZES[args.size]
+    train_mode = "baseline" if mode == "baseline" else "emb"
     torch.manual_seed(0)
-    model = build_model(Seq2SeqConfig(src_vocab, vocab, **settings), "emb" if mode != "baseline"
-                        else "baseline")
-    criterion = build_criterion("emb" if mode != "baseline" else "baseline",
-                                Vocab([f"w{i}" for i in range(vocab - 4)]), args.label_dim,
-                                warmup_steps=0, chunked=mode == "emb-chunked",
-                                chunk_size=args.chunk_size)  # None: labelemb.chunked's default
+    model = Seq2Seq(Seq2SeqConfig(src_vocab, vocab, **settings), aux_head=train_mode == "emb")
+    # chunk_size None: labelemb.chunked's default; warm-up 0: all five terms from step one
+    criterion = seq2seq_criterion(train_mode, Vocab([f"w{i}" for i in range(vocab - 4)]), dict(
+        label_dim=args.label_dim, warmup_steps=0, chunked_loss=mode == "emb-chunked",
+        chunk_size=args.chunk_size))
     params = list(model.parameters()) + list(criterion.parameters())
     optimizer = adam(params, 1e-3)  # as seq2seq train builds it
 
     def step(batch) -> None:
-        loss, _ = sequence_loss(model, criterion, batch)  # all five terms (warm-up 0)
+        loss = sequence_loss(model, criterion, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 5.0)

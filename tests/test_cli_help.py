@@ -40,19 +40,45 @@ def test_every_help_shows_each_default_at_most_once_and_every_value_default_once
                 assert block.count("(default: ") == 1, (parser.prog, block)
 
 
-def test_seq2seq_per_task_defaults_are_read_from_the_presets():
-    """They were hand copies, and --share-embeddings said "off" where lcsts sets it on."""
-    from labelemb.engine.seq2seq import TASK_DEFAULTS, TrainConfig
-
+def _seq2seq_train_blocks() -> dict[str, str]:
     train = next(p for p in _parsers(build_parser()) if p.prog == "labelemb seq2seq train")
-    blocks = _option_blocks(train)
-    assert "lcsts: on" in blocks["--share-embeddings"]
+    return _option_blocks(train)
+
+
+def _assert_per_task_defaults_shown(blocks: dict[str, str], keys: tuple[str, ...]) -> None:
+    """Each setting in ``keys`` shows every task's default from TASK_DEFAULTS."""
+    from labelemb.engine.seq2seq import TASK_DEFAULTS
+
     for task in ("iwslt15", "lcsts"):
-        for key in ("emb_dim", "hidden", "layers", "epochs", "beam", "max_len"):
+        for key in keys:
             flag = "--" + key.replace("_", "-")
             assert f"{task}: {TASK_DEFAULTS[task][key]}" in blocks[flag].replace(
                 f"{task}, parallel:", f"{task}:"), blocks[flag]
+
+
+def test_seq2seq_per_task_defaults_are_read_from_the_presets():
+    """They were hand copies, and --share-embeddings said "off" where lcsts sets it on."""
+    from labelemb.engine.seq2seq import TrainConfig
+
+    blocks = _seq2seq_train_blocks()
+    assert "lcsts: on" in blocks["--share-embeddings"]
+    _assert_per_task_defaults_shown(blocks, ("emb_dim", "hidden", "layers", "beam", "max_len"))
+    # The loss options unset on the command line keep the seq2seq preset's values.
+    from labelemb.data.vocab import Vocab
+    from labelemb.engine.decoding import seq2seq_criterion
     from labelemb.functional import PRESETS
 
-    warmup = TrainConfig(task="lcsts", data_dir=".").warmup_steps
-    assert warmup == PRESETS["seq2seq"].warmup_steps
+    warmup = PRESETS["seq2seq"].warmup_steps
+    assert f"seq2seq: {warmup}" in blocks["--warmup-steps"], blocks["--warmup-steps"]
+    config = TrainConfig(task="lcsts", data_dir=".").resolved()
+    criterion = seq2seq_criterion("emb", Vocab(["a", "b"]), config)
+    assert criterion.options.warmup_steps == warmup != PRESETS["classification"].warmup_steps
+
+
+def test_seq2seq_help_shows_the_tasks_values_of_the_shared_settings():
+    """The settings both tasks share take seq2seq's values from TASK_DEFAULTS: its help says
+    them ("the recipe" names no value), and the folder it writes by default."""
+    blocks = _seq2seq_train_blocks()
+    _assert_per_task_defaults_shown(blocks, ("epochs", "batch_size", "lr", "clip_norm",
+                                             "eval_every"))
+    assert "runs/seq2seq-" in blocks["--out"], blocks["--out"]

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from labelemb import CompressedLabelEmbedding, LabelSmoothingLoss
+from labelemb.chunked import ChunkedLabelEmbeddingLoss
 from labelemb.data.parallel_text import ParallelCorpus, collate
 from labelemb.data.vocab import EOS, PAD, UNK, Vocab
 from labelemb.commands.seq2seq import nearest_labels
-from labelemb.engine.seq2seq import build_criterion, decode_corpus, sequence_loss
+from labelemb.engine.decoding import decode_corpus, seq2seq_criterion
 from labelemb.models.beam import beam_search, greedy_decode
 from labelemb.models.seq2seq import Seq2Seq, Seq2SeqConfig
 
@@ -23,6 +24,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def make_criterion(mode, vocab, chunked=False):
+    """``mode``'s training loss over ``vocab``, as ``seq2seq train`` builds it, every term on
+    from the first update (no warm-up)."""
+    return seq2seq_criterion(mode, vocab, dict(label_dim=6, warmup_steps=0, chunked_loss=chunked,
+                                               smoothing=0.1, ols_alpha=0.5))
+
+
+def sequence_loss(model, criterion, batch):
+    """The loss of a collated ``batch``: the ``(B, T, V)`` logits flattened to ``(B*T, V)``,
+    or, for the chunked loss, the ``(B*T, H)`` decoder states with the model's head."""
+    target = batch.tgt_out.reshape(-1)
+    if isinstance(criterion, ChunkedLabelEmbeddingLoss):
+        states = model.features(batch.src, batch.src_lengths, batch.tgt_in)
+        return criterion(states.flatten(0, 1), target, model.head)
+    logits, aux = model(batch.src, batch.src_lengths, batch.tgt_in)
+    flat = None if aux is None else aux.flatten(0, 1)
+    return criterion(logits.flatten(0, 1), flat, target)
 
 
 def make_model(seed=0, src_v=20, tgt_v=12, layers=1, dropout=0.0, aux=True, share=False):
@@ -86,7 +106,7 @@ def test_appending_pad_changes_neither_loss_nor_any_gradient(mode):
 
     def loss_and_grads(batch):
         torch.manual_seed(0)
-        crit = build_criterion(mode, vocab, label_dim=6, warmup_steps=0)  # all terms on
+        crit = make_criterion(mode, vocab)
         model.zero_grad()
         loss, terms = sequence_loss(model, crit, batch)
         loss.backward()
@@ -238,12 +258,6 @@ def test_nearest_labels_reads_only_the_asked_rows():
 
 def test_chunked_loss_trains_the_same_as_the_plain_loss():
     """--chunked-loss: same loss, terms and gradients as head + LabelEmbeddingLoss, PAD included."""
-    from labelemb.chunked import ChunkedLabelEmbeddingLoss
-    from labelemb.data.parallel_text import collate
-    from labelemb.data.vocab import Vocab
-    from labelemb.engine.seq2seq import build_criterion, sequence_loss
-    from labelemb.models.seq2seq import Seq2Seq, Seq2SeqConfig
-
     torch.manual_seed(0)
     vocab = Vocab([f"w{i}" for i in range(26)])
     V = len(vocab)
@@ -252,8 +266,8 @@ def test_chunked_loss_trains_the_same_as_the_plain_loss():
     src = [torch.randint(4, V, (n,), generator=g).tolist() for n in (5, 3, 6)]
     tgt = [torch.randint(4, V, (n,), generator=g).tolist() for n in (4, 6, 2)]  # padded
     batch = collate(src, tgt)
-    plain = build_criterion("emb", vocab, label_dim=6, warmup_steps=0)
-    chunked = build_criterion("emb", vocab, label_dim=6, warmup_steps=0, chunked=True)
+    plain = make_criterion("emb", vocab)
+    chunked = make_criterion("emb", vocab, chunked=True)
     assert isinstance(chunked, ChunkedLabelEmbeddingLoss)
     chunked.load_state_dict(plain.state_dict())  # same embedding, same keys
     params = [*model.parameters()]

@@ -1,4 +1,7 @@
-"""Seq2seq end to end through the CLI: learning, run directory, resume, bad input."""
+"""Seq2seq end to end through the CLI: learning, run directory, resume, bad input.
+
+``labelemb seq2seq train --out OUT`` writes one folder per run, ``OUT/<mode>/seed-<k>/``: the
+tests train one mode (``--modes emb``) and seed 0 unless they say otherwise."""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ import torch
 
 from labelemb.cli import main
 from labelemb.data.parallel_text import collate
+from labelemb.engine.decoding import load_run
 from labelemb.runs.rundir import read_metrics
-from labelemb.engine.seq2seq import load_run
 from labelemb.embedding import load_embedding
 from labelemb.models.beam import beam_search, greedy_decode
 
@@ -48,20 +51,26 @@ def keep_threads():
 @pytest.mark.slow
 def test_emb_model_learns_a_permutation_to_bleu_above_90(tmp_path, capsys):
     mapping = write_permutation_corpus(tmp_path / "data")
-    run = tmp_path / "run"
     rc = main(["seq2seq", "train", "--task", "parallel", "--data-dir", str(tmp_path / "data"),
-               "--mode", "emb", "--out", str(run), *TINY, "--epochs", "10", "--max-steps", "400",
-               "--eval-every", "50", "--warmup-steps", "50", "--beam", "3"])
+               "--mode", "emb", "--out", str(tmp_path / "study"), *TINY, "--epochs", "10",
+               "--max-steps", "400", "--eval-every", "50", "--warmup-steps", "50", "--beam", "3"])
     assert rc == 0
+    run = tmp_path / "study" / "emb" / "seed-0"
     result = json.loads((run / "result.json").read_text())
     assert result["test_bleu"] > 90, result
     records = read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in records][:2] == [50, 100]
-    assert {"step", "epoch", "train_loss", "terms", "dev_bleu", "seconds"} <= set(records[0])
+    assert {"step", "epoch", "train_loss", "terms", "dev_bleu", "dev_loss", "seconds",
+            "eval_seconds", "soft_ce_weight", "best_step"} <= set(records[0])
+    assert all(r["soft_ce_weight"] > 0 for r in records[1:])  # past the 50 warm-up updates
     assert set(records[-1]["terms"]) == {"ce", "soft_ce", "aux_ce", "aux_hinge", "embedding_ce"}
     assert max(r["dev_bleu"] for r in records) == pytest.approx(result["best_dev_bleu"])
+    assert result["steps"] == 400 and result["primary_metric"] == "test_bleu"
+    best = max(records, key=lambda r: r["dev_bleu"])["step"]
+    assert result["best_step"] == records[-1]["best_step"] == best
     config = json.loads((run / "config.json").read_text())
     assert (config["task"], config["mode"], config["dataset"]) == ("seq2seq", "emb", "parallel")
+    assert (config["run_format"], config["seed"]) == (2, 0)
     emb = load_embedding(run / "embedding.safetensors")
     model, criterion, src_vocab, tgt_vocab, _ = load_run(run)
     assert emb.class_names == tgt_vocab.itos
@@ -93,9 +102,15 @@ def test_emb_model_learns_a_permutation_to_bleu_above_90(tmp_path, capsys):
         assert all(sb >= sg - 1e-5 for sb, sg in zip(bs.scores, g.scores))
 
 
-def _train(tmp_path, out, *extra, data="data"):
+def _train(tmp_path, out, *extra, data="data", modes="emb"):
     return main(["seq2seq", "train", "--task", "parallel", "--data-dir", str(tmp_path / data),
-                 "--out", str(tmp_path / out), *TINY, "--eval-every", "3", *extra])
+                 "--out", str(tmp_path / out), "--modes", modes, *TINY, "--eval-every", "3",
+                 *extra])
+
+
+def _run(tmp_path, out, mode="emb", seed=0):
+    """The folder of one run of the study ``out``."""
+    return tmp_path / out / mode / f"seed-{seed}"
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -104,16 +119,16 @@ def test_resume_continues_exactly(tmp_path):
     assert _train(tmp_path, "straight", *common, "--max-steps", "9") == 0
     assert _train(tmp_path, "resumed", *common, "--max-steps", "6") == 0
     # Killed after checkpoint.pt was written but before its metrics line was:
-    log = tmp_path / "resumed" / "metrics.jsonl"
+    log = _run(tmp_path, "resumed") / "metrics.jsonl"
     log.write_text("".join(log.read_text().splitlines(keepends=True)[:-1]))
     assert _train(tmp_path, "resumed", *common, "--max-steps", "9", "--resume") == 0
-    a = read_metrics(tmp_path / "straight" / "metrics.jsonl")
-    b = read_metrics(tmp_path / "resumed" / "metrics.jsonl")
+    a = read_metrics(_run(tmp_path, "straight") / "metrics.jsonl")
+    b = read_metrics(_run(tmp_path, "resumed") / "metrics.jsonl")
     assert [r["step"] for r in a] == [r["step"] for r in b] == [3, 6, 9]
     for ra, rb in zip(a, b):
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-5)
-    sa = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
-    sb = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    sa = torch.load(_run(tmp_path, "straight") / "checkpoint.pt", weights_only=True)
+    sb = torch.load(_run(tmp_path, "resumed") / "checkpoint.pt", weights_only=True)
     for key in ("model", "criterion"):
         for name in sa[key]:
             torch.testing.assert_close(sa[key][name], sb[key][name], msg=name)
@@ -127,12 +142,42 @@ def test_existing_run_needs_resume(tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
 
 
+def test_a_study_writes_a_folder_per_mode_and_seed_and_resume_skips_finished_runs(tmp_path,
+                                                                                  capsys):
+    """``--modes baseline,emb --seeds 0-1``: four runs in one call, as ``labelemb train``
+    lays them out; ``--resume`` of the finished study trains nothing again."""
+    write_permutation_corpus(tmp_path / "data", n_train=50, n_dev=5, n_test=5)
+    assert _train(tmp_path, "study", "--seeds", "0-1", "--max-steps", "2",
+                  modes="baseline,emb") == 0
+    runs = {(m, k): _run(tmp_path, "study", m, k) for m in ("baseline", "emb") for k in (0, 1)}
+    assert sorted(p.relative_to(tmp_path / "study") for p in (tmp_path / "study").glob("*/*")
+                  ) == sorted(p.relative_to(tmp_path / "study") for p in runs.values())
+    results = {}
+    for (mode, seed), run in runs.items():
+        config = json.loads((run / "config.json").read_text())
+        assert (config["mode"], config["seed"], config["settings"]["max_steps"]) == (mode, seed, 2)
+        results[run] = (run / "result.json").read_text()
+        assert json.loads(results[run])["steps"] == 2
+        assert (run / "embedding.safetensors").exists() == (mode == "emb")
+    first = torch.load(runs["emb", 0] / "checkpoint.pt", weights_only=True)["model"]
+    other = torch.load(runs["emb", 1] / "checkpoint.pt", weights_only=True)["model"]
+    assert any(not torch.equal(first[k], other[k]) for k in first)  # the seed counts
+    capsys.readouterr()
+    assert _train(tmp_path, "study", "--seeds", "0-1", "--max-steps", "2", "--resume",
+                  modes="baseline,emb") == 0
+    err = capsys.readouterr().err
+    for mode, seed in runs:
+        assert f"[{mode} seed {seed}] complete (2 updates), skipped" in err
+    assert "resuming" not in err
+    assert {run: (run / "result.json").read_text() for run in runs.values()} == results
+
+
 def test_finished_run_follows_the_resume_rule_and_overwrite_starts_again(tmp_path, capsys):
     """The rule of labelemb train: --resume checks the settings of a finished run too (only
     how long it trains and where it runs may change), and --overwrite starts afresh."""
     write_permutation_corpus(tmp_path / "data", n_train=50, n_dev=5, n_test=5)
     assert _train(tmp_path, "run", "--max-steps", "2") == 0
-    run = tmp_path / "run"
+    run = _run(tmp_path, "run")
     result = (run / "result.json").read_text()
     capsys.readouterr()
     assert _train(tmp_path, "run", "--max-steps", "2", "--resume", "--lr", "0.01") == 2
@@ -173,7 +218,7 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, capsys, break
     import re
 
     assert re.search(message, err), err
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run").exists()  # the data is checked before any folder is made
 
 
 def test_vocabulary_from_another_run_is_refused(tmp_path, capsys):
@@ -181,11 +226,11 @@ def test_vocabulary_from_another_run_is_refused(tmp_path, capsys):
     write_permutation_corpus(tmp_path / "other", n_train=50, n_dev=5, n_test=5, seed=1)
     assert _train(tmp_path, "a", "--max-steps", "1") == 0
     assert _train(tmp_path, "b", "--max-steps", "1", data="other") == 0
-    shutil.copy(tmp_path / "b" / "vocab.tgt.json", tmp_path / "a" / "vocab.tgt.json")
+    shutil.copy(_run(tmp_path, "b") / "vocab.tgt.json", _run(tmp_path, "a") / "vocab.tgt.json")
     src = tmp_path / "in.txt"
     src.write_text("s1 s2\n")
     capsys.readouterr()
-    assert main(["seq2seq", "translate", str(tmp_path / "a"), "--input", str(src)]) == 2
+    assert main(["seq2seq", "translate", str(_run(tmp_path, "a")), "--input", str(src)]) == 2
     err = capsys.readouterr().err
     assert "vocab.tgt.json is a vocabulary from another run" in err
 
@@ -216,11 +261,12 @@ def test_lcsts_task_end_to_end(tmp_path):
         if name == "PART_I.txt":  # the training file has no human labels
             body = "".join(line + "\n" for line in body.splitlines() if "human_label" not in line)
         (d / name).write_text(body, encoding="utf-8")
-    run = tmp_path / "run"
-    rc = main(["seq2seq", "train", "--task", "lcsts", "--data-dir", str(d), "--out", str(run),
+    rc = main(["seq2seq", "train", "--task", "lcsts", "--data-dir", str(d), "--out",
+               str(tmp_path / "study"), "--modes", "emb",
                "--emb-dim", "16", "--hidden", "24", "--label-dim", "8", "--batch-size", "8",
                "--max-steps", "4", "--eval-every", "2", "--threads", "1", "--lcsts-min-score", "3"])
     assert rc == 0
+    run = _run(tmp_path, "study")
     result = json.loads((run / "result.json").read_text())
     assert {"test_rouge1", "test_rouge2", "test_rougeL"} <= set(result)
     assert result["test_pairs"] == 3  # labels 1 2 3 4 5 1: three are >= 3
@@ -244,12 +290,13 @@ def test_iwslt15_task_end_to_end(tmp_path):
         rows = [[rng.randrange(7) for _ in range(rng.randint(2, 6))] for _ in range(n)]
         (d / f"{prefix}.en").write_text("".join(" ".join(en[i] for i in r) + "\n" for r in rows))
         (d / f"{prefix}.vi").write_text("".join(" ".join(vi[i] for i in r) + "\n" for r in rows))
-    run = tmp_path / "run"
-    rc = main(["seq2seq", "train", "--task", "iwslt15", "--data-dir", str(d), "--out", str(run),
+    rc = main(["seq2seq", "train", "--task", "iwslt15", "--data-dir", str(d), "--out",
+               str(tmp_path / "study"), "--modes", "emb",
                "--emb-dim", "16", "--hidden", "16", "--label-dim", "8", "--batch-size", "8",
                "--max-steps", "2", "--eval-every", "2", "--threads", "1", "--beam", "4",
                "--max-len", "8"])
     assert rc == 0
+    run = _run(tmp_path, "study")
     config = json.loads((run / "config.json").read_text())
     assert config["dataset"] == "iwslt15" and config["num_pairs"] == {"train": 30, "dev": 4, "test": 5}
     assert config["model_config"]["layers"] == 2 and config["settings"]["dropout"] == 0.2
@@ -268,17 +315,17 @@ def test_chunked_loss_run_matches_the_plain_run(tmp_path, chunk):
     common = ["--warmup-steps", "2", "--max-steps", "6", "--dropout", "0"]
     assert _train(tmp_path, "plain", *common, "--no-chunked-loss") == 0
     assert _train(tmp_path, "chunked", *common, *(["--chunk-size", chunk] if chunk else [])) == 0
-    a = read_metrics(tmp_path / "plain" / "metrics.jsonl")
-    b = read_metrics(tmp_path / "chunked" / "metrics.jsonl")
+    a = read_metrics(_run(tmp_path, "plain") / "metrics.jsonl")
+    b = read_metrics(_run(tmp_path, "chunked") / "metrics.jsonl")
     assert [r["step"] for r in a] == [r["step"] for r in b] == [3, 6]
     for ra, rb in zip(a, b):
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-4)
         assert ra["terms"] == pytest.approx(rb["terms"], rel=1e-4, abs=1e-6)
-    _, criterion, _, _, config = load_run(tmp_path / "chunked")
+    _, criterion, _, _, config = load_run(_run(tmp_path, "chunked"))
     assert isinstance(criterion, ChunkedLabelEmbeddingLoss)
     assert criterion.chunk_size == (int(chunk) if chunk else None)
-    sa = torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=True)
-    sb = torch.load(tmp_path / "chunked" / "checkpoint.pt", weights_only=True)
+    sa = torch.load(_run(tmp_path, "plain") / "checkpoint.pt", weights_only=True)
+    sb = torch.load(_run(tmp_path, "chunked") / "checkpoint.pt", weights_only=True)
     for name in sa["model"]:
         torch.testing.assert_close(sa["model"][name], sb["model"][name], rtol=1e-3, atol=1e-5,
                                    msg=name)
