@@ -44,7 +44,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
             continue
         default = default_of(f)
         # "is", not "in": 0 and 0.0 equal False but are defaults worth showing
-        shown = meta["default_text"] or (None if default is None or default is False or
+        shown = getattr(cls, "SHOWN_DEFAULTS", {}).get(f.name) or meta["default_text"] or (None if default is None or default is False or
                                          default is dataclasses.MISSING else _format(default))
         rule = range_text(f)
         help_text = (meta["help"] + (f"; {rule}" if rule else "")

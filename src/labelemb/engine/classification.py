@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -73,6 +73,11 @@ def _recipes_text() -> str:
 class TrainConfig(RunSettings):
     """``labelemb train``: the shared settings and the image task's own. ``None``: the
     dataset's recipe (:data:`RECIPES`, shown in ``--epochs``' help)."""
+
+    #: the help's defaults of the shared settings that the dataset's recipe fills in
+    SHOWN_DEFAULTS: ClassVar[dict[str, str]] = {
+        "epochs": f"the recipe ({_recipes_text()})", "clip_norm": "0, no clipping",
+        "eval_every": "each epoch", "out": "runs/<dataset>-<model>"}
 
     dataset: str = setting(
         "fashion-mnist", f"{', '.join(DATASETS)}, a folder of class folders, or an .npz with x "

@@ -211,6 +211,10 @@ def _train_step(task: Task, s: _State, idx: Tensor, sums: dict[str, Any]) -> Non
     if cfg.clip_norm:
         nn.utils.clip_grad_norm_(s.params, cfg.clip_norm)
     sums["lr"] = s.optimizer.param_groups[0]["lr"]  # the lr this interval trained with
+    options = getattr(s.criterion, "options", None)
+    if options is not None and hasattr(s.criterion, "num_updates"):  # and soft_ce's weight
+        sums["soft_ce_weight"] = float(term_weights(options, s.criterion.num_updates - 1)
+                                       ["soft_ce"])  # the clock has ticked for this update
     s.optimizer.step()
     s.step += 1
     for k, v in stats.items():
@@ -226,6 +230,7 @@ def _record(task: Task, s: _State, sums: dict[str, Any]) -> dict[str, Any]:
     """The metrics record of an evaluation now (a collective: the sums add up over ranks)."""
     seconds, n_valid = sums.pop("seconds", 0.0), sums.pop("n_valid", 0)
     lr = sums.pop("lr", s.optimizer.param_groups[0]["lr"])
+    soft = sums.pop("soft_ce_weight", None)
     names = sorted(sums)
     if rank_and_world()[1] > 1 and names:
         packed = torch.stack([torch.as_tensor(sums[k]).double() for k in names])
@@ -240,9 +245,8 @@ def _record(task: Task, s: _State, sums: dict[str, Any]) -> dict[str, Any]:
         **{f"train_{k[6:]}": float(v) / n for k, v in sums.items() if k.startswith("count/")},
         "lr": lr, "seconds": seconds,
     }
-    options = getattr(s.criterion, "options", None)
-    if options is not None and hasattr(s.criterion, "num_updates"):
-        record["soft_ce_weight"] = float(term_weights(options, s.criterion.num_updates)["soft_ce"])
+    if soft is not None:
+        record["soft_ce_weight"] = soft
     return record
 
 

@@ -18,7 +18,7 @@ import argparse
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -84,6 +84,11 @@ def _optional_prefix(text: str) -> str | None:
 class TrainConfig(RunSettings):
     """``labelemb seq2seq train``: the shared settings and the seq2seq task's own. ``None``:
     the task's default (:data:`TASK_DEFAULTS`)."""
+
+    #: the help's defaults of the shared settings that this task's recipe fills in
+    SHOWN_DEFAULTS: ClassVar[dict[str, str]] = {
+        **{k: _per_task(k) for k in ("epochs", "batch_size", "lr", "clip_norm", "eval_every")},
+        "lr_milestones": "none", "out": "runs/seq2seq-<task>"}
 
     task: str = setting(help="which data: iwslt15, lcsts, or parallel (any folder of "
                         "<prefix>.<lang> files, e.g. from `labelemb data prepare bible-en-es`)",

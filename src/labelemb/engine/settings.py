@@ -79,7 +79,7 @@ class RunSettings:
                                flags=("--modes", "--mode"), parse=_modes)
     seeds: list[int] = setting([0], "e.g. 0-19 or 0,3,5", parse=parse_seeds)
     out: str | None = setting(None, "output folder, one OUT/<mode>/seed-<k>/ per run",
-                              flags=("--out", "-o"), default_text="runs/<data>-<model>",
+                              flags=("--out", "-o"), default_text="the task's",
                               on_resume=True)
     epochs: int | None = setting(None, "training epochs", default_text="the recipe",
                                  on_resume=True, at_least=1)

@@ -59,7 +59,7 @@ def sum_gradients(params: Iterable[Tensor]) -> None:
 def check_ranks_agree(modules: dict[str, nn.Module], run_dir: Path) -> None:
     """Every rank must end with rank 0's floating parameters and buffers (rank 0 alone writes
     the files, so a silent divergence would go unnoticed otherwise); BatchNorm's running
-    statistics are skipped (DDP broadcasts rank 0's at each forward)."""
+    statistics are skipped: each rank keeps its own, and rank 0 saves its."""
     state = {f"{name}.{k}": v for name, module in modules.items()
              for k, v in module.state_dict().items()}
     for k, v in state.items():
