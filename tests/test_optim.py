@@ -2,7 +2,7 @@
 
 import torch
 
-from labelemb.engine.optim import adam
+from labelemb.engine.loop import adam
 
 
 def _params(seed: int = 0, device: str = "cpu") -> list[torch.nn.Parameter]:

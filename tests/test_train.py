@@ -263,6 +263,7 @@ def test_cifar100_recipe_on_cifar_format_files(tmp_path):
                                     model="resnet8-std", modes=["baseline", "emb"], epochs=2,
                                     batch_size=4, out=str(tmp_path / "out")))
     cfg = rundir.read_json(runs[1] / rundir.CONFIG)
+    cfg.update(cfg["settings"])
     # The CIFAR-100 recipe: crop+flip, lr x0.2 at 40 and 80; no dev set in the files, so 10 %
     # of train is held out as one (for best-dev and temperature scaling).
     assert cfg["augment"] is True and cfg["lr_milestones"] == [40, 80] and cfg["lr_gamma"] == 0.2

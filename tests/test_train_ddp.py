@@ -148,7 +148,7 @@ def _assert_same_records(a, b, rel):
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 def test_two_ranks_and_accumulation_train_the_one_process_model(tmp_path):
     """2 ranks, 4 micro-batches, and both train the one-process model: the terms of each of
-    the first 3 updates agree to float noise (the summed hinge included).
+    the first 3 updates agree to float noise.
 
     A few updates, not a whole run: each way sums the same gradients in another order, and
     training amplifies that rounding (a 2-epoch run moved aux_hinge by 10 % on an Intel CPU
@@ -163,7 +163,8 @@ def test_two_ranks_and_accumulation_train_the_one_process_model(tmp_path):
     _torchrun(common + ["--out", str(tmp_path / "two"), "--accumulate", "2"], 2)
     ref = _metrics(tmp_path / "one" / "emb" / "seed-0")
     assert [r["step"] for r in ref] == [1, 2, 3]
-    assert ref[-1]["terms"]["aux_hinge"] > 1e-4  # the summed term is active
+    # every term but the hinge is active this early (the one-step test above has the hinge on)
+    assert all(ref[-1]["terms"][k] > 1e-4 for k in ("ce", "soft_ce", "aux_ce", "embedding_ce"))
     for other in ("acc", "two"):
         _assert_same_records(ref, _metrics(tmp_path / other / "emb" / "seed-0"), rel=1e-5)
 

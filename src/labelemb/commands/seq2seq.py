@@ -12,7 +12,7 @@ from typing import Sequence
 from torch import nn
 
 from ..data.vocab import SPECIALS, Vocab
-from ..engine.device import pick_device
+from ..runs.device import pick_device
 from ..engine.seq2seq import TrainConfig
 from ..report.nearest import TOP_K
 from ..report.nearest import nearest_labels as _nearest
