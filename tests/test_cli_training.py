@@ -177,3 +177,44 @@ def test_help_shows_every_default_once_and_the_flags_match_the_config(command):
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         assert TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}) == \
             TrainConfig(task="lcsts", data_dir="d")
+
+
+def _run_in_terminal(args: list[str]) -> str:
+    """``python -m labelemb ARGS`` with stderr on a pseudo-terminal, as a user at a shell."""
+    import pty
+    import sys
+
+    from cli_process import env
+
+    import fcntl
+    import struct
+    import termios
+
+    main_fd, child_fd = pty.openpty()
+    # a terminal 24 rows by 100 columns (a fresh pseudo-terminal has none)
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "labelemb", *args], env=env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=child_fd)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=300) == 0
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_is_a_bar_on_a_terminal_and_one_line_per_evaluation_in_a_log(tmp_path):
+    args = ["train", *TINY, "--modes", "baseline", "--max-steps", "3", "--eval-every", "3"]
+    shown = _run_in_terminal(args + ["--out", str(tmp_path / "tty")])
+    assert re.search(r"baseline s0 e1:.*\d+/\d+ \[", shown), shown  # tqdm: count, rate, ETA
+    logged = train("--modes", "baseline", "--max-steps", "3", "--eval-every", "3", "--out",
+                   str(tmp_path / "log"))
+    assert logged.returncode == 0 and "it/s" not in logged.stderr and "s/it" not in logged.stderr
+    (line,) = [ln for ln in logged.stderr.splitlines() if ln.startswith("[baseline seed 0]")]
+    assert re.search(r"update 3 .*\(train \d+\.\ds, eval \d+\.\ds\)$", line), line

@@ -28,7 +28,7 @@ from ..atomic import atomic_write_text
 from ..chunked import ChunkedLabelEmbeddingLoss
 from ..data.parallel_text import ParallelCorpus, batch_indices, collate, encode_corpus
 from ..data.vocab import PAD, Vocab
-from ..models.seq2seq import PRESETS as MODEL_PRESETS
+from ..models.seq2seq import SIZES
 from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
 from ..normalizers import Normalizers
 from ..runs.checkpoint import load_checkpoint
@@ -51,12 +51,12 @@ SUPPORTED_MODES = ("baseline", "emb", "ls")  # ols would keep a V x V table of s
 _TRAINING = dict(batch_size=64, lr=1e-3, clip_norm=5.0, eval_every=500, lr_milestones=[])
 _IWSLT = dict(
     src_lang="en", tgt_lang="vi", tokenize="words", share_vocab=False, epochs=25, beam=10,
-    max_len=100, max_train_len=100, select="bleu", **_TRAINING, **MODEL_PRESETS["iwslt15"],
+    max_len=100, max_train_len=100, select="bleu", **_TRAINING, **SIZES["iwslt15"],
 )
 # Weibo posts have at most 140 characters: 150 drops only malformed pairs.
 _LCSTS = dict(
     tokenize="chars", share_vocab=True, epochs=10, beam=1, max_len=50, max_train_len=150,
-    select="rougeL", **_TRAINING, **MODEL_PRESETS["lcsts"],
+    select="rougeL", **_TRAINING, **SIZES["lcsts"],
 )
 #: Per-task defaults: the paper's settings (Section 3.3 and the authors' code).
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {

@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..data.vocab import PAD
 from ..head import LabelEmbeddingHead
 
-__all__ = ["Seq2SeqConfig", "PRESETS", "Seq2Seq", "EncoderOutput", "State"]
+__all__ = ["Seq2SeqConfig", "SIZES", "Seq2Seq", "EncoderOutput", "State"]
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Seq2SeqConfig:
 
 
 #: The paper's sizes (Section 3.3; the authors' code, docs/SEQ2SEQ.md).
-PRESETS: dict[str, dict] = {
+SIZES: dict[str, dict] = {
     "iwslt15": dict(emb_dim=512, hidden=512, layers=2, dropout=0.2, share_embeddings=False),
     "lcsts": dict(emb_dim=400, hidden=500, layers=1, dropout=0.0, share_embeddings=True),
 }
