@@ -158,3 +158,18 @@ def test_a_download_failing_after_a_file_landed_keeps_that_file(server, tmp_path
         download_dataset("fashion-mnist", tmp_path / "f", base_url=url, spec=spec,
                          log=lambda m: None)
     assert [p.name for p in (tmp_path / "f").iterdir()] == ["one.gz"]
+
+
+def test_every_argument_of_data_has_a_help_text():
+    import argparse
+
+    from labelemb.cli import build_parser
+
+    root = build_parser()
+    data = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction)).choices["data"]
+    actions = next(a for a in data._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in actions.choices.items():
+        for action in parser._actions:
+            assert action.help, (name, action.dest)  # data info --data-dir, download's NAME
+    download = " ".join(actions.choices["download"].format_help().split())
+    assert "NAME the dataset: one of cifar10, cifar100, fashion-mnist, mnist" in download

@@ -103,5 +103,5 @@ def check_sizes(dev_size: int, test_size: int) -> None:
     """``--dev-size`` and ``--test-size`` are at least 1 (checked before any data is read)."""
     for flag, size in (("--dev-size", dev_size), ("--test-size", test_size)):
         if size < 1:
-            raise ValueError(f"{flag} must be at least 1 (an empty split cannot be trained or "
-                             f"evaluated on), got {size}")
+            raise ValueError(f"{flag} must be at least 1, got {size}: an empty split cannot be "
+                             "trained or evaluated on")
