@@ -110,6 +110,9 @@ def test_a_class_too_small_to_split_is_named(tmp_path):
 
 def test_train_refuses_a_subset_with_fewer_images_than_classes(tmp_path):
     _folder(tmp_path / "d", CLASSES)
+    info = labelemb("data", "info", tmp_path / "d")  # says what training will hold out
+    assert "train 65, dev 7 (held out of the 72 training images, stratified by class" \
+        in info.stdout, info.stderr
     done = labelemb("train", "--dataset", tmp_path / "d", "--model", "mlp", "--epochs", "1",
                     "--train-subset", "2", "--out", tmp_path / "runs")
     assert_user_error(done, "--train-subset", "3 classes")

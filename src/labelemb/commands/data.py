@@ -119,10 +119,16 @@ def _info(args: argparse.Namespace) -> int:
     if args.name in DATASETS:
         print("searched, in order: " + ", ".join(str(d) for d in search_dirs(args.name, args.data_dir)))
     ds = load_dataset(args.name, args.data_dir)
-    dev = 0 if ds.dev_y is None else len(ds.dev_y)
     print(f"{ds.name}: from {ds.source}")
     print(f"  images {ds.in_channels}x{ds.image_size}x{ds.image_size}, {ds.num_classes} classes")
-    print(f"  train {len(ds.train_y)}, dev {dev}, test {len(ds.test_y)}")
+    if ds.dev_y is not None:
+        print(f"  train {len(ds.train_y)}, dev {len(ds.dev_y)}, test {len(ds.test_y)}")
+    else:  # what `labelemb train` holds out by default (docs/TRAINING.md: which split is which)
+        held = ds.hold_out_dev()
+        how = "stratified by class" if ds.stratify else "its last images"
+        print(f"  train {len(held.train_y)}, dev {len(held.dev_y)} (held out of the "
+              f"{len(ds.train_y)} training images, {how}; --held-out to change), "
+              f"test {len(ds.test_y)}")
     print("  classes: " + ", ".join(ds.class_names))
     return 0
 
