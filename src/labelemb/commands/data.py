@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "or prepare a text dataset (fortunes, bible-en-es, bible-lm)",
         description="Download the image datasets from their official sources with checksum "
         "verification, show where a dataset is found and its splits, or prepare a text "
-        "classification set from an installed Debian package.",
+        "dataset from installed Debian packages.",
     )
     sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     d = sub.add_parser("download", help="fetch a dataset and verify its checksums")

@@ -160,13 +160,11 @@ class ImageDataset:
                               dev_x=self.train_x[-n:], dev_y=self.train_y[-n:])
         if n < 1:
             raise ValueError(f"cannot hold out {n} training images (--held-out)")
-        dev, train = stratified_pick(
+        dev, train = (torch.from_numpy(i) for i in stratified_pick(
             self.train_y.cpu().numpy(), n, self.class_names, seed=seed, purpose="dev",
-            keep_rest=True,
-            what=f"a dev split of {n} of the {n_train} training images",
+            keep_rest=True, what=f"a dev split of {n} of the {n_train} training images",
             hint="add images, choose another --held-out, or pass --held-out 0 to train on all "
-            "and skip calibration")
-        train, dev = torch.from_numpy(train), torch.from_numpy(dev)
+            "and skip calibration"))
         return self._with(train_x=self.train_x[train], train_y=self.train_y[train],
                           dev_x=self.train_x[dev], dev_y=self.train_y[dev])
 
@@ -181,11 +179,10 @@ class ImageDataset:
             raise ValueError(f"train subset must be >= 1, got {n}")
         if not self.stratify:
             return self._with(train_x=self.train_x[:n], train_y=self.train_y[:n])
-        keep, _ = stratified_pick(
+        keep = torch.from_numpy(stratified_pick(
             self.train_y.cpu().numpy(), n, self.class_names, seed=seed, purpose="subset",
             keep_rest=False, what=f"a training subset of {n} of {len(self.train_y)} images",
-            hint="choose a larger --train-subset")
-        keep = torch.from_numpy(keep)
+            hint="choose a larger --train-subset")[0])
         return self._with(train_x=self.train_x[keep], train_y=self.train_y[keep])
 
     def _with(self, **tensors: torch.Tensor) -> "ImageDataset":
