@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cli_process import labelemb
-from labelemb.data.bible import prepare_bible, read_bible_pairs, tokenize_verse
+from cli_process import assert_user_error, labelemb
+from labelemb.data.bible import (prepare_bible, prepare_bible_lm, read_bible_pairs,
+                                 read_kjv_verses, tokenize_verse)
 from labelemb.data.parallel_text import load_parallel_dir
 from labelemb.data.sword import find_module, plain_text, read_testament
 
@@ -115,3 +116,49 @@ def test_cli_prepare_finds_modules_on_sword_path(library, tmp_path, monkeypatch)
     assert done.returncode == 0, done.stderr
     assert "dev 1, test 1, train 6" in done.stdout
     assert (tmp_path / "d" / "train.es").read_text().count("\n") == 6
+
+
+def test_bible_lm_writes_plain_verses_one_a_line(library, tmp_path):
+    counts = prepare_bible_lm(tmp_path / "lm", dev_size=2, test_size=1, roots=[library])
+    assert counts == {"dev": 2, "test": 1, "train": 6}
+    lines = {s: (tmp_path / "lm" / f"{s}.txt").read_text().splitlines() for s in counts}
+    # As printed: markup and notes gone, case and punctuation kept, no space before it.
+    verses = [f"And God said, Let there be light number {i}." for i in (*range(6), *range(3))]
+    assert sorted(line for part in lines.values() for line in part) == sorted(verses)
+    rest = iter(verses)  # each split in the Bible's order: a subsequence of the verses
+    assert all(any(v == line for v in rest) for line in lines["train"])
+    assert sorted(p.name for p in (tmp_path / "lm").iterdir()) == ["dev.txt", "test.txt",
+                                                                   "train.txt"]
+
+
+def test_sizes_that_leave_no_training_verse_are_refused(library, tmp_path):
+    with pytest.raises(ValueError, match=r"--dev-size 5 \+ --test-size 4 leave no training "
+                                         r"verses of the 9"):
+        prepare_bible_lm(tmp_path / "lm", dev_size=5, test_size=4, roots=[library])
+    done = labelemb("data", "prepare", "bible-en-es", "--out", tmp_path / "d", "--source",
+                    library, "--dev-size", "5", "--test-size", "3")
+    assert_user_error(done, "--dev-size 5 + --test-size 3", "of the 8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sword"]
+
+
+@pytest.mark.skipif(find_module("engKJV2006eb") is None,
+                    reason="needs Debian's sword-text-kjv (scripts/setup.sh --dev)")
+def test_bible_lm_from_the_installed_kjv(tmp_path):
+    done = labelemb("data", "prepare", "bible-lm", "--out", tmp_path / "kjv")
+    assert done.returncode == 0, done.stderr
+    assert "dev 1000, test 1000, train 29102" in done.stdout  # the KJV's 31,102 verses
+    lines = {s: (tmp_path / "kjv" / f"{s}.txt").read_text(encoding="utf-8").splitlines()
+             for s in ("train", "dev", "test")}
+    verses = read_kjv_verses()
+    assert sorted(v for part in lines.values() for v in part) == sorted(verses)
+    assert verses[0] == "In the beginning God created the heaven and the earth."
+    assert verses[-1] == "The grace of our Lord Jesus Christ be with you all. Amen."
+    text = "\n".join(verses)
+    assert not any(c in text for c in "<>&\u00b6") and " ," not in text and " ." not in text
+    assert "shall more be given." in text  # a word split by the module's markup, joined
+    # The seed decides the split; the same seed, the same split.
+    again = prepare_bible_lm(tmp_path / "again", seed=1)
+    other = prepare_bible_lm(tmp_path / "other", seed=2)
+    assert again == other == {"dev": 1000, "test": 1000, "train": 29102}
+    dev = [(tmp_path / d / "dev.txt").read_text() for d in ("kjv", "again", "other")]
+    assert dev[0] == dev[1] and dev[0] != dev[2]

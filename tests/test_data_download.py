@@ -133,4 +133,43 @@ def test_cli_download_reports_a_bad_checksum(server, tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("labelemb: error: ")
     assert "train-images-idx3-ubyte.gz" in err[0] and "corrupt" in err[0]
-    assert list((tmp_path / "f").iterdir()) == []
+    assert not (tmp_path / "f").exists()  # nothing landed: no empty folder left behind
+
+
+def test_failed_download_removes_only_the_folders_it_made(server, tmp_path, capsys):
+    url, files = server
+    files.update({fname: b"not the real file" for fname, _ in DATASETS["fashion-mnist"].files})
+    rc = main(["data", "download", "fashion-mnist", "--dir", str(tmp_path / "a" / "b" / "c"),
+               "--base-url", url])
+    assert rc == 2 and not (tmp_path / "a").exists()
+    (tmp_path / "mine").mkdir()  # a folder the user made is theirs: kept, even empty
+    assert main(["data", "download", "fashion-mnist", "--dir", str(tmp_path / "mine"),
+                 "--base-url", url]) == 2
+    assert (tmp_path / "mine").is_dir()
+
+
+def test_a_download_failing_after_a_file_landed_keeps_that_file(server, tmp_path):
+    # A verified first file, a corrupt second one: the first stays for the next try.
+    url, files = server
+    files.update({"one.gz": PAYLOAD, "two.gz": b"not the real file"})
+    spec = DatasetSpec(**{**DATASETS["fashion-mnist"].__dict__,
+                          "files": (("one.gz", _md5(PAYLOAD)), ("two.gz", _md5(PAYLOAD)))})
+    with pytest.raises(DownloadError, match="two.gz"):
+        download_dataset("fashion-mnist", tmp_path / "f", base_url=url, spec=spec,
+                         log=lambda m: None)
+    assert [p.name for p in (tmp_path / "f").iterdir()] == ["one.gz"]
+
+
+def test_every_argument_of_data_has_a_help_text():
+    import argparse
+
+    from labelemb.cli import build_parser
+
+    root = build_parser()
+    data = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction)).choices["data"]
+    actions = next(a for a in data._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in actions.choices.items():
+        for action in parser._actions:
+            assert action.help, (name, action.dest)  # data info --data-dir, download's NAME
+    download = " ".join(actions.choices["download"].format_help().split())
+    assert "NAME the dataset: one of cifar10, cifar100, fashion-mnist, mnist" in download

@@ -23,8 +23,12 @@ def test_image_folder_with_train_and_test(tmp_path):
                 _png(tmp_path / split / cls / f"{j}.png", 10 * ci + j)
     ds = load_dataset(tmp_path)
     assert ds.class_names == ["cat", "dog"] and ds.train_x.shape == (6, 3, 6, 6)
-    assert ds.train_y.tolist() == [0, 0, 0, 1, 1, 1] and ds.test_y.tolist() == [0, 1]
-    assert int(ds.train_x[4, 0, 0, 0]) == 11  # dog/1.png
+    assert sorted(ds.train_y.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert sorted(ds.test_y.tolist()) == [0, 1]
+    # Read in a seeded random order, each image with its own label: pixel 10 * class + file.
+    assert sorted(ds.train_x[:, 0, 0, 0].tolist()) == [0, 1, 2, 10, 11, 12]
+    assert (ds.train_x[:, 0, 0, 0] // 10).tolist() == ds.train_y.tolist()
+    assert (ds.test_x[:, 0, 0, 0] // 10).tolist() == ds.test_y.tolist()
 
 
 def test_image_folder_without_split_holds_out_every_tenth(tmp_path):

@@ -3,11 +3,16 @@
 Folder layout (PNG, JPEG, ... anything pillow opens)::
 
     root/train/<class>/*.png   root/test/<class>/*.png     (a split given by you), or
-    root/<class>/*.png                                      (every 10th image per class is test)
+    root/<class>/*.png                                      (10 % of each class is test)
+
+Images read from folders come in a seeded random order (a folder has no order of its own, and
+"the first N test images" should not be one class).
 
 ``.npz`` keys: ``x`` (N, H, W) / (N, H, W, C) / (N, C, H, W) uint8 (or float in [0, 1]), ``y``
-(N,) ints; optional ``x_test``/``y_test``, ``x_dev``/``y_dev`` and ``class_names``. Without
-``x_test`` every 10th sample is the test set. Labels out of range, classes with no training
+(N,) ints; optional ``x_test``/``y_test``, ``x_dev``/``y_dev`` and ``class_names``; arrays keep
+their order. Without a test split, 10 % of the images (at least one of each class) are drawn
+as one, stratified and seeded (:func:`labelemb.data.splits.stratified_pick`); a class with a
+single image cannot be split and is named. Labels out of range, classes with no training
 example or images of different sizes give a ``ValueError`` naming the file.
 """
 
@@ -18,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .splits import SPLIT_SEED, stratified_pick
+
 __all__ = ["load_image_folder", "load_npz", "OwnData", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -27,10 +34,25 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 OwnData = dict
 
 
-def _holdout(x: np.ndarray, y: np.ndarray) -> tuple[tuple, tuple]:
-    """Every 10th sample (index % 10 == 9) is test: deterministic, needs no seed."""
-    test = np.arange(len(y)) % 10 == 9
-    return (x[~test], y[~test]), (x[test], y[test])
+#: the share of images a dataset without a test split holds out as one
+TEST_SHARE = 0.1
+
+
+def _holdout(x: np.ndarray, y: np.ndarray, names: list[str], where: str, seed: int
+             ) -> tuple[tuple, tuple]:
+    """A stratified, seeded test split of :data:`TEST_SHARE` (at least one image per class)."""
+    n = max(len(names), round(TEST_SHARE * len(y)))
+    test, train = stratified_pick(
+        y, n, names, seed=seed, purpose="test", keep_rest=True,
+        what=f"a test split of {n} of the {len(y)} images in {where}",
+        hint="add images of it, or give a test split of your own")
+    return (x[train], y[train]), (x[test], y[test])
+
+
+def _shuffled(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images read class by class, in a seeded random order."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    return x[order], y[order]
 
 
 def _check_labels(y: np.ndarray, num_classes: int, where: str, names: list[str]) -> None:
@@ -102,25 +124,23 @@ def _read_class_dirs(root: Path, names: list[str] | None) -> tuple[np.ndarray, n
     return np.stack(images), np.asarray(labels, dtype=np.int64), names
 
 
-def load_image_folder(root: str | os.PathLike) -> OwnData:
-    """Images in one sub-folder per class (sorted folder names are the class names)."""
+def load_image_folder(root: str | os.PathLike, seed: int = SPLIT_SEED) -> OwnData:
+    """Images in one sub-folder per class (sorted folder names are the class names), in an
+    order shuffled with ``seed``; without ``test/`` a stratified test split drawn with it."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no image folder at {root}")
-    if (root / "train").is_dir():
-        x, y, names = _read_class_dirs(root / "train", None)
-        _check_all_classes(y, names, str(root / "train"))
-        if (root / "test").is_dir():
-            tx, ty, _ = _read_class_dirs(root / "test", names)
-            if tx.shape[1:] != x.shape[1:]:
-                raise ValueError(f"{root / 'test'}: images differ in size from the training ones")
-            train, test = (x, y), (tx, ty)
-        else:
-            train, test = _holdout(x, y)
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    x, y, names = _read_class_dirs(train_dir, None)
+    _check_all_classes(y, names, str(train_dir))
+    x, y = _shuffled(x, y, seed)
+    if train_dir != root and (root / "test").is_dir():
+        tx, ty, _ = _read_class_dirs(root / "test", names)
+        if tx.shape[1:] != x.shape[1:]:
+            raise ValueError(f"{root / 'test'}: images differ in size from the training ones")
+        train, test = (x, y), _shuffled(tx, ty, seed)
     else:
-        x, y, names = _read_class_dirs(root, None)
-        _check_all_classes(y, names, str(root))
-        train, test = _holdout(x, y)
+        train, test = _holdout(x, y, names, str(train_dir), seed)
     return {"train": train, "dev": None, "test": test, "class_names": names}
 
 
@@ -149,8 +169,9 @@ def _labels(y: np.ndarray, where: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def load_npz(path: str | os.PathLike) -> OwnData:
-    """An ``.npz`` with ``x``, ``y`` (and optional test/dev arrays and ``class_names``)."""
+def load_npz(path: str | os.PathLike, seed: int = SPLIT_SEED) -> OwnData:
+    """An ``.npz`` with ``x``, ``y`` (and optional test/dev arrays and ``class_names``);
+    without a test split, a stratified one drawn with ``seed``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no .npz file at {path}")
@@ -190,7 +211,7 @@ def load_npz(path: str | os.PathLike) -> OwnData:
             raise ValueError(f"{path}: {part} images are {xy[0].shape[1:]}, train {train[0].shape[1:]}")
     _check_all_classes(train[1], names, f"{path}[y]")
     if parts["test"] is None:
-        train, test = _holdout(*train)
+        train, test = _holdout(*train, names, str(path), seed)
     else:
         test = parts["test"]
     return {"train": train, "dev": parts["dev"], "test": test, "class_names": names}

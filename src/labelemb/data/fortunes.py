@@ -26,9 +26,9 @@ import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from ..atomic import atomic_write_text
+from .publish import check_out, publish_folder
 
-__all__ = ["FORTUNES_DIR", "MIN_TEXTS", "SPLITS", "read_fortunes", "prepare_fortunes"]
+__all__ = ["FORTUNES_DIR", "MIN_TEXTS", "SPLITS", "SEED", "read_fortunes", "prepare_fortunes"]
 
 #: where the Debian package ``fortunes`` puts its category files
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
@@ -36,6 +36,8 @@ FORTUNES_DIR = Path("/usr/share/games/fortunes")
 MIN_TEXTS = 30
 #: the files written, in this order
 SPLITS = ("train", "dev", "test")
+#: the seed of the split unless one is given
+SEED = 0
 _SHARES = {"dev": 0.1, "test": 0.1}
 
 
@@ -99,19 +101,19 @@ def _split(kept: dict[str, list[str]], seed: int) -> dict[str, list[tuple[str, i
 
 
 def prepare_fortunes(out: str | os.PathLike, source: str | os.PathLike = FORTUNES_DIR,
-                     seed: int = 0, min_texts: int = MIN_TEXTS) -> dict:
+                     seed: int = SEED, min_texts: int = MIN_TEXTS, overwrite: bool = False
+                     ) -> dict:
     """Write ``{train,dev,test}.jsonl`` (one ``{"text": str, "label": int}`` a line) and
     ``labels.json`` (``names``: the label names by index, with counts and the rules) into
-    ``out``. Returns what ``labels.json`` holds."""
+    ``out``. Returns what ``labels.json`` holds.
+
+    ``out`` must be new or empty (``overwrite``: or hold only a prepared set); it appears only
+    when every file is written (:mod:`labelemb.data.publish`)."""
+    check_out(out, overwrite)
     kept, dropped = _clean(read_fortunes(source), min_texts)
     if len(kept) < 2:
         raise ValueError(f"{source}: only {len(kept)} categories have >= {min_texts} texts")
     splits = _split(kept, seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for split, pairs in splits.items():
-        lines = (json.dumps({"text": t, "label": y}, ensure_ascii=False) for t, y in pairs)
-        atomic_write_text(out / f"{split}.jsonl", "\n".join(lines) + "\n")
     names = list(kept)
     info = {
         "dataset": "fortunes", "source": str(Path(source).resolve()), "seed": seed,
@@ -122,5 +124,13 @@ def prepare_fortunes(out: str | os.PathLike, source: str | os.PathLike = FORTUNE
         "rules": (f"texts in more than one category dropped; categories with < {min_texts} "
                   "texts dropped; per category 10% dev, 10% test, rest train"),
     }
-    atomic_write_text(out / "labels.json", json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+
+    def write(folder: Path) -> None:
+        for split, pairs in splits.items():
+            lines = (json.dumps({"text": t, "label": y}, ensure_ascii=False) for t, y in pairs)
+            (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (folder / "labels.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n",
+                                            encoding="utf-8")
+
+    publish_folder(out, write, overwrite)
     return info

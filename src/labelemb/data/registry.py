@@ -25,6 +25,8 @@ from .cifar import load_cifar10, load_cifar100
 from .download import download_file, extract_tar, file_digest
 from .folder import load_image_folder, load_npz
 from .idx import read_idx
+from .publish import created_folders
+from .splits import SPLIT_SEED, stratified_pick
 
 __all__ = [
     "DatasetSpec", "DATASETS", "ImageDataset", "search_dirs", "find_data_dir", "load_dataset",
@@ -105,6 +107,9 @@ class ImageDataset:
 
     ``dev_x``/``dev_y`` are ``None`` where the paper has no dev set. ``mean``/``std`` are the
     per-channel normalisation applied after scaling to [0, 1] (``None``: [0, 1] only).
+    ``stratify``: the dev split and training subsets labelemb draws are stratified by class and
+    seeded (own data); ``False`` for data shipped in shuffled files (IDX, CIFAR batches), whose
+    splits are taken by position so that the published results stand.
     """
 
     name: str
@@ -121,6 +126,7 @@ class ImageDataset:
     default_model: str = "cnn"
     source: str = ""
     extra: dict = field(default_factory=dict)
+    stratify: bool = True
 
     @property
     def num_classes(self) -> int:
@@ -134,28 +140,53 @@ class ImageDataset:
     def image_size(self) -> int:
         return int(self.train_x.shape[2])
 
-    def hold_out_dev(self, n: int | None = None) -> "ImageDataset":
-        """A dataset without a dev split with the last ``n`` training images moved into one
-        (default :func:`default_held_out`); itself when it has a dev split or ``n`` is 0."""
-        n = default_held_out(len(self.train_y)) if n is None else n
+    def hold_out_dev(self, n: int | None = None, seed: int = SPLIT_SEED) -> "ImageDataset":
+        """A dataset without a dev split with ``n`` training images moved into one (default
+        :func:`default_held_out`); itself when it has a dev split or ``n`` is 0.
+
+        Own data (``stratify``) gets a stratified dev split drawn with ``seed``
+        (:func:`labelemb.data.splits.stratified_pick`): every class in proportion, at least one
+        image of each in dev and in train, or a ``ValueError`` naming the class too small for
+        that. Data shipped shuffled (CIFAR) gives its last ``n`` training images, as before."""
         if self.dev_y is not None or n == 0:
             return self
-        if not 0 < n < len(self.train_y):
-            raise ValueError(f"cannot hold out {n} of {len(self.train_y)} training images")
-        out = ImageDataset(**{**self.__dict__})
-        out.train_x, out.dev_x = self.train_x[:-n], self.train_x[-n:]
-        out.train_y, out.dev_y = self.train_y[:-n], self.train_y[-n:]
-        return out
+        n_train = len(self.train_y)
+        if n is None:  # own data: one image of each class at least
+            n = max(default_held_out(n_train), self.num_classes if self.stratify else 0)
+        if not self.stratify:
+            if not 0 < n < n_train:
+                raise ValueError(f"cannot hold out {n} of {n_train} training images (--held-out)")
+            return self._with(train_x=self.train_x[:-n], train_y=self.train_y[:-n],
+                              dev_x=self.train_x[-n:], dev_y=self.train_y[-n:])
+        if n < 1:
+            raise ValueError(f"cannot hold out {n} training images (--held-out)")
+        dev, train = (torch.from_numpy(i) for i in stratified_pick(
+            self.train_y.cpu().numpy(), n, self.class_names, seed=seed, purpose="dev",
+            keep_rest=True, what=f"a dev split of {n} of the {n_train} training images",
+            hint="add images, choose another --held-out, or pass --held-out 0 to train on all "
+            "and skip calibration"))
+        return self._with(train_x=self.train_x[train], train_y=self.train_y[train],
+                          dev_x=self.train_x[dev], dev_y=self.train_y[dev])
 
-    def subset_train(self, n: int | None) -> "ImageDataset":
-        """The first ``n`` training images (deterministic, for quick runs)."""
+    def subset_train(self, n: int | None, seed: int = SPLIT_SEED) -> "ImageDataset":
+        """``n`` of the training images, for quick runs: for own data (``stratify``) a
+        stratified sample drawn with ``seed`` holding every class in proportion and at least
+        once (a ``ValueError`` if ``n`` is below the number of classes); for data shipped
+        shuffled (MNIST, Fashion-MNIST, CIFAR) the first ``n``, as before."""
         if n is None or n >= len(self.train_y):
             return self
         if n < 1:
             raise ValueError(f"train subset must be >= 1, got {n}")
-        out = ImageDataset(**{**self.__dict__})
-        out.train_x, out.train_y = self.train_x[:n], self.train_y[:n]
-        return out
+        if not self.stratify:
+            return self._with(train_x=self.train_x[:n], train_y=self.train_y[:n])
+        keep = torch.from_numpy(stratified_pick(
+            self.train_y.cpu().numpy(), n, self.class_names, seed=seed, purpose="subset",
+            keep_rest=False, what=f"a training subset of {n} of {len(self.train_y)} images",
+            hint="choose a larger --train-subset")[0])
+        return self._with(train_x=self.train_x[keep], train_y=self.train_y[keep])
+
+    def _with(self, **tensors: torch.Tensor) -> "ImageDataset":
+        return ImageDataset(**{**self.__dict__, **tensors})
 
 
 def default_held_out(n_train: int) -> int:
@@ -259,7 +290,7 @@ def load_dataset(
         test_x=_t(test_x), test_y=_t(test_y),
         dev_x=_t(train_x[:n_dev]) if n_dev else None, dev_y=_t(train_y[:n_dev]) if n_dev else None,
         mean=spec.mean, std=spec.std, preset=spec.preset, default_model=spec.default_model,
-        source=str(d),
+        source=str(d), stratify=False,
     )
     return ds
 
@@ -295,31 +326,37 @@ def download_dataset(
         env = os.environ.get("LABELEMB_DATA")
         dest = Path(env) / name if env else Path.home() / ".cache" / "labelemb" / name
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    bases = (base_url,) if base_url else spec.base_urls
-    for fname, checksum in spec.files:
-        target = dest / fname
-        algo, expected = checksum.split(":", 1)
-        fresh = True
-        if target.is_file() and file_digest(target, algo) == expected:
-            log(f"{target} present, checksum ok")
-            fresh = False
-        else:
-            last: Exception | None = None
-            for base in bases:
-                url = base.rstrip("/") + "/" + fname
-                try:
-                    download_file(url, target, checksum, quiet=True)
-                    log(f"downloaded {url} -> {target}")
-                    last = None
-                    break
-                except Exception as err:  # try the next mirror, report the last error
-                    last = err
-            if last is not None:
-                raise last
-        if fname.endswith((".tar.gz", ".tgz", ".tar")):
-            if not fresh and _has_files(spec, dest):
-                continue  # unpacked before from this very archive
-            extract_tar(target, dest)
-            log(f"unpacked {target.name} in {dest}")
+    with created_folders(dest):  # a download that fails leaves no empty folder behind
+        for fname, checksum in spec.files:
+            _fetch(spec, dest, fname, checksum, (base_url,) if base_url else spec.base_urls, log)
     return dest
+
+
+def _fetch(spec: DatasetSpec, dest: Path, fname: str, checksum: str, bases: tuple[str, ...],
+           log: Callable[[str], None]) -> None:
+    """One file of ``spec`` into ``dest``: kept if its checksum is right, else downloaded from
+    the first of ``bases`` that serves it; an archive is unpacked."""
+    target = dest / fname
+    algo, expected = checksum.split(":", 1)
+    fresh = True
+    if target.is_file() and file_digest(target, algo) == expected:
+        log(f"{target} present, checksum ok")
+        fresh = False
+    else:
+        last: Exception | None = None
+        for base in bases:
+            url = base.rstrip("/") + "/" + fname
+            try:
+                download_file(url, target, checksum, quiet=True)
+                log(f"downloaded {url} -> {target}")
+                last = None
+                break
+            except Exception as err:  # try the next mirror, report the last error
+                last = err
+        if last is not None:
+            raise last
+    if fname.endswith((".tar.gz", ".tgz", ".tar")):
+        if not fresh and _has_files(spec, dest):
+            return  # unpacked before from this very archive
+        extract_tar(target, dest)
+        log(f"unpacked {target.name} in {dest}")

@@ -103,9 +103,15 @@ _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 
 
-def plain_text(osis: str) -> str:
+def plain_text(osis: str, tags_split_words: bool = True) -> str:
     """The words of one verse's OSIS markup: notes and titles dropped, tags removed, entities
-    decoded, the pilcrow (paragraph sign) dropped, spaces collapsed."""
-    text = _TAG.sub(" ", _DROP.sub(" ", osis))
+    decoded, the pilcrow (paragraph sign) dropped, spaces collapsed.
+
+    ``tags_split_words``: a tag becomes a space. The Reina-Valera 1909 module needs that (its
+    tags stand between words: ``<w>allí</w><w>también</w>``) and it puts a space before
+    punctuation, which tokenising removes again. The KJV module marks words up in place, a few
+    times across a word's end (``<w ...>shall more be give</w>n.``), and its spacing is right
+    as it is: ``False`` removes tags without a trace (``"the earth."``, ``"given"``)."""
+    text = _TAG.sub(" " if tags_split_words else "", _DROP.sub(" ", osis))
     text = html.unescape(text).replace("\u00b6", " ")
     return _SPACE.sub(" ", text).strip()
