@@ -41,14 +41,14 @@ _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 class DatasetSpec:
     """A named dataset: its files with checksums, mirrors, and how to train on it.
 
-    ``preset`` names the paper's recipe (``"mnist"``, ``"cifar10"``, ``"cifar100"``).
+    ``recipe`` names the paper's recipe (``"mnist"``, ``"cifar10"``, ``"cifar100"``).
     """
 
     name: str
     files: tuple[tuple[str, str], ...]  # (file name, "md5:..." / "sha256:...")
     base_urls: tuple[str, ...]
     kind: str  # "idx" or "cifar10" / "cifar100"
-    preset: str
+    recipe: str
     default_model: str
     class_names: tuple[str, ...] = ()
     mean: tuple[float, ...] | None = None
@@ -66,7 +66,7 @@ DATASETS: dict[str, DatasetSpec] = {
                ("t10k-labels-idx1-ubyte.gz", "md5:ec29112dd5afa0611ce80d1b7f02629c")),
         base_urls=("https://ossci-datasets.s3.amazonaws.com/mnist/",
                    "http://yann.lecun.com/exdb/mnist/"),
-        kind="idx", preset="mnist", default_model="cnn",
+        kind="idx", recipe="mnist", default_model="cnn",
         class_names=tuple(str(i) for i in range(10)), dev_size=5000,
         homepage="http://yann.lecun.com/exdb/mnist/",
     ),
@@ -77,7 +77,7 @@ DATASETS: dict[str, DatasetSpec] = {
                ("t10k-images-idx3-ubyte.gz", "md5:bef4ecab320f06d8554ea6380940ec79"),
                ("t10k-labels-idx1-ubyte.gz", "md5:bb300cfdad3c16e7a12a480ee83cd310")),
         base_urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        kind="idx", preset="mnist", default_model="cnn",
+        kind="idx", recipe="mnist", default_model="cnn",
         class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                      "Sneaker", "Bag", "Ankle boot"),
         dev_size=5000, homepage="https://github.com/zalandoresearch/fashion-mnist",
@@ -86,7 +86,7 @@ DATASETS: dict[str, DatasetSpec] = {
         name="cifar10",
         files=(("cifar-10-python.tar.gz", "md5:c58f30108f718f92721af3b95e74349a"),),
         base_urls=("https://www.cs.toronto.edu/~kriz/",),
-        kind="cifar10", preset="cifar10", default_model="resnet8",
+        kind="cifar10", recipe="cifar10", default_model="resnet8",
         mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
         homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
     ),
@@ -94,7 +94,7 @@ DATASETS: dict[str, DatasetSpec] = {
         name="cifar100",
         files=(("cifar-100-python.tar.gz", "md5:eb9058c3a382ffc7106e4002c42a8d85"),),
         base_urls=("https://www.cs.toronto.edu/~kriz/",),
-        kind="cifar100", preset="cifar100", default_model="resnet18",
+        kind="cifar100", recipe="cifar100", default_model="resnet18",
         mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
         homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
     ),
@@ -122,7 +122,7 @@ class ImageDataset:
     dev_y: torch.Tensor | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    preset: str = "mnist"
+    recipe: str = "mnist"
     default_model: str = "cnn"
     source: str = ""
     extra: dict = field(default_factory=dict)
@@ -289,7 +289,7 @@ def load_dataset(
         train_x=_t(train_x[n_dev:]), train_y=_t(train_y[n_dev:]),
         test_x=_t(test_x), test_y=_t(test_y),
         dev_x=_t(train_x[:n_dev]) if n_dev else None, dev_y=_t(train_y[:n_dev]) if n_dev else None,
-        mean=spec.mean, std=spec.std, preset=spec.preset, default_model=spec.default_model,
+        mean=spec.mean, std=spec.std, recipe=spec.recipe, default_model=spec.default_model,
         source=str(d), stratify=False,
     )
     return ds
@@ -306,7 +306,7 @@ def _own(data: dict, path: Path) -> ImageDataset:
         class_names=list(data["class_names"]),
         train_x=_t(x), train_y=_t(y), test_x=_t(tx), test_y=_t(ty),
         dev_x=_t(dev[0]) if dev else None, dev_y=_t(dev[1]) if dev else None,
-        preset="mnist", default_model="cnn", source=str(path.resolve()),
+        recipe="mnist", default_model="cnn", source=str(path.resolve()),
     )
 
 

@@ -87,14 +87,17 @@ class TrainConfig(RunSettings):
     augment: bool | None = setting(None, "random crop (pad 4) + horizontal flip",
                                    default_text="on for " + ", ".join(
                                        k for k, v in RECIPES.items() if v["augment"]))
-    train_subset: int | None = setting(None, "train on N training images only", at_least=1)
+    train_subset: int | None = setting(
+        None, "train on N training images: the first N of MNIST, Fashion-MNIST and CIFAR "
+        "(shipped shuffled), a stratified seeded sample of own data", at_least=1)
     test_subset: int | None = setting(None, "evaluate on the first N test images only",
                                       at_least=1)
     dev_subset: int | None = setting(None, "evaluate on the first N dev images only",
                                      at_least=1)
     held_out: int | None = setting(
-        None, "for a dataset without a dev split: hold out N training images as one "
-        "(best-dev epoch, temperature scaling); 0 trains on all and skips calibration",
+        None, "for a dataset without a dev split: hold out N training images as one (best-dev "
+        "epoch, temperature scaling): CIFAR's last N, a stratified seeded N of own data; 0 "
+        "trains on all and skips calibration",
         default_text="10%% of train, at most 5,000", at_least=0)
     data_dir: str | None = setting(
         None, "folder that holds the dataset; an error if it does not", on_resume=True,
@@ -108,7 +111,7 @@ class TrainConfig(RunSettings):
 
     def resolved(self, ds: ImageDataset) -> "TrainConfig":
         """The dataset's recipe filled in, every setting checked."""
-        c = self.filled({**RECIPES[ds.preset], **_EVERY_RECIPE}, tuple(MODES))
+        c = self.filled({**RECIPES[ds.recipe], **_EVERY_RECIPE}, tuple(MODES))
         c.model = c.model or ds.default_model
         c.out = c.out or str(Path("runs") / f"{ds.name}-{c.model}")
         if c.model not in MODELS:
