@@ -26,14 +26,16 @@ EARLY = [
 ]
 
 
-def _interrupt_after(module: str, args: list[str]) -> tuple[int, list[str]]:
+def _interrupt_after(module: str, args: list[str], sigint=signal.SIG_DFL
+                     ) -> tuple[int, list[str]]:
     """Start ``labelemb ARGS``, send SIGINT as soon as ``module`` is imported; the exit status
-    and the stderr lines that are not ``-X importtime``'s."""
+    and the stderr lines that are not ``-X importtime``'s. ``sigint``: the disposition the
+    process starts with (SIG_DFL: as in a terminal, even when pytest runs in the background,
+    which ignores SIGINT)."""
     proc = subprocess.Popen(
         [sys.executable, "-X", "importtime", "-m", "labelemb", *args], env=env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # SIGINT as in a terminal, even when pytest runs in the background (which ignores it)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
     finished = re.compile(r"^import time:.*\|\s+" + re.escape(module) + r"$")
     seen: list[str] = []
     try:
@@ -57,6 +59,12 @@ def _interrupt_after(module: str, args: list[str]) -> tuple[int, list[str]]:
 def test_ctrl_c_in_the_first_second_is_one_line_and_exit_130(module, args):
     status, lines = _interrupt_after(module, args)
     assert (status, lines) == (130, ["labelemb: interrupted"])
+
+
+def test_an_ignored_sigint_stays_ignored():
+    """``nohup labelemb ...`` or ``labelemb ... &``: the start-up guard leaves it alone."""
+    status, lines = _interrupt_after("labelemb", ["report", "no-such-folder"], signal.SIG_IGN)
+    assert status == 2 and len(lines) == 1 and "no-such-folder" in lines[0], lines
 
 
 def test_import_labelemb_imports_no_torch_until_a_name_is_used():
