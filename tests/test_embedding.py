@@ -317,3 +317,26 @@ def test_valid_files_still_load_after_the_checks(tmp_path):
     assert full.class_names == damaged_files.NAMES and full.num_classes == 4
     comp = load_embedding(damaged_files.saved_compressed(tmp_path / "c.safetensors"))
     assert isinstance(comp, CompressedLabelEmbedding) and comp.dim == 2
+
+
+@pytest.mark.parametrize("device, named", [
+    ("foo", "device 'foo' is not a device name"),  # was PyTorch's RuntimeError
+    ("cuda:99", "device 'cuda:99' is not available here"),
+    ("meta", "device 'meta' would keep no values"),
+] + ([] if torch.cuda.is_available() else [
+    ("cuda", "device 'cuda' is not available here ("),
+]))  # "cuda" on a CPU build was torch's AssertionError
+def test_a_device_this_machine_lacks_is_a_value_error_naming_it(tmp_path, device, named):
+    path = damaged_files.saved_full(tmp_path / "f.safetensors")
+    with pytest.raises(ValueError) as err:
+        load_embedding(path, device=device)
+    assert str(err.value).startswith(named), str(err.value)
+    with pytest.raises(TypeError, match="device must be a str or torch.device, got float"):
+        load_embedding(path, device=1.5)
+
+
+@pytest.mark.parametrize("device", ["cpu", torch.device("cpu"), "cpu:0"]
+                         + (["cuda", "cuda:0"] if torch.cuda.is_available() else []))
+def test_an_available_device_loads_there(tmp_path, device):
+    emb = load_embedding(damaged_files.saved_full(tmp_path / "f.safetensors"), device=device)
+    assert emb.weight.device.type == torch.device(device).type

@@ -3,6 +3,8 @@ one-weight layout (both layers in one (2C, F) ``weight``) still load."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -36,6 +38,16 @@ def test_outputs_are_the_two_layers_and_only_the_main_one_trains_the_features(sh
     assert head.aux_fc.weight.grad.abs().sum() > 0
     logits.sum().backward()
     torch.testing.assert_close(x.grad, head.fc.weight.sum(0).expand(*shape))
+
+
+@pytest.mark.parametrize("aux", [True, False])
+@pytest.mark.parametrize("shape", [(3, F_DIM - 1), (2, 5, F_DIM + 1), (F_DIM, 1), ()])
+def test_features_of_the_wrong_size_are_refused_naming_in_features(shape, aux):
+    """``LabelEmbeddingHead(7, 5)`` on 6 features gave torch's matmul error, naming neither."""
+    head = LabelEmbeddingHead(F_DIM, C, aux=aux)
+    with pytest.raises(ValueError, match=rf"in_features={F_DIM}\), got shape "
+                                         rf"{re.escape(str(shape))}"):
+        head(torch.randn(shape))
 
 
 def test_without_aux_layer_the_second_output_is_none():

@@ -224,3 +224,28 @@ def test_inspect_large_vocabulary_defaults_skip_special_tokens(tmp_path):
     got = json.loads(paths["json"].read_text())
     assert [g["label"] for g in got] == [f"w{j}" for j in range(20)]
     assert all(len(g["nearest"]) == 2 for g in got)
+
+
+def test_inspect_never_lists_a_special_token_as_a_neighbour(tmp_path):
+    """``inspect --words`` listed ``<unk>`` as a neighbour (``seq2seq neighbours`` did not).
+    Here every row weights ``<unk>`` and ``</s>`` most, so only leaving them out keeps them
+    out; the real words keep their order."""
+    from labelemb.commands.inspect import inspect_run
+
+    names = ["<pad>", "<unk>", "<s>", "</s>", "cat", "dog", "car", "truck"]
+    emb = LabelEmbedding(len(names), class_names=names)
+    with torch.no_grad():
+        emb.weight.fill_(0.0)
+        emb.weight[:, 1] = 4.0  # <unk>
+        emb.weight[:, 3] = 3.0  # </s>
+        for i, j in [(4, 5), (5, 4), (6, 7), (7, 6)]:
+            emb.weight[i, j] = 2.0
+    run = make_run(tmp_path, emb)
+    for words in (["cat", "truck", "<unk>"], None):  # asked for, and the default rows
+        paths = inspect_run(run, classes=words, top_k=3, out=tmp_path / f"o{words is None}")
+        got = {g["label"]: [n["label"] for n in g["nearest"]]
+               for g in json.loads(paths["json"].read_text())}
+        assert not {n for ns in got.values() for n in ns} & set(names[:4]), got
+        assert got["cat"][0] == "dog" and got["truck"][0] == "car"
+        assert all(len(ns) == 3 for ns in got.values())
+        assert ("<unk>" in got) == (words is not None)  # its own row, when asked for

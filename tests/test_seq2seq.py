@@ -13,7 +13,8 @@ from labelemb.data.parallel_text import ParallelCorpus, collate
 from labelemb.data.vocab import EOS, PAD, UNK, Vocab
 from labelemb.commands.seq2seq import nearest_labels
 from labelemb.engine.decoding import decode_corpus, seq2seq_criterion
-from labelemb.models.beam import beam_search, greedy_decode
+from labelemb.models.beam import (DEFAULT_MIN_LEN, EMPTY_WARN_SHARE, beam_search,
+                                  empty_outputs_warning, greedy_decode)
 from labelemb.models.seq2seq import Seq2Seq, Seq2SeqConfig
 
 
@@ -128,12 +129,14 @@ def test_appending_pad_changes_neither_loss_nor_any_gradient(mode):
         torch.testing.assert_close(grads2[name], grads[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_beam_one_equals_greedy():
+@pytest.mark.parametrize("min_len", [0, DEFAULT_MIN_LEN, 3])
+def test_beam_one_equals_greedy(min_len):
     for seed in range(4):
         model = make_model(seed=seed, layers=2).eval()
         b = random_batch(10 + seed, n=7)
-        g = greedy_decode(model, b.src, b.src_lengths, max_len=9)
-        bs = beam_search(model, b.src, b.src_lengths, beam=1, max_len=9)
+        g = greedy_decode(model, b.src, b.src_lengths, max_len=9, min_len=min_len)
+        bs = beam_search(model, b.src, b.src_lengths, beam=1, max_len=9, min_len=min_len)
+        assert min(len(t) for t in g.tokens) >= min_len
         assert bs.tokens == g.tokens
         assert bs.attention == g.attention
         assert bs.scores == pytest.approx(g.scores, abs=1e-5)
@@ -168,8 +171,9 @@ def half_trained():
     return model.eval(), srcs
 
 
-def _exact_best(model, srcs, max_len, length_norm):
-    seqs = [list(s) for n in range(max_len + 1) for s in itertools.product([UNK, 4, 5, 6], repeat=n)]
+def _exact_best(model, srcs, max_len, length_norm, min_len=0):
+    seqs = [list(s) for n in range(min_len, max_len + 1)
+            for s in itertools.product([UNK, 4, 5, 6], repeat=n)]
     best = []
     for src in srcs:
         row = collate([src] * len(seqs), seqs)
@@ -179,29 +183,35 @@ def _exact_best(model, srcs, max_len, length_norm):
     return best, len(seqs)
 
 
+@pytest.mark.parametrize("min_len", [0, 1])
 @pytest.mark.parametrize("length_norm", [0.0, 1.0])
-def test_wide_beam_is_exact_search(half_trained, length_norm):
+def test_wide_beam_is_exact_search(half_trained, length_norm, min_len):
     """With a beam wider than the number of prefixes, beam search must find the best of all
-    sequences (enumerated here): proves scoring, pruning and stopping are right."""
+    sequences (enumerated here) of ``min_len`` to 3 tokens: proves scoring, pruning and
+    stopping are right."""
     model, srcs = half_trained
     b = collate(srcs, [[]] * len(srcs))
-    best, n_seqs = _exact_best(model, srcs, 3, length_norm)
+    best, n_seqs = _exact_best(model, srcs, 3, length_norm, min_len)
     assert len({len(x) for x in best}) >= 2  # the check covers short and long answers
-    got = beam_search(model, b.src, b.src_lengths, beam=n_seqs, max_len=3, length_norm=length_norm)
+    got = beam_search(model, b.src, b.src_lengths, beam=n_seqs, max_len=3,
+                      length_norm=length_norm, min_len=min_len)
     assert got.tokens == best
     assert got.scores == pytest.approx(_teacher_forced(model, b, got.tokens), abs=1e-4)
 
 
 def test_beam_on_a_half_trained_model(half_trained):
+    """Raw scores (``length_norm=0``): a wider beam never scores below greedy."""
     model, srcs = half_trained
     b = collate(srcs, [[]] * len(srcs))
-    g = greedy_decode(model, b.src, b.src_lengths, max_len=3)
+    g = greedy_decode(model, b.src, b.src_lengths, max_len=3, min_len=0)
     best, _ = _exact_best(model, srcs, 3, 0.0)
     assert sum(x != y for x, y in zip(g.tokens, best)) >= 2  # greedy is not enough here
-    one = beam_search(model, b.src, b.src_lengths, beam=1, max_len=3)
+    one = beam_search(model, b.src, b.src_lengths, beam=1, max_len=3, length_norm=0.0,
+                      min_len=0)
     assert one.tokens == g.tokens and one.scores == pytest.approx(g.scores, abs=1e-5)
     for k in (2, 3, 5):
-        bs = beam_search(model, b.src, b.src_lengths, beam=k, max_len=3)
+        bs = beam_search(model, b.src, b.src_lengths, beam=k, max_len=3, length_norm=0.0,
+                         min_len=0)
         assert bs.scores == pytest.approx(_teacher_forced(model, b, bs.tokens), abs=1e-4)
         assert all(sb >= sg - 1e-5 for sb, sg in zip(bs.scores, g.scores))
 
@@ -213,6 +223,94 @@ def test_decoding_rejects_bad_arguments():
         beam_search(model, b.src, b.src_lengths, beam=0)
     with pytest.raises(ValueError, match="max_len"):
         greedy_decode(model, b.src, b.src_lengths, max_len=0)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="min_len must be an int >= 0"):
+            greedy_decode(model, b.src, b.src_lengths, min_len=bad)
+    with pytest.raises(ValueError, match=r"min_len \(4\) must be <= max_len \(3\)"):
+        beam_search(model, b.src, b.src_lengths, max_len=3, min_len=4)
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="length_norm must be >= 0 and finite"):
+            beam_search(model, b.src, b.src_lengths, length_norm=bad)
+
+
+@pytest.fixture(scope="module")
+def eos_first():
+    """A model after 3 updates of learning to reverse 3-6 words: it has learnt little but
+    how frequent each token is, and EOS (one in every 4-7 target tokens) is the likeliest
+    first token for every sentence, as for the 400-update bible-en-es run of issue 27
+    (1,000 of 1,000 beam outputs empty)."""
+    torch.manual_seed(0)
+    vocab = 24
+    model = make_model(seed=0, src_v=vocab, tgt_v=vocab, aux=False)
+    g = torch.Generator().manual_seed(0)
+
+    def batch(n):
+        srcs = [torch.randint(4, vocab, (int(torch.randint(3, 7, (1,), generator=g)),),
+                              generator=g).tolist() for _ in range(n)]
+        return collate(srcs, [s[::-1] for s in srcs])
+
+    opt = torch.optim.Adam(model.parameters(), 3e-2)
+    crit = LabelSmoothingLoss(0.0, ignore_index=PAD)
+    for _ in range(3):
+        loss, _ = sequence_loss(model, crit, batch(32))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    b = batch(40)
+    enc = model.encode(b.src, b.src_lengths)
+    first, _, _ = model.step(torch.full((40,), 2), enc, enc.state)
+    others = first.clone()
+    others[:, EOS] = float("-inf")
+    # EOS leads by at least 0.2 nats (measured: 0.24 to 0.9), far above float noise
+    assert bool((first[:, EOS] > others.max(-1).values + 0.1).all())
+    return model, b
+
+
+def test_an_under_trained_model_whose_first_token_is_eos_still_says_something(eos_first):
+    model, b = eos_first
+    n = b.src.shape[0]
+    # What decoding did before: every output empty, greedy and beam alike.
+    assert greedy_decode(model, b.src, b.src_lengths, max_len=10, min_len=0).tokens == [[]] * n
+    raw = beam_search(model, b.src, b.src_lengths, beam=10, max_len=10, length_norm=0.0,
+                      min_len=0)
+    assert raw.tokens == [[]] * n
+    # The defaults: no output is empty, whatever the beam and its ranking.
+    for dec in (greedy_decode(model, b.src, b.src_lengths, max_len=10),
+                beam_search(model, b.src, b.src_lengths, beam=10, max_len=10),
+                beam_search(model, b.src, b.src_lengths, beam=10, max_len=10, length_norm=0.0),
+                beam_search(model, b.src, b.src_lengths, beam=3, max_len=10, min_len=2)):
+        assert min(len(t) for t in dec.tokens) >= 1
+        assert all(score > float("-inf") for score in dec.scores)
+    two = beam_search(model, b.src, b.src_lengths, beam=3, max_len=10, min_len=2)
+    assert min(len(t) for t in two.tokens) == 2
+    assert two.scores == pytest.approx(_teacher_forced(model, b, two.tokens), abs=1e-4)
+
+
+def test_decode_corpus_of_an_under_trained_model_has_no_empty_line(eos_first):
+    model, b = eos_first
+    vocab = Vocab([f"w{i}" for i in range(4, 24)])
+    lines = [" ".join(vocab.itos[t] for t in row[:int(n)])
+             for row, n in zip(b.src.tolist(), b.src_lengths.tolist())]
+    corpus = ParallelCorpus(lines, lines)
+    for beam in (1, 10):  # dev evaluations decode greedily, the test set with a beam
+        out = decode_corpus(model, corpus, vocab, vocab, beam=beam, max_len=10)
+        assert all(out) and empty_outputs_warning(out) is None
+
+
+def test_many_empty_outputs_give_one_warning_line(eos_first):
+    model, b = eos_first
+    empty = greedy_decode(model, b.src, b.src_lengths, max_len=10, min_len=0).tokens
+    line = empty_outputs_warning(empty, "translations")
+    assert line is not None and "\n" not in line
+    assert line.startswith("warning: 40 of 40 translations are empty")
+    # From EMPTY_WARN_SHARE on: 1 empty of n warns at 1/n = the share, 1 of n + 1 does not.
+    n = round(1 / EMPTY_WARN_SHARE)
+    assert empty_outputs_warning([[]] + [["a"]] * (n - 1)) is not None
+    assert empty_outputs_warning([[]] + [["a"]] * n) is None
+    assert empty_outputs_warning(["", "a b"]) is not None  # strings too (translate's lines)
+    assert empty_outputs_warning([]) is None and empty_outputs_warning([["a"]]) is None
+
 
 
 def test_unk_replacement_copies_the_most_attended_source_word():

@@ -17,6 +17,7 @@ import sys
 import typing
 
 from . import __version__
+from .interrupt import EXIT_INTERRUPTED, INTERRUPTED, release_start_guard
 
 # Modules that register sub-commands, in the order `labelemb --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -69,18 +70,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="labelemb",
         description="Label Embedding Network: train, reproduce the paper, report, inspect.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the epilog's lines
     )
     parser.add_argument("--version", action="version", version=f"labelemb {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    parser.epilog = _data_epilog(parser)
     return parser
+
+
+def _data_epilog(parser: argparse.ArgumentParser) -> str:
+    """What the commands work on, read off their own flags' choices (declared once there)."""
+    images = ", ".join(_choices(parser, "data", "download", "name"))
+    texts = ", ".join(_choices(parser, "data", "prepare", "name"))
+    tasks = " | ".join(_choices(parser, "seq2seq", "train", "task"))
+    return (
+        "what the commands work on:\n"
+        f"  images   {images} (labelemb data download NAME),\n"
+        "           or your own: train --dataset DIR (a folder of class folders, or an .npz)\n"
+        f"  text     {texts} (labelemb data prepare NAME --out DIR):\n"
+        "           fortunes to classify with labelemb.hf (docs/TRANSFORMERS.md),\n"
+        "           bible-en-es to translate with seq2seq --task parallel\n"
+        f"  seq2seq  seq2seq train --task {tasks}; parallel is any parallel\n"
+        "           text, e.g. --task parallel --data-dir DIR --src-lang en --tgt-lang es\n"
+        "\n'labelemb COMMAND --help' tells more."
+    )
+
+
+def _choices(parser: argparse.ArgumentParser, *path: str) -> list[str]:
+    """The choices of the argument whose ``dest`` is ``path[-1]``, in the sub-command
+    ``path[:-1]`` (``"data", "prepare", "name"``)."""
+    for action in parser._actions:
+        if path[:-1] and isinstance(action, argparse._SubParsersAction):
+            if path[0] in action.choices:
+                return _choices(action.choices[path[0]], *path[1:])
+        elif not path[:-1] and action.dest == path[-1] and action.choices is not None:
+            return [str(c) for c in action.choices]
+    raise LookupError(f"no argument {' '.join(path)} with choices")  # a bug: the help is stale
 
 
 #: Exit status for input the user can fix (argparse uses 2 for a bad flag too).
 EXIT_USER_ERROR = 2
-#: Exit status after Ctrl-C: 128 + SIGINT, as a shell reports a process it interrupted.
-EXIT_INTERRUPTED = 130
 
 #: OSErrors about a path the user gave, with what to do about each.
 _PATH_ERROR_HINTS: dict[type[OSError], str] = {
@@ -129,15 +160,16 @@ def error_line(err: BaseException) -> str:
 def _interrupted_line(args: argparse.Namespace | None) -> str:
     """The Ctrl-C line; commands that can continue a run (they have --resume) say how."""
     if args is not None and hasattr(args, "resume"):
-        return "labelemb: interrupted; run the same command with --resume to continue"
-    return "labelemb: interrupted"
+        return f"{INTERRUPTED}; run the same command with --resume to continue"
+    return INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``labelemb ARGV``; returns the exit status (0, 2 for a user error, 130 on Ctrl-C)."""
     args: argparse.Namespace | None = None
     try:
-        parser = build_parser()
+        release_start_guard()  # from here a Ctrl-C is a KeyboardInterrupt, caught below
+        parser = build_parser()  # imports every command, torch with them
         args = parser.parse_args(argv)
         if getattr(args, "func", None) is None:  # `labelemb`, `labelemb seq2seq`: no action
             parser._chosen(args).error_no_command()

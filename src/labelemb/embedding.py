@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .atomic import atomic_write
-from .embedding_file import FORMAT, FORMAT_VERSION, read_embedding_file
+from .embedding_file import FORMAT, FORMAT_VERSION, loading_device, read_embedding_file
 
 __all__ = ["LabelEmbedding", "CompressedLabelEmbedding", "FixedLabelEmbedding",
            "save_embedding", "load_embedding"]
@@ -232,7 +232,8 @@ def load_embedding(path: str | os.PathLike, *, frozen: bool | None = None,
         path: the ``.safetensors`` file.
         frozen: return a :class:`FixedLabelEmbedding` (True), a trainable one (False), or
             whatever was saved (None).
-        device: where to put the tensors.
+        device: where to put the tensors; a device this machine lacks or a name torch does
+            not know is a ``ValueError`` naming it, before the file is read.
 
     The returned module has ``class_names`` set when the file had them. Everything in the
     header (format tag, ``num_classes``, ``dim``, ``class_names``, tensor names, dtypes and
@@ -241,6 +242,7 @@ def load_embedding(path: str | os.PathLike, *, frozen: bool | None = None,
     values must be finite. Any failure, a pickle file included, is a ``ValueError`` naming the
     file and the field.
     """
+    device = loading_device(device)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no embedding file at {path}")

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "read_embedding_file"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "read_embedding_file", "loading_device"]
 
 FORMAT = "labelemb.embedding"
 FORMAT_VERSION = "1"
@@ -188,3 +188,31 @@ def read_embedding_file(path: Path) -> tuple[dict[str, str], int, list[str] | No
     source = ", ".join(f"{k}={meta[k]}" for k in ("num_classes", "dim") if k in meta)
     _check_entries(path, entries, shapes, data_size, source)
     return meta, num_classes, names, _read_tensors(path, list(shapes))
+
+
+def loading_device(device: str | torch.device | int) -> torch.device:
+    """``device`` (``load_embedding(..., device=)``) as a ``torch.device`` this machine has.
+
+    A name torch does not know (``"foo"``: its RuntimeError), a backend this build or machine
+    lacks (``"cuda"`` on a CPU build: torch's AssertionError) or a missing CUDA index is a
+    ``ValueError`` naming ``device``; ``"meta"`` too, since it would keep no values. Checked
+    before the file is read.
+    """
+    try:
+        dev = torch.device(device)
+    except TypeError:
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}"
+                        ) from None
+    except RuntimeError:
+        raise ValueError(f"device {device!r} is not a device name; use 'cpu', 'cuda' or "
+                         "'cuda:N'") from None
+    if dev.type == "meta":
+        raise ValueError("device 'meta' would keep no values of the embedding; load it on a "
+                         "real device ('cpu', 'cuda')")
+    try:
+        torch.empty(0, device=dev)  # the backend, the build and the index, all at once
+    except (RuntimeError, AssertionError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"device {device!r} is not available here ({reason}); load on a "
+                         "device this machine has, e.g. device='cpu'") from None
+    return dev

@@ -43,6 +43,13 @@ class LabelEmbeddingHead(nn.Module):
         return self.aux_fc is not None
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor | None]:
+        if features.dim() == 0 or features.shape[-1] != self.in_features:
+            # Shapes only, no device sync; torch's own message names neither the head nor
+            # in_features ("mat1 and mat2 shapes cannot be multiplied").
+            raise ValueError(
+                f"features must be (*, in_features={self.in_features}), got shape "
+                f"{tuple(features.shape)}: build the head with in_features equal to the size "
+                "of the backbone's features")
         logits = self.fc(features)
         aux_logits = None if self.aux_fc is None else self.aux_fc(features.detach())
         return logits, aux_logits
@@ -60,3 +67,4 @@ class LabelEmbeddingHead(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, num_classes={self.num_classes}, aux={self.aux}"
+

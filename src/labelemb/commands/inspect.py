@@ -90,7 +90,8 @@ def inspect_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
     from ..report.curves import save_figure
     from ..report.heatmap import plot_heatmap
     from ..report.nearest import (class_names_of, nearest_labels, nearest_to_json,
-                                  nearest_to_markdown, resolve_classes, softmax_rows)
+                                  nearest_to_markdown, resolve_classes, softmax_rows,
+                                  special_labels)
 
     if top_k < 1:
         raise ValueError(f"--top-k must be >= 1, got {top_k}")
@@ -108,9 +109,10 @@ def inspect_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
 
     selected = resolve_classes(names, classes) if classes else None
     make_out_folder(out, "heatmap.png and nearest.md/.json")
-    # Default picks skip special tokens (<pad>, <unk>, <s>, </s> head a vocabulary).
-    ordinary = [i for i, n in enumerate(names) if not (n.startswith("<") and n.endswith(">"))]
-    ordinary = ordinary or list(range(C))
+    # Special tokens (<pad>, <unk>, <s>, </s> head a vocabulary) are never a neighbour, and
+    # the default picks skip them.
+    specials = special_labels(names)
+    ordinary = sorted(set(range(C)) - set(specials))
     if selected is not None:
         shown = rows = selected
     else:
@@ -128,8 +130,8 @@ def inspect_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
     def bar(it):
         return progress(it, total=len(it), desc="embedding rows")
 
-    near = nearest_labels(embedding, rows, k=top_k, names=names, progress=bar)
-    k = min(top_k, C - 1)
+    near = nearest_labels(embedding, rows, k=top_k, names=names, progress=bar, exclude=specials)
+    k = max((len(ns) for ns in near.values()), default=0)  # top_k, or fewer where C is small
     probs = softmax_rows(embedding, shown)[:, shown]
     kind = "compressed" if compressed else "full"
     title = f"softmax(E), {kind} label embedding" + (f": {config['dataset']}"

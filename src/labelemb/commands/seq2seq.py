@@ -31,7 +31,9 @@ class DecodeOptions:
     beam: int | None = setting(None, "beam size", default_text=_THE_RUNS, at_least=1)
     max_len: int | None = setting(None, "longest output", default_text=_THE_RUNS, at_least=1)
     length_norm: float | None = setting(None, "rank finished beams by score/len**a",
-                                        default_text=_THE_RUNS)
+                                        default_text=_THE_RUNS, at_least=0)
+    min_len: int | None = setting(None, "tokens every output has before it may end",
+                                  default_text=_THE_RUNS, at_least=0)
     unk_replace: bool | None = setting(None, "replace <unk> from attention",
                                        default_text=_THE_RUNS)
     checkpoint: str = setting("best", "best.pt, or checkpoint.pt (the last)",
@@ -129,17 +131,21 @@ def _read_input(path: str) -> list[str]:
         return [line.rstrip("\r\n") for line in f]
 
 
+def _decoding(opts: DecodeOptions) -> dict:
+    """The decoding flags given, by name (``None``: the run's own)."""
+    from ..engine.decoding import DECODING
+
+    return {k: getattr(opts, k) for k in DECODING}
+
+
 def _translate(args) -> int:
     from ..atomic import atomic_write_text
     from ..engine.decoding import translate_lines
 
     opts, device = _options(TranslateOptions, args)
     lines = _read_input(opts.input)
-    out = translate_lines(
-        args.run, lines, beam=opts.beam, max_len=opts.max_len, length_norm=opts.length_norm,
-        unk_replace=opts.unk_replace, batch_size=opts.batch_size, device=device,
-        which=_which(opts),
-    )
+    out = translate_lines(args.run, lines, batch_size=opts.batch_size, device=device,
+                          which=_which(opts), **_decoding(opts))
     text = "".join(o + "\n" for o in out)
     if opts.output == "-":
         sys.stdout.write(text)
@@ -167,8 +173,7 @@ def _evaluate(args) -> int:
             raise ValueError(f"the run has no {opts.split} set")
         if opts.split == "dev":
             corpus = corpus.head(s["dev_max_pairs"])
-    decoding = decoding_settings(s, beam=opts.beam, max_len=opts.max_len,
-                                 length_norm=opts.length_norm, unk_replace=opts.unk_replace)
+    decoding = decoding_settings(s, **_decoding(opts))
     hyps = decode_corpus(model, corpus, src_vocab, tgt_vocab, batch_size=opts.batch_size,
                          device=device, show_progress=True, **decoding)
     refs = [corpus.tgt_tokens(i) for i in range(len(corpus))]

@@ -23,8 +23,9 @@ from .loop import BEST
 from .settings import MODES, baseline_criterion
 from .text_metrics import bleu, rouge
 
-__all__ = ["SRC_VOCAB", "TGT_VOCAB", "TEST_OUTPUT", "seq2seq_criterion", "decode_corpus",
-           "score", "corpus_loss", "load_run", "decoding_settings", "translate_lines"]
+__all__ = ["SRC_VOCAB", "TGT_VOCAB", "TEST_OUTPUT", "DECODING", "seq2seq_criterion",
+           "decode_corpus", "score", "corpus_loss", "load_run", "decoding_settings",
+           "translate_lines"]
 
 SRC_VOCAB = "vocab.src.json"
 TGT_VOCAB = "vocab.tgt.json"
@@ -84,26 +85,25 @@ def load_run(run_dir: str | Path, which: str = BEST, device: str | torch.device 
     return model, criterion, vocabs[0], vocabs[1], config
 
 
-def decoding_settings(settings: dict[str, Any], *, beam: int | None = None,
-                      max_len: int | None = None, length_norm: float | None = None,
-                      unk_replace: bool | None = None) -> dict[str, Any]:
-    """:func:`decode_corpus`'s decoding keywords: each one given, else the run's own."""
-    given = dict(beam=beam, max_len=max_len, length_norm=length_norm, unk_replace=unk_replace)
-    return {k: settings[k] if v is None else v for k, v in given.items()}
+#: the decoding keywords a run records and a caller may override
+DECODING = ("beam", "max_len", "length_norm", "min_len", "unk_replace")
 
 
-def translate_lines(
-    run_dir: str | Path, lines: Sequence[str], *, beam: int | None = None,
-    max_len: int | None = None, length_norm: float | None = None, unk_replace: bool | None = None,
-    batch_size: int = 64, device: str | torch.device = "cpu", which: str = BEST,
-) -> list[str]:
-    """Translate/summarise raw lines with a trained run (its tokenisation and defaults)."""
+def decoding_settings(settings: dict[str, Any], **given: Any) -> dict[str, Any]:
+    """:func:`decode_corpus`'s decoding keywords (:data:`DECODING`): each one given (not
+    ``None``), else the run's own (``settings`` of its config.json)."""
+    return {k: settings[k] if given.get(k) is None else given[k] for k in DECODING}
+
+
+def translate_lines(run_dir: str | Path, lines: Sequence[str], *, batch_size: int = 64,
+                    device: str | torch.device = "cpu", which: str = BEST,
+                    **decoding: Any) -> list[str]:
+    """Translate/summarise raw lines with a trained run: its tokenisation, and its decoding
+    settings unless ``decoding`` overrides them (:data:`DECODING`)."""
     model, _, src_vocab, tgt_vocab, config = load_run(run_dir, which, device)
     s = config["settings"]
     corpus = ParallelCorpus(list(lines), [""] * len(lines), s["tokenize"], "input")
     hyps = decode_corpus(model, corpus, src_vocab, tgt_vocab, batch_size=batch_size,
-                         device=device, **decoding_settings(
-                             s, beam=beam, max_len=max_len, length_norm=length_norm,
-                             unk_replace=unk_replace))
+                         device=device, **decoding_settings(s, **decoding))
     sep = "" if s["tokenize"] == "chars" else " "
     return [sep.join(h) for h in hyps]

@@ -28,6 +28,7 @@ from ..atomic import atomic_write_text
 from ..chunked import ChunkedLabelEmbeddingLoss
 from ..data.parallel_text import ParallelCorpus, batch_indices, collate, encode_corpus
 from ..data.vocab import PAD, Vocab
+from ..models.beam import DEFAULT_LENGTH_NORM, DEFAULT_MIN_LEN
 from ..models.seq2seq import SIZES
 from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
 from ..normalizers import Normalizers
@@ -36,8 +37,8 @@ from ..runs.progress import log
 from ..runs.rundir import EMBEDDING, RunDir
 from ..runs.settings import setting
 from ..embedding import save_embedding
-from .decoding import (SRC_VOCAB, TEST_OUTPUT, TGT_VOCAB, corpus_loss, decode_corpus, score,
-                       seq2seq_criterion)
+from .decoding import (SRC_VOCAB, TEST_OUTPUT, TGT_VOCAB, corpus_loss, decode_corpus,
+                       decoding_settings, score, seq2seq_criterion)
 from ..runs.device import device_of_rank, join_torchrun
 from .loop import BEST, Part, run_all
 from .settings import MODES, RunSettings
@@ -140,7 +141,10 @@ class TrainConfig(RunSettings):
     dev_beam: int = setting(1, "beam for dev evaluations (1: greedy)", at_least=1)
     max_len: int | None = setting(None, "longest output", default_text=_per_task("max_len"),
                                   at_least=1)
-    length_norm: float = setting(0.0, "rank finished beams by score/len**a")
+    length_norm: float = setting(DEFAULT_LENGTH_NORM, "rank finished beams by score/len**a "
+                                 "(0: raw log-probability)", at_least=0)
+    min_len: int = setting(DEFAULT_MIN_LEN, "tokens every output has before it may end (0 "
+                           "allows empty outputs)", at_least=0)
     unk_replace: bool = setting(False, "copy the most attended source token for each output <unk>")
     select: str | None = setting(None, "dev metric that picks best.pt",
                                  choices=("bleu", "rouge1", "rouge2", "rougeL"),
@@ -153,6 +157,8 @@ class TrainConfig(RunSettings):
         c = self.filled(TASK_DEFAULTS[self.task], SUPPORTED_MODES)
         c.max_train_len = c.max_train_len or None
         c.out = c.out or str(Path("runs") / f"seq2seq-{c.task}")
+        if c.min_len > int(c.max_len):
+            raise ValueError(f"--min-len {c.min_len} is above --max-len {c.max_len}")
         if c.share_embeddings and not c.share_vocab:
             raise ValueError("--share-embeddings needs --share-vocab")
         return c
@@ -274,10 +280,10 @@ class Seq2SeqTask:
     def _decode(self, model: nn.Module, corpus: ParallelCorpus, beam: int,
                 show_progress: bool = False) -> tuple[list[list[str]], dict[str, float]]:
         cfg, data = self.cfg, self.data
-        hyps = decode_corpus(model, corpus, data.src_vocab, data.tgt_vocab, beam=beam,
-                             max_len=int(cfg.max_len), length_norm=cfg.length_norm,
-                             unk_replace=cfg.unk_replace, batch_size=int(cfg.batch_size),
-                             device=self.device, show_progress=show_progress)
+        decoding = {**decoding_settings(asdict(cfg)), "beam": beam}
+        hyps = decode_corpus(model, corpus, data.src_vocab, data.tgt_vocab,
+                             batch_size=int(cfg.batch_size), device=self.device,
+                             show_progress=show_progress, **decoding)
         refs = [corpus.tgt_tokens(i) for i in range(len(corpus))]
         return hyps, score(str(cfg.select), hyps, refs)
 

@@ -10,11 +10,23 @@ best ``beam`` that do not stay alive (the fairseq rule, so ``beam=1`` is exactly
 sentence stops when no alive hypothesis can still beat its best finished one (log-probabilities
 only fall as a hypothesis grows) or, with length normalisation, when ``beam`` hypotheses have
 finished.
+
+**Never empty by default.** EOS may not come before ``min_len`` tokens (fairseq's ``--min-len``,
+1 by default there too). Without it an under-trained model, for which EOS is the likeliest
+first token (EOS ends every target sentence, so it is the most frequent token early in
+training), decodes every sentence as nothing; and a wide beam can do so where greedy does not,
+because every token a longer hypothesis adds costs log-probability, so a one-step ``EOS`` of
+moderate probability outscores them on raw scores. Finished hypotheses are therefore ranked by
+``score / length`` by default (fairseq's ``--lenpen 1`` on normalised scores; Marian's
+``--normalize`` is 0 unless given, 1 when given bare), which removes most of that bias to short
+outputs but alone does not forbid an empty one. :func:`empty_outputs_warning` is the line to
+show when many outputs are empty all the same (``min_len=0``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence, Sized
 
 import torch
 from torch import Tensor
@@ -22,7 +34,17 @@ from torch import Tensor
 from ..data.vocab import BOS, EOS, PAD
 from .seq2seq import Seq2Seq
 
-__all__ = ["Decoded", "greedy_decode", "beam_search"]
+__all__ = [
+    "Decoded", "greedy_decode", "beam_search", "empty_outputs_warning", "DEFAULT_LENGTH_NORM",
+    "DEFAULT_MIN_LEN", "EMPTY_WARN_SHARE",
+]
+
+#: ``a`` in ``score / length**a``, the rank of finished hypotheses (fairseq's default).
+DEFAULT_LENGTH_NORM = 1.0
+#: Tokens every output has before EOS may end it: 1, so that no output is empty.
+DEFAULT_MIN_LEN = 1
+#: :func:`empty_outputs_warning` speaks from this share of empty outputs on.
+EMPTY_WARN_SHARE = 0.05
 
 
 @dataclass
@@ -42,10 +64,12 @@ class Decoded:
 Finished = tuple[float, float, list[int], list[int]]
 
 
-def _no_specials(logp: Tensor, last_step: bool) -> Tensor:
+def _no_specials(logp: Tensor, last_step: bool, too_short: bool) -> Tensor:
     # PAD and BOS are never generated; UNK may be (and can be replaced from the source).
     logp[:, PAD] = float("-inf")
     logp[:, BOS] = float("-inf")
+    if too_short:  # fewer than min_len tokens written: EOS may not follow yet
+        logp[:, EOS] = float("-inf")
     if last_step:  # max_len tokens written: only EOS may follow
         eos = logp[:, EOS].clone()
         logp.fill_(float("-inf"))
@@ -54,12 +78,13 @@ def _no_specials(logp: Tensor, last_step: bool) -> Tensor:
 
 
 @torch.no_grad()
-def greedy_decode(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_len: int = 100) -> Decoded:
-    """Pick the most probable token at each step; at most ``max_len`` tokens before EOS.
+def greedy_decode(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_len: int = 100,
+                  min_len: int = DEFAULT_MIN_LEN) -> Decoded:
+    """Pick the most probable token at each step; ``min_len`` to ``max_len`` tokens before EOS.
 
     Shape: ``src (B, S)``, ``src_lengths (B,)``.
     """
-    _check_max_len(max_len)
+    _check_lengths(max_len, min_len)
     enc = model.encode(src, src_lengths)
     n = src.shape[0]
     tokens = torch.full((n,), BOS, dtype=torch.long, device=src.device)
@@ -69,7 +94,7 @@ def greedy_decode(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_len: int
     out, pos = [], []
     for t in range(max_len + 1):
         logp, state, weights = model.step(tokens, enc, state)
-        logp = _no_specials(logp, t == max_len)
+        logp = _no_specials(logp, t == max_len, t < min_len)
         best_logp, tokens = logp.max(dim=-1)
         scores += torch.where(alive, best_logp, 0.0)
         out.append(torch.where(alive, tokens, PAD))
@@ -91,7 +116,7 @@ def greedy_decode(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_len: int
 @torch.no_grad()
 def beam_search(
     model: Seq2Seq, src: Tensor, src_lengths: Tensor, beam: int = 10, max_len: int = 100,
-    length_norm: float = 0.0,
+    length_norm: float = DEFAULT_LENGTH_NORM, min_len: int = DEFAULT_MIN_LEN,
 ) -> Decoded:
     """Batched beam search; returns the best hypothesis of each sentence.
 
@@ -99,14 +124,15 @@ def beam_search(
         beam: hypotheses kept per sentence (1 is greedy).
         max_len: at most this many tokens before EOS.
         length_norm: ``a`` in ``score / length**a`` for ranking finished hypotheses (0: raw).
+        min_len: at least this many tokens before EOS (0 allows an empty output).
 
     Shape: ``src (B, S)``, ``src_lengths (B,)``.
     """
-    _check_max_len(max_len)
+    _check_lengths(max_len, min_len)
     if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
         raise ValueError(f"beam must be an int >= 1, got {beam!r}")
-    if length_norm < 0:
-        raise ValueError(f"length_norm must be >= 0, got {length_norm!r}")
+    if not length_norm >= 0 or length_norm == float("inf"):  # NaN fails the first test
+        raise ValueError(f"length_norm must be >= 0 and finite, got {length_norm!r}")
     dev = src.device
     n, k = src.shape[0], beam
     enc = model.encode(src, src_lengths).index_select(
@@ -123,7 +149,7 @@ def beam_search(
     base = torch.arange(n, device=dev)[:, None] * k
     for t in range(max_len + 1):
         logp, state, weights = model.step(last, enc, state)
-        logp = _no_specials(logp, t == max_len)
+        logp = _no_specials(logp, t == max_len, t < min_len)
         vocab = logp.shape[1]
         cand = (scores.reshape(-1, 1) + logp).reshape(n, k * vocab)
         top_s, top_i = cand.topk(min(2 * k, k * vocab), dim=1)
@@ -195,6 +221,22 @@ def _best_of_pools(pool: list[list[Finished]], scores: Tensor, hist: Tensor, apo
     return result
 
 
-def _check_max_len(max_len: int) -> None:
+def _check_lengths(max_len: int, min_len: int) -> None:
     if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
         raise ValueError(f"max_len must be an int >= 1, got {max_len!r}")
+    if isinstance(min_len, bool) or not isinstance(min_len, int) or min_len < 0:
+        raise ValueError(f"min_len must be an int >= 0, got {min_len!r}")
+    if min_len > max_len:
+        raise ValueError(f"min_len ({min_len}) must be <= max_len ({max_len})")
+
+
+def empty_outputs_warning(outputs: Sequence[Sized], what: str = "outputs") -> str | None:
+    """The one line to show when at least :data:`EMPTY_WARN_SHARE` of ``outputs`` (token
+    lists or strings) are empty, else None. A trained model leaves almost none empty; many
+    mean an under-trained model decoded with ``min_len=0``, and a score near 0."""
+    empty = sum(1 for out in outputs if len(out) == 0)
+    if not outputs or empty == 0 or empty < EMPTY_WARN_SHARE * len(outputs):
+        return None
+    return (f"warning: {empty} of {len(outputs)} {what} are empty: the model ends most "
+            "sentences at once (under-trained?); decode with a minimum length of 1 or more "
+            "(the default) or train longer")

@@ -25,7 +25,7 @@ from ..embedding import FixedLabelEmbedding
 
 __all__ = [
     "Neighbour", "embedding_rows", "softmax_rows", "nearest_labels", "resolve_classes",
-    "class_names_of", "nearest_to_markdown", "nearest_to_json", "TOP_K",
+    "class_names_of", "special_labels", "nearest_to_markdown", "nearest_to_json", "TOP_K",
 ]
 
 
@@ -49,6 +49,14 @@ def class_names_of(embedding: nn.Module) -> list[str]:
     names = getattr(embedding, "class_names", None) or getattr(_unwrap(embedding),
                                                                 "class_names", None)
     return list(names) if names else [str(i) for i in range(embedding.num_classes)]
+
+
+def special_labels(names: Sequence[str]) -> list[int]:
+    """Indices of the labels written ``<...>``: a vocabulary's special symbols (``<pad>``,
+    ``<unk>``, ``<s>``, ``</s>``), never anyone's similar word. Empty when every label is
+    written so (then they are the classes themselves)."""
+    special = [i for i, n in enumerate(names) if len(n) > 2 and n[0] == "<" and n[-1] == ">"]
+    return special if len(special) < len(names) else []
 
 
 @torch.no_grad()
