@@ -13,7 +13,7 @@ from labelemb.data.parallel_text import (
     batch_indices, collate, encode_corpus, read_lines, read_parallel, tokenize,
 )
 from labelemb.data.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
-from labelemb.engine.text_metrics import bleu, rouge
+from labelemb.text_metrics import bleu, rouge
 
 # ----------------------------------------------------------------------------- plain parallel
 

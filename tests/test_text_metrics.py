@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from labelemb.engine.text_metrics import bleu
+from labelemb.text_metrics import bleu
 
 
 def _verses(n: int) -> tuple[list[list[str]], list[list[str]]]:

@@ -21,7 +21,7 @@ from ..runs.checkpoint import load_checkpoint
 from ..runs.progress import log
 from .loop import BEST
 from .settings import MODES, baseline_criterion
-from .text_metrics import bleu, rouge
+from ..text_metrics import bleu, rouge
 
 __all__ = ["SRC_VOCAB", "TGT_VOCAB", "TEST_OUTPUT", "DECODING", "seq2seq_criterion",
            "decode_corpus", "score", "corpus_loss", "load_run", "decoding_settings",
