@@ -29,7 +29,7 @@ from labelemb.data.vocab import Vocab
 from labelemb.engine import seq2seq
 from labelemb.engine.classification import Classification, TrainConfig
 from labelemb.engine.loop import step_gradients
-from labelemb.engine.settings import MODES
+from labelemb.runs.config import MODES
 from labelemb.runs.ranks import rank_and_world
 
 BATCH, CLASSES, SIZE = 40, 10, 8

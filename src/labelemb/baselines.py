@@ -24,7 +24,7 @@ from .checks import check_inputs, check_values
 from .functional import LossOutput, _float, rows
 from .normalizers import Normalizers, per_target, whole_batch_counts
 
-__all__ = ["LabelSmoothingLoss", "OnlineLabelSmoothingLoss"]
+__all__ = ["LabelSmoothingLoss", "OnlineLabelSmoothingLoss", "baseline_criterion"]
 
 
 def _check(logits: Tensor, target: Tensor, ignore_index: int, validate: bool,
@@ -160,3 +160,14 @@ class OnlineLabelSmoothingLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, alpha={self.alpha}"
+
+
+def baseline_criterion(mode: str, num_classes: int, *, smoothing: float, ols_alpha: float,
+                       ignore_index: int = -100) -> nn.Module:
+    """The loss of a mode without a label embedding: ``baseline``, ``ls`` (``smoothing``) or
+    ``ols`` (``ols_alpha``), by the training modes' names (``labelemb train --modes``)."""
+    if mode == "ls":
+        return LabelSmoothingLoss(smoothing, ignore_index=ignore_index)
+    if mode == "ols":
+        return OnlineLabelSmoothingLoss(num_classes, alpha=ols_alpha, ignore_index=ignore_index)
+    return LabelSmoothingLoss(0.0, ignore_index=ignore_index)

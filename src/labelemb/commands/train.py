@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from ..engine.classification import TrainConfig, run_training
-from ..engine.settings import MODES
+from ..runs.config import MODES
 from ..report.table import build_table
 from ..atomic import atomic_write_text
 from ..runs.ranks import is_main_process

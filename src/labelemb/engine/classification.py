@@ -37,7 +37,8 @@ from ..runs.ranks import rank_and_world
 from ..runs.settings import setting
 from ..runs.device import device_of_rank, join_torchrun
 from .loop import Part, run_all
-from .settings import MODES, RunSettings, baseline_criterion
+from ..baselines import baseline_criterion
+from ..runs.config import MODES, RunSettings
 
 __all__ = ["RECIPES", "TrainConfig", "Classification", "run_training", "evaluate", "calibrate",
            "predict_logits", "load_fixed_embedding"]

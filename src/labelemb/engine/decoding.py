@@ -20,7 +20,8 @@ from ..runs import rundir
 from ..runs.checkpoint import load_checkpoint
 from ..runs.progress import log
 from .loop import BEST
-from .settings import MODES, baseline_criterion
+from ..baselines import baseline_criterion
+from ..runs.config import MODES
 from ..text_metrics import bleu, rouge
 
 __all__ = ["SRC_VOCAB", "TGT_VOCAB", "TEST_OUTPUT", "DECODING", "seq2seq_criterion",

@@ -42,7 +42,7 @@ from ..runs.ranks import (barrier, check_ranks_agree, is_main_process, rank_and_
 from ..runs.rundir import RunDir
 from ..runs.seed import seed_everything
 from ..runs.settings import may_change_on_resume
-from .settings import MODES, RunSettings
+from ..runs.config import MODES, RunSettings
 
 __all__ = ["Task", "Part", "fit", "run_all", "step_gradients", "adam", "BEST"]
 

@@ -41,7 +41,7 @@ from .decoding import (SRC_VOCAB, TEST_OUTPUT, TGT_VOCAB, corpus_loss, decode_co
                        decoding_settings, score, seq2seq_criterion)
 from ..runs.device import device_of_rank, join_torchrun
 from .loop import BEST, Part, run_all
-from .settings import MODES, RunSettings
+from ..runs.config import MODES, RunSettings
 
 __all__ = ["TASKS", "TASK_DEFAULTS", "SUPPORTED_MODES", "TrainConfig", "Seq2SeqTask",
            "load_task", "build_vocabs", "run_training"]

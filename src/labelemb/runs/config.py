@@ -1,6 +1,6 @@
-"""The settings every task shares, declared once, and the training modes.
+"""The settings every run shares, declared once, and the training modes.
 
-Each task's config (:class:`labelemb.engine.classification.TrainConfig`,
+Each training task's config (:class:`labelemb.engine.classification.TrainConfig`,
 :class:`labelemb.engine.seq2seq.TrainConfig`) subclasses :class:`RunSettings` and adds only its
 own fields; the command line is generated from the fields (:mod:`labelemb.commands.options`).
 ``None`` means "the task's recipe" (the dataset's or seq2seq task's defaults), filled in by
@@ -17,11 +17,10 @@ from typing import Any, Callable, TypeVar
 
 from torch import nn
 
-from ..baselines import LabelSmoothingLoss, OnlineLabelSmoothingLoss
 from ..functional import PRESETS
-from ..runs.settings import check_ranges, parse_int_list, parse_names, parse_seeds, setting
+from .settings import check_ranges, parse_int_list, parse_names, parse_seeds, setting
 
-__all__ = ["Mode", "MODES", "RunSettings", "LOSS_FLAGS", "baseline_criterion"]
+__all__ = ["Mode", "MODES", "RunSettings", "LOSS_FLAGS"]
 
 
 @dataclass(frozen=True)
@@ -167,14 +166,3 @@ class RunSettings:
         d = dataclasses.asdict(self)
         del d["modes"], d["seeds"]
         return {**d, "mode": mode, "seed": seed}
-
-
-def baseline_criterion(mode: str, num_classes: int, *, smoothing: float, ols_alpha: float,
-                       ignore_index: int = -100) -> nn.Module:
-    """The loss of a mode without a label embedding: ``baseline``, ``ls`` (``smoothing``) or
-    ``ols`` (``ols_alpha``: :class:`RunSettings`' values)."""
-    if mode == "ls":
-        return LabelSmoothingLoss(smoothing, ignore_index=ignore_index)
-    if mode == "ols":
-        return OnlineLabelSmoothingLoss(num_classes, alpha=ols_alpha, ignore_index=ignore_index)
-    return LabelSmoothingLoss(0.0, ignore_index=ignore_index)
