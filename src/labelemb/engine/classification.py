@@ -1,7 +1,7 @@
 """Image classification: the task adapter of :mod:`labelemb.engine.loop` (paper Table 2,
 Appendices B and C).
 
-Every mode (:data:`~labelemb.engine.settings.MODES`) is trained by the one loop with one Adam
+Every mode (:data:`~labelemb.runs.config.MODES`) is trained by the one loop with one Adam
 over the model's AND the criterion's parameters, the same initialisation and data order for
 a given seed. :func:`run_training` is ``labelemb train`` less the printed table; it returns
 the run folders ``OUT/<mode>/seed-<k>/``.
