@@ -178,7 +178,8 @@ def test_report_command_writes_table_convergence_and_curves(tmp_path, capsys):
     printed = capsys.readouterr().out
     check_table_against_metrics(printed, groups)
     report = (out / "report.md").read_text()
-    assert parse_table(printed) == parse_table(report[report.index("| dataset"):])
+    errors = report[report.index("## Test error (%)"):]
+    assert parse_table(printed) == parse_table(errors[errors.index("| dataset"):])
 
     # convergence: first epoch where each mode's mean curve is <= the baseline's final mean
     curves = {m: [statistics.mean(c) for c in zip(*[[r["test_error"] for r in records(p)]

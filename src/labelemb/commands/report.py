@@ -176,6 +176,9 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *,
     written, figure_lines, reliability_lines = _write_figures(kinds, out)
     md = ["# Results", "", f"{len(runs)} finished runs from: "
           + ", ".join(f"`{d}`" for d in run_dirs), "", _INTRO, ""]
+    lines, effects, paths = _effects_section(summaries, out, forest_path)
+    md += lines
+    written += paths
     printed: list[str] = []
     if kinds["errors"]:
         lines, tables = _error_sections(kinds["errors"], reliability_lines)
@@ -187,10 +190,7 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *,
         if kinds[kind]:
             printed.append(fmt(kinds[kind]))
             md += [f"## {title}", "", printed[-1]]
-    lines, tables, paths = _effects_section(summaries, out, forest_path)
-    md += lines
-    printed += tables
-    written += paths
+    printed += effects  # after the result tables: a pipe reads those first
     if figure_lines:
         md += ["## Curves", "",
                "Thin light lines: one seed each; bold: mean over seeds. Classification: test "

@@ -283,9 +283,10 @@ def _varying(runs: list[Run]) -> set[str]:
 
 
 def _label(run: Run, varying: set[str]) -> str:
-    """``mode k=v ...``: the changed loss options and the settings in ``varying``."""
+    """``mode k=v ...``: the changed loss options and the settings in ``varying`` that the
+    run set (``None`` is the default: a plain ``emb`` beside ``emb beta=0.75``)."""
     changed = dict(run.config.get("loss_options") or {})
-    changed.update({k: run.settings.get(k) for k in varying})
+    changed.update({k: run.settings[k] for k in varying if run.settings.get(k) is not None})
     return " ".join([run.base_mode, *(f"{k}={v}" for k, v in sorted(changed.items()))])
 
 
