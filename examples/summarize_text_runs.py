@@ -18,7 +18,7 @@ import torch
 from scipy.stats import ttest_ind, ttest_rel
 
 from labelemb.calibration import calibration_metrics, fit_temperature
-from labelemb.report.table import mean_std
+from labelemb.report.summary import mean_std
 
 MODES = ("ce", "ls", "ols", "emb")
 NAMES = {"ce": "cross-entropy", "ls": "label smoothing 0.1", "ols": "online label smoothing",
