@@ -226,7 +226,8 @@ def test_where_and_how_fast_a_run_ran_does_not_split_a_group(tmp_path):
                    "emb batch_size=50 train_subset=1000": (1, None)}
 
 
-def write_hf_run(root: Path, mode: str, seed: int, accuracy: float) -> Path:
+def write_hf_run(root: Path, mode: str, seed: int, accuracy: float,
+                 loss_options: dict | None = None) -> Path:
     """A run of examples/hf_text_classification.py: result.json naming its primary measure,
     and the Transformers model folder (whose config.json is no run) inside it."""
     d = root / mode / f"seed-{seed}"
@@ -234,7 +235,7 @@ def write_hf_run(root: Path, mode: str, seed: int, accuracy: float) -> Path:
     (d / "model" / "config.json").write_text(json.dumps({"model_type": "labelemb"}))
     (d / "result.json").write_text(json.dumps({
         "task": "classification", "mode": mode, "seed": seed, "dataset": "fortunes",
-        "model": "bert-2x64", "settings": {"epochs": 2, "loss_options": {}},
+        "model": "bert-2x64", "settings": {"epochs": 2, "loss_options": loss_options or {}},
         "primary_metric": "test_accuracy", "higher_is_better": True,
         "test_accuracy": accuracy}))
     return d
@@ -245,15 +246,19 @@ def test_transformers_example_runs_are_compared_with_ce(tmp_path, capsys):
     for mode, values in acc.items():
         for seed, a in enumerate(values):
             write_hf_run(tmp_path / "hf", mode, seed, a)
+    for seed, a in enumerate([0.42, 0.41, 0.43]):  # a second study, sharing the tokenizer
+        write_hf_run(tmp_path / "hf-sharp", "emb", seed, a, {"soft_target_temperature": 0.5})
     (tmp_path / "hf" / "tokenizer").mkdir()
     (tmp_path / "hf" / "tokenizer" / "tokenizer_config.json").write_text("{}")
     out = tmp_path / "rep"
-    assert main(["report", str(tmp_path / "hf"), "--out", str(out)]) == 0
+    assert main(["report", str(tmp_path / "hf"), str(tmp_path / "hf-sharp"), "--out", str(out)]) == 0
     md = (out / "report.md").read_text()
     primary = {r[2]: r for r in section_rows(md, "Primary measure")}
+    assert set(primary) == {"ce", "emb", "emb soft_target_temperature=0.5"}
     assert numbers(primary["emb"][4]) == pytest.approx(
         [100 * statistics.fmean(acc["emb"]), 100 * statistics.stdev(acc["emb"])], abs=0.0051)
-    (effect,) = section_rows(md, "Effects against cross-entropy")
+    effect, sharp = section_rows(md, "Effects against cross-entropy")
+    assert sharp[3] == "emb soft_target_temperature=0.5" and float(sharp[5]) > 0
     diff, low, high, p = by_hand_test(acc["emb"], acc["ce"], paired=True)
     assert numbers(effect[5])[0] == pytest.approx(100 * diff, abs=0.0051)
     assert numbers(effect[6]) == pytest.approx([100 * low, 100 * high], abs=0.0051)

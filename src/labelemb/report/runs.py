@@ -170,6 +170,8 @@ def _result_only(path: Path) -> Run:
     """A run that is a ``result.json`` naming its primary metric (no config, no log)."""
     result = read_object(path / RESULT)
     config = {k: result.get(k) for k in ("task", "mode", "seed", "dataset", "model", "settings")}
+    settings = config["settings"] if isinstance(config["settings"], dict) else {}
+    config["loss_options"] = settings.get("loss_options")  # named in the mode's label
     return Run(path=path, config=config, metrics=[], result=result)
 
 
