@@ -284,3 +284,24 @@ def test_forest_flag_must_name_a_png(tmp_path):
     write_run(tmp_path / "runs", "classification", "baseline", 0, 0.1)
     done = labelemb("report", tmp_path / "runs", "--forest", tmp_path / "f.svg")
     assert_user_error(done, "--forest", pattern=r"\.png")
+
+
+def test_ignore_setting_pools_what_the_user_names_and_the_report_says_so(tmp_path):
+    """A format-1 run that did not record a setting the format-2 runs have (here `clip`)
+    is a row of its own, until --ignore-setting names it; report.md lists it."""
+    for seed in range(2):
+        write_run(tmp_path / "new", "classification", "emb", seed + 2, 0.1, settings={"clip": 1.0})
+        old = write_run(tmp_path / "old", "classification", "emb", seed, 0.1)
+        config = json.loads((old / "config.json").read_text())
+        config["run_format"] = 1
+        config["settings"].pop("clip")
+        (old / "config.json").write_text(json.dumps(config))
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "a")]) == 0
+    rows = parse_table((tmp_path / "a" / "report.md").read_text().split("## Test error (%)")[1])
+    assert {k[2]: v["n"] for k, v in rows.items()} == {"emb clip=1.0": "2", "emb": "2"}
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "b"),
+                 "--ignore-setting", "clip"]) == 0
+    md = (tmp_path / "b" / "report.md").read_text()
+    assert {k[2]: v["n"] for k, v in parse_table(md.split("## Test error (%)")[1]).items()} \
+        == {"emb": "4"}
+    assert "ignored on request (`--ignore-setting`): `clip`" in md

@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "RUN_DIRs)")
     p.add_argument("--forest", metavar="FILE.png", default=None,
                    help="also write the forest plot to this PNG file (e.g. docs/figures/...)")
+    p.add_argument("--ignore-setting", metavar="NAME", action="append", default=[],
+                   help="a setting whose differing values do not split rows (repeatable; e.g. "
+                        "one an older run folder did not record); report.md lists them")
     p.add_argument("--strict", action="store_true",
                    help="fail on an incomplete run (no result.json) instead of skipping it")
     p.set_defaults(func=run)
@@ -159,8 +162,8 @@ def _error_sections(group: list, reliability: list[str]) -> tuple[list[str], lis
 
 
 def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *,
-                 strict: bool = False, forest: str | os.PathLike | None = None
-                 ) -> tuple[str, list[Path]]:
+                 strict: bool = False, forest: str | os.PathLike | None = None,
+                 ignore: list[str] | tuple[str, ...] = ()) -> tuple[str, list[Path]]:
     """Write ``report.md`` and the figures into ``out`` (and the forest plot to ``forest``);
     returns (the printed tables, written paths)."""
     from ..report.runs import load_runs
@@ -168,7 +171,7 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *,
     from ..report.table import by_kind, format_primary_table, format_score_table
 
     forest_path = _forest_path(forest)
-    runs = load_runs(run_dirs, strict=strict)
+    runs = load_runs(run_dirs, strict=strict, ignore=ignore)
     summaries = summarize(runs)
     kinds = by_kind(summaries)
     out = make_out_folder(Path(out), "report.md and the figures")
@@ -176,6 +179,9 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, *,
     written, figure_lines, reliability_lines = _write_figures(kinds, out)
     md = ["# Results", "", f"{len(runs)} finished runs from: "
           + ", ".join(f"`{d}`" for d in run_dirs), "", _INTRO, ""]
+    if ignore:
+        md += ["Settings ignored on request (`--ignore-setting`): "
+               + ", ".join(f"`{k}`" for k in sorted(set(ignore))) + ".", ""]
     lines, effects, paths = _effects_section(summaries, out, forest_path)
     md += lines
     written += paths
@@ -212,7 +218,8 @@ def _forest_path(forest: str | os.PathLike | None) -> Path | None:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out_dir(args.run_dirs)
-    table, written = write_report(args.run_dirs, out, strict=args.strict, forest=args.forest)
+    table, written = write_report(args.run_dirs, out, strict=args.strict, forest=args.forest,
+                                  ignore=args.ignore_setting)
     print(table, end="")
     for p in written:
         log(f"wrote {p}")

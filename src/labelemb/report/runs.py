@@ -83,6 +83,8 @@ class Run:
     result: dict[str, Any] = field(default_factory=dict)
     #: the mode label of its group (set by :func:`group_runs`)
     label: str = ""
+    #: the settings that do not split groups: :data:`NO_EFFECT` and ``--ignore-setting``
+    ignored: frozenset[str] = NO_EFFECT
 
     @property
     def task(self) -> str:
@@ -113,11 +115,11 @@ class Run:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """The settings that decide the run's numbers: all but :data:`NO_EFFECT`, and the
+        """The settings that decide the run's numbers: all but :attr:`ignored`, and the
         changed loss options (``loss_options``; older runs record no other settings)."""
         found = self.config.get("settings")
         out = {k: v for k, v in (found if isinstance(found, dict) else {}).items()
-               if k not in NO_EFFECT}
+               if k not in self.ignored}
         if self.config.get("loss_options"):
             out["loss_options"] = self.config["loss_options"]
         return out
@@ -249,17 +251,21 @@ def expand_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def load_runs(paths: Iterable[str | os.PathLike], *, strict: bool = False) -> list[Run]:
+def load_runs(paths: Iterable[str | os.PathLike], *, strict: bool = False,
+              ignore: Iterable[str] = ()) -> list[Run]:
     """Load every run under ``paths`` (run directories or their parents).
 
     Incomplete runs are skipped with a warning, or raise with ``strict=True``; runs of another
-    format always raise. Raises ``ValueError`` when no finished run is left.
+    format always raise. Settings in ``ignore`` do not split groups (besides
+    :data:`NO_EFFECT`). Raises ``ValueError`` when no finished run is left.
     """
     runs: list[Run] = []
     skipped = 0
+    ignored = NO_EFFECT | frozenset(ignore)
     for d in expand_run_dirs(paths):
         try:
             runs.append(load_run(d))
+            runs[-1].ignored = ignored
         except IncompleteRunError as err:
             if strict:
                 raise
