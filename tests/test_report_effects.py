@@ -59,7 +59,7 @@ def study(root: Path, task: str, means: dict[str, float], seeds: dict[str, list[
     """Runs of each mode (its own seeds) around its mean; returns the values by mode."""
     out = {}
     for mode, mean in means.items():
-        rng = random.Random(f"{root}{mode}")
+        rng = random.Random(f"{root.name}{mode}")  # the same values in every session
         out[mode] = [mean + rng.gauss(0, mean / 20) for _ in seeds[mode]]
         for seed, value in zip(seeds[mode], out[mode]):
             write_run(root, task, mode, seed, value, **kw)
@@ -167,8 +167,9 @@ def test_forest_rows_are_improvements_right_of_zero_when_better(studies):
         else:  # errors: lower is better, in percentage points
             expect = -100 * c.difference
         assert ln.get_xdata()[0] == pytest.approx(expect)
-    # the emb studies were made better than cross-entropy: right of the zero line
-    assert all(ln.get_xdata()[0] > 0 for ln in markers)
+    # the emb studies were made better than cross-entropy (by 1 point of error, 1 BLEU):
+    # right of the zero line
+    assert all(ln.get_xdata()[0] > 0 for c, ln in zip(effects, markers) if c.mode.startswith("emb"))
 
 
 def write_v1_seq2seq(root: Path, mode: str, seed: int, max_steps: int) -> Path:

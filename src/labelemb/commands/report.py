@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "RUN_DIRs)")
     p.add_argument("--forest", metavar="FILE.png", default=None,
                    help="also write the forest plot to this PNG file (e.g. docs/figures/...)")
-    p.add_argument("--ignore-setting", metavar="NAME", action="append", default=[],
+    p.add_argument("--ignore-setting", metavar="NAME", action="append", default=None,
                    help="a setting whose differing values do not split rows (repeatable; e.g. "
                         "one an older run folder did not record); report.md lists them")
     p.add_argument("--strict", action="store_true",
@@ -219,7 +219,7 @@ def _forest_path(forest: str | os.PathLike | None) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out_dir(args.run_dirs)
     table, written = write_report(args.run_dirs, out, strict=args.strict, forest=args.forest,
-                                  ignore=args.ignore_setting)
+                                  ignore=args.ignore_setting or ())
     print(table, end="")
     for p in written:
         log(f"wrote {p}")
