@@ -74,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="tiny model, 2,000 texts, 1 epoch")
     p.add_argument("--epochs", type=float, default=None, help="override the recipe's epochs")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--soft-target-temperature", type=float, default=None,
+                   help="emb: a sharper soft target softmax(e / T) (default: the preset's 1)")
     return p.parse_args(argv)
 
 
@@ -85,8 +87,8 @@ def seeds_of(text: str) -> list[int]:
     return out
 
 
-def build_model(recipe: Recipe, mode: str, names: list[str], seed: int
-                ) -> LabelEmbeddingForSequenceClassification:
+def build_model(recipe: Recipe, mode: str, names: list[str], seed: int,
+                loss_options: dict | None = None) -> LabelEmbeddingForSequenceClassification:
     """The same encoder and main head for every mode (same seed); ``emb`` adds its parts."""
     set_seed(seed)
     encoder = BertConfig(
@@ -95,7 +97,7 @@ def build_model(recipe: Recipe, mode: str, names: list[str], seed: int
         intermediate_size=recipe.intermediate, max_position_embeddings=recipe.max_length,
         hidden_dropout_prob=recipe.dropout, attention_probs_dropout_prob=recipe.dropout)
     config = LabelEmbeddingConfig(
-        encoder=encoder, loss=mode, num_labels=len(names),
+        encoder=encoder, loss=mode, num_labels=len(names), loss_options=loss_options,
         id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
     return LabelEmbeddingForSequenceClassification(config)
 
@@ -121,12 +123,20 @@ def score_test(logits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict:
             "test_nll": raw["nll"], "test_nll_calibrated": calibrated["nll"]}
 
 
-def run_one(data, recipe: Recipe, tokenizer, mode: str, seed: int, out: Path) -> dict:
-    """Train one mode and seed with the Trainer; write and return its result."""
+def dataset_name(folder: str) -> str:
+    """The name ``labelemb data prepare`` wrote into ``labels.json``, else the folder's."""
+    info = json.loads((Path(folder) / "labels.json").read_text(encoding="utf-8"))
+    return str(info.get("dataset") or Path(folder).name)
+
+
+def run_one(data, recipe: Recipe, tokenizer, mode: str, seed: int, out: Path,
+            loss_options: dict | None = None) -> dict:
+    """Train one mode and seed with the Trainer; write and return its result (which names its
+    primary measure and settings, so that ``labelemb report`` reads it)."""
     n = {"train": recipe.train_subset}  # None: every text
     sets = {s: encode(tokenizer, data.texts[s][:n.get(s)], data.labels[s][:n.get(s)],
                       recipe.max_length) for s in ("train", "dev", "test")}
-    model = build_model(recipe, mode, data.names, seed)
+    model = build_model(recipe, mode, data.names, seed, loss_options)
     trainer = Trainer(model=model, args=training_args(recipe, out, seed),
                       train_dataset=sets["train"], data_collator=DataCollatorWithPadding(tokenizer),
                       callbacks=[OnlineLabelSmoothingCallback()])
@@ -139,6 +149,9 @@ def run_one(data, recipe: Recipe, tokenizer, mode: str, seed: int, out: Path) ->
         logits[split] = (torch.from_numpy(pred.predictions).float(),
                          torch.from_numpy(pred.label_ids).long())
     result = {
+        "task": "classification", "dataset": dataset_name(data.source), "model": "bert-small",
+        "primary_metric": "test_accuracy", "higher_is_better": True,
+        "settings": {**asdict(recipe), "loss_options": loss_options or {}},
         "mode": mode, "seed": seed, "recipe": asdict(recipe), "train_seconds": round(seconds, 1),
         "train_texts": len(sets["train"]), "threads": torch.get_num_threads(),
         "dev_accuracy": float((logits["dev"][0].argmax(1) == logits["dev"][1]).float().mean()),
@@ -189,13 +202,15 @@ def main(argv: list[str] | None = None) -> None:
         recipe = replace(recipe, epochs=args.epochs)
     data = load_text_classification(args.data)
     tokenizer = study_tokenizer(Path(args.out), data.texts["train"], recipe.vocab_size)
+    loss_options = ({} if args.soft_target_temperature is None else
+                    {"soft_target_temperature": args.soft_target_temperature})
     results = []
     for seed in seeds_of(args.seeds):
         for mode in args.modes.split(","):
             out = Path(args.out) / mode / f"seed-{seed}"
             done = out / "result.json"
             results.append(json.loads(done.read_text()) if done.is_file() else
-                           run_one(data, recipe, tokenizer, mode, seed, out))
+                           run_one(data, recipe, tokenizer, mode, seed, out, loss_options))
     print(f"\n{'mode':>5} {'seed':>4} {'test acc':>9} {'ECE':>7} {'ECE cal.':>9}")
     for r in results:
         print(f"{r['mode']:>5} {r['seed']:>4} {100 * r['test_accuracy']:8.2f}% "

@@ -1,6 +1,7 @@
 """The study table of ``examples/hf_text_classification.py`` runs: mean ± std over seeds.
 
     python examples/summarize_text_runs.py runs/fortunes-hf
+    python examples/summarize_text_runs.py runs/study-fortunes runs/study-fortunes-sharp
 
 Every figure is recomputed from each run's saved dev and test logits (``predictions.pt``):
 test accuracy, ECE raw and after temperature scaling fitted on dev (``labelemb.calibration``).
@@ -12,13 +13,14 @@ weights, tokenizer and data order for every loss).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
 from scipy.stats import ttest_ind, ttest_rel
 
 from labelemb.calibration import calibration_metrics, fit_temperature
-from labelemb.report.table import mean_std
+from labelemb.report.summary import mean_std
 
 MODES = ("ce", "ls", "ols", "emb")
 NAMES = {"ce": "cross-entropy", "ls": "label smoothing 0.1", "ols": "online label smoothing",
@@ -37,12 +39,23 @@ def run_figures(run: Path) -> dict[str, float]:
             "temperature": temperature}
 
 
-def collect(root: Path) -> dict[str, dict[int, dict[str, float]]]:
-    """``{mode: {seed: figures}}`` for every finished run under ``root``."""
+def mode_of(result: dict, folder: str) -> str:
+    """The loss, then the loss options the run changed (``emb soft_target_temperature=0.5``)."""
+    options = (result.get("settings") or {}).get("loss_options") or {}
+    return " ".join([result.get("mode", folder), *(f"{k}={v}" for k, v in sorted(options.items()))])
+
+
+def collect(roots: list[Path]) -> dict[str, dict[int, dict[str, float]]]:
+    """``{mode: {seed: figures}}`` for every finished run under each of ``roots``; a mode
+    with one seed in two folders is an error (two studies would be pooled)."""
     out: dict[str, dict[int, dict[str, float]]] = {}
-    for done in sorted(root.glob("*/seed-*/result.json")):
-        mode, seed = done.parent.parent.name, int(done.parent.name.removeprefix("seed-"))
-        out.setdefault(mode, {})[seed] = run_figures(done.parent)
+    for root in roots:
+        for done in sorted(root.glob("*/seed-*/result.json")):
+            mode = mode_of(json.loads(done.read_text(encoding="utf-8")), done.parent.parent.name)
+            seed = int(done.parent.name.removeprefix("seed-"))
+            if seed in out.get(mode, {}):
+                raise SystemExit(f"error: {mode} seed {seed} is in two folders; one per study")
+            out.setdefault(mode, {})[seed] = run_figures(done.parent)
     return out
 
 
@@ -68,7 +81,8 @@ def table(runs: dict[str, dict[int, dict[str, float]]]) -> str:
             every_ce = [base[s]["accuracy"] for s in base]
             welch = f"{ttest_ind(col['accuracy'], every_ce, equal_var=False).pvalue:.3f}"
             p = f"{ttest_rel(a, b).pvalue:.3f}"
-        lines.append(f"| `{mode}` ({NAMES.get(mode, mode)}) | {_pm(col['accuracy'])} | {delta} "
+        name = f" ({NAMES[mode]})" if mode in NAMES else ""
+        lines.append(f"| `{mode}`{name} | {_pm(col['accuracy'])} | {delta} "
                      f"| {welch} | {p} | {_pm(col['ece'])} | {_pm(col['ece_cal'])} "
                      f"| {_pm(col['temperature'], 1.0)} | {len(seeds)} |")
     return "\n".join(lines) + "\n"
@@ -76,8 +90,8 @@ def table(runs: dict[str, dict[int, dict[str, float]]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", help="the --out folder of hf_text_classification.py")
-    print(table(collect(Path(p.parse_args(argv).runs))), end="")
+    p.add_argument("runs", nargs="+", help="--out folders of hf_text_classification.py")
+    print(table(collect([Path(r) for r in p.parse_args(argv).runs])), end="")
 
 
 if __name__ == "__main__":

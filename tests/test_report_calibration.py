@@ -68,7 +68,8 @@ def test_calibration_table_is_the_mean_and_std_over_seeds_of_raw_and_calibrated(
 
 def test_main_table_shows_the_calibrated_ece_beside_the_raw(report):
     out, runs = report
-    rows = parse_table((out / "report.md").read_text())
+    md = (out / "report.md").read_text()
+    rows = parse_table(md[md.index("## Test error (%)"):])
     for mode, dirs in runs.items():
         row = rows[("toy", "mlp", mode)]
         assert list(row).index("calibrated ECE (%)") == list(row).index("ECE (%)") + 1
@@ -94,7 +95,9 @@ def test_reliability_diagram_is_a_png_with_one_panel_per_mode(report):
     assert "reliability_toy_mlp.png" in (out / "report.md").read_text()
 
 
-def test_welch_t_and_p_of_emb_against_each_mode(report):
+def test_paired_t_ci_and_p_of_emb_against_each_mode_of_the_same_seeds(report):
+    """Every mode ran seeds 0-3: the seeds pair the runs, so the test is the paired t-test of
+    the per-seed differences, recomputed here from the final test errors."""
     out, runs = report
     rows = _section((out / "report.md").read_text(), "Significance")
     assert len(rows) == 2
@@ -102,13 +105,16 @@ def test_welch_t_and_p_of_emb_against_each_mode(report):
     for line in rows:
         cells = [c.strip() for c in line.strip("|").split("|")]
         other = [records(r)[-1]["test_error"] for r in runs[cells[3]]]
-        va, vb = statistics.variance(emb) / 4, statistics.variance(other) / 4
-        t = (statistics.fmean(emb) - statistics.fmean(other)) / math.sqrt(va + vb)
-        dof = (va + vb) ** 2 / (va ** 2 / 3 + vb ** 2 / 3)  # Welch-Satterthwaite
-        assert float(cells[5]) == pytest.approx(t, abs=0.006)
-        assert float(cells[6]) == pytest.approx(2 * t_distribution.sf(abs(t), dof), rel=5e-3)
-        assert numbers(cells[4])[0] == pytest.approx(
-            100 * (statistics.fmean(emb) - statistics.fmean(other)), abs=0.006)
+        d = [a - b for a, b in zip(emb, other)]
+        se = statistics.stdev(d) / math.sqrt(4)
+        t = statistics.fmean(d) / se
+        half = t_distribution.ppf(0.975, 3) * se
+        assert cells[6] == "paired"
+        assert float(cells[7]) == pytest.approx(t, abs=0.006)
+        assert float(cells[8]) == pytest.approx(2 * t_distribution.sf(abs(t), 3), rel=5e-3)
+        assert numbers(cells[4])[0] == pytest.approx(100 * statistics.fmean(d), abs=0.006)
+        assert numbers(cells[5]) == pytest.approx(
+            [100 * (statistics.fmean(d) - half), 100 * (statistics.fmean(d) + half)], abs=0.006)
 
 
 def test_a_variant_of_emb_is_tested_against_the_modes_without_a_label_embedding(tmp_path):
@@ -133,6 +139,14 @@ def test_a_variant_of_emb_is_tested_against_the_modes_without_a_label_embedding(
     rows = [r for r in rows if (r[2], r[3]) == ("emb beta=0.75", "baseline")]
     variant = [records(r)[-1]["test_error"] for r in runs["emb beta=0.75"]]
     base = [records(r)[-1]["test_error"] for r in runs["baseline"]]
+    # seeds 10-12 against 0-2 do not pair: Welch's test, its interval on the Welch dof
     va, vb = statistics.variance(variant) / 3, statistics.variance(base) / 3
-    t = (statistics.fmean(variant) - statistics.fmean(base)) / math.sqrt(va + vb)
-    assert float(rows[0][5]) == pytest.approx(t, abs=0.006)
+    diff = statistics.fmean(variant) - statistics.fmean(base)
+    t = diff / math.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)  # Welch-Satterthwaite
+    half = t_distribution.ppf(0.975, dof) * math.sqrt(va + vb)
+    assert rows[0][6] == "Welch"
+    assert float(rows[0][7]) == pytest.approx(t, abs=0.006)
+    assert float(rows[0][8]) == pytest.approx(2 * t_distribution.sf(abs(t), dof), rel=5e-3)
+    assert numbers(rows[0][5]) == pytest.approx([100 * (diff - half), 100 * (diff + half)],
+                                                abs=0.006)

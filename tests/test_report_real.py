@@ -140,3 +140,46 @@ def test_report_and_inspect_of_real_seq2seq_runs(tmp_path, capsys):
         assert [n["index"] for n in g["nearest"]] == expect
         assert [n["probability"] for n in g["nearest"]] == pytest.approx(
             [p[j] for j in expect], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_report_of_real_runs_with_other_settings_keeps_them_apart(runs, tmp_path):
+    """A real second study of emb on more training images (a real `python -m labelemb train`
+    process): reported as its own row, never pooled with the first study's emb seeds, without
+    a cross-entropy comparison (none ran with its settings); the first study's emb gets its
+    paired effect against baseline, recomputed here, and the forest plot is a real PNG."""
+    from scipy.stats import t as t_distribution
+
+    from cli_process import labelemb
+
+    more = tmp_path / "more"
+    done = labelemb("train", "--dataset", "fashion-mnist", "--data-dir", FMNIST, "--model", "mlp",
+                    "--train-subset", "400", "--dev-subset", "100", "--test-subset", "200",
+                    "--epochs", "2", "--seeds", "0,1", "--modes", "emb", "--device", "cpu",
+                    "--threads", "1", "--out", more)
+    assert done.returncode == 0, done.stderr
+    rep, forest = tmp_path / "rep", tmp_path / "fig" / "forest.png"
+    done = labelemb("report", runs, more, "--out", rep, "--forest", forest)
+    assert done.returncode == 0, done.stderr
+    assert "differ in train_subset" in done.stderr
+    model = json.loads((runs / "emb" / "seed-0" / "config.json").read_text())["model"]
+    md = (rep / "report.md").read_text()
+    rows = parse_table(md[md.index("## Test error (%)"):])
+    assert set(rows) == {("fashion-mnist", model, m) for m in
+                         ("baseline", "emb train_subset=300", "emb train_subset=400")}
+    assert all(row["n"] == "2" for row in rows.values())
+    assert rows[("fashion-mnist", model, "emb train_subset=400")]["error reduction"] == \
+        "no baseline"
+    effects = md.split("## Effects against cross-entropy\n", 1)[1].split("\n## ", 1)[0]
+    (line,) = [ln for ln in effects.splitlines() if ln.startswith("| classification")]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[3] == "emb train_subset=300" and cells[7] == "paired"
+    d = [records(runs / "emb" / f"seed-{s}")[-1]["test_error"]
+         - records(runs / "baseline" / f"seed-{s}")[-1]["test_error"] for s in (0, 1)]
+    mean = statistics.fmean(d)
+    half = t_distribution.ppf(0.975, 1) * statistics.stdev(d) / math.sqrt(2)
+    assert numbers(cells[5])[0] == pytest.approx(100 * mean, abs=0.0051)
+    assert numbers(cells[6]) == pytest.approx([100 * (mean - half), 100 * (mean + half)],
+                                              abs=0.0051)
+    assert_png(rep / "forest.png", (900, int(100 * (1.1 + 0.42))))
+    assert_png(forest, (900, int(100 * (1.1 + 0.42))))

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from matplotlib.figure import Figure
 
 from .curves import DPI
-from .table import ModeSummary, mean_std
+from .summary import Summary, mean_std
 
 __all__ = ["MEASURES", "format_calibration_table", "plot_reliability", "pooled_bins"]
 
@@ -18,9 +18,9 @@ MEASURES = (("ece", "ECE (%)"), ("adaptive_ece", "adaptive ECE (%)"), ("nll", "N
             ("brier", "Brier"))
 
 
-def _calibrations(s: ModeSummary) -> list[dict[str, Any]] | None:
-    found = [r.calibration for r in s.runs]
-    return None if any(c is None for c in found) else found  # type: ignore[return-value]  # all seeds or none
+def _calibrations(s: Summary) -> list[dict[str, Any]] | None:
+    found = [c for r in s.runs if (c := r.calibration) is not None]
+    return found if len(found) == s.n else None  # all seeds or none
 
 
 def _cell(values: list[float], key: str) -> str:
@@ -29,7 +29,7 @@ def _cell(values: list[float], key: str) -> str:
     return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
 
 
-def format_calibration_table(summaries: Sequence[ModeSummary]) -> str:
+def format_calibration_table(summaries: Sequence[Summary]) -> str:
     """Markdown: per mode, each measure raw -> temperature-scaled (mean ± std over seeds), and
     the fitted temperature. Empty when no run recorded calibration."""
     header = ["dataset", "model", "mode", "T", *(f"{t} raw → calibrated" for _, t in MEASURES)]
@@ -63,7 +63,7 @@ def pooled_bins(calibrations: list[dict[str, Any]], which: str) -> dict[str, lis
     return out
 
 
-def plot_reliability(summaries: Sequence[ModeSummary]) -> Figure | None:
+def plot_reliability(summaries: Sequence[Summary]) -> Figure | None:
     """One panel per mode: test-set accuracy against confidence per bin, pooled over seeds,
     before (raw) and after temperature scaling; the diagonal is perfect calibration. ``None``
     when no mode recorded calibration."""

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .table import ModeSummary, ScoreSummary  # noqa: E402
+from .summary import Summary  # noqa: E402
 
 __all__ = ["plot_error_curves", "plot_score_curves", "save_figure", "curve_file_stem",
            "FIGSIZE", "DPI"]
@@ -29,7 +29,7 @@ def curve_file_stem(dataset: str, model: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"curves_{dataset}_{model}")
 
 
-def plot_error_curves(summaries: Sequence[ModeSummary], *, metric: str = "test_error") -> Figure:
+def plot_error_curves(summaries: Sequence[Summary], *, metric: str = "test_error") -> Figure:
     """One figure: ``metric`` (percent) against epoch for the modes in ``summaries`` (which
     should share dataset and model). Seeds: thin, light; mean over seeds: bold."""
     fig = Figure(figsize=FIGSIZE, dpi=DPI)
@@ -59,16 +59,16 @@ def plot_error_curves(summaries: Sequence[ModeSummary], *, metric: str = "test_e
     return fig
 
 
-def plot_score_curves(summaries: Sequence[ScoreSummary]) -> Figure:
+def plot_score_curves(summaries: Sequence[Summary]) -> Figure:
     """Seq2seq: the dev score of the selection metric against update step, seeds thin, the
     mean over seeds (per evaluation, over the evaluations every seed has) bold."""
     fig = Figure(figsize=FIGSIZE, dpi=DPI)
     ax = fig.add_subplot(1, 1, 1)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    select = summaries[0].select if summaries else "score"
+    select = summaries[0].metric.removeprefix("test_") if summaries else "score"
     for i, s in enumerate(summaries):
         colour = colours[i % len(colours)]
-        key = f"dev_{s.select}"
+        key = f"dev_{s.metric.removeprefix('test_')}"
         for run in s.runs:
             xs = [r.get("step", j + 1) for j, r in enumerate(run.metrics)]
             ys = [v if v is not None else float("nan") for v in run.series(key)]
