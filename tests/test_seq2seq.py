@@ -12,9 +12,10 @@ from labelemb.chunked import ChunkedLabelEmbeddingLoss
 from labelemb.data.parallel_text import ParallelCorpus, collate
 from labelemb.data.vocab import EOS, PAD, UNK, Vocab
 from labelemb.commands.seq2seq import nearest_labels
-from labelemb.engine.decoding import decode_corpus, seq2seq_criterion
+from labelemb.engine.decoding import seq2seq_criterion
 from labelemb.models.beam import (DEFAULT_MIN_LEN, EMPTY_WARN_SHARE, beam_search,
                                   empty_outputs_warning, greedy_decode)
+from labelemb.models.decoding import decode_corpus
 from labelemb.models.seq2seq import Seq2Seq, Seq2SeqConfig
 
 
