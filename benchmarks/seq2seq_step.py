@@ -39,13 +39,14 @@ from labelemb.data.parallel_text import Batch, collate  # noqa: E402
 from labelemb.chunked import ChunkedLabelEmbeddingLoss  # noqa: E402
 from labelemb.engine.decoding import seq2seq_criterion  # noqa: E402
 from labelemb.engine.loop import adam  # noqa: E402
-from labelemb.models.seq2seq import SIZES, Seq2Seq, Seq2SeqConfig  # noqa: E402
+from labelemb.models.seq2seq import SIZES as MODEL_SIZES  # noqa: E402
+from labelemb.models.seq2seq import Seq2Seq, Seq2SeqConfig  # noqa: E402
 
 #: size -> (model settings, target words)
 SIZES = {
     "small": (dict(emb_dim=128, hidden=256, layers=1, dropout=0.2, share_embeddings=False),
               6_698),
-    "iwslt": (dict(SIZES["iwslt15"]), 50_000),
+    "iwslt": (dict(MODEL_SIZES["iwslt15"]), 50_000),
     "quick": (dict(emb_dim=16, hidden=32, layers=1, dropout=0.0, share_embeddings=False), 500),
 }
 BATCH, LENGTH = 64, 30
