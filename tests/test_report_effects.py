@@ -306,3 +306,25 @@ def test_ignore_setting_pools_what_the_user_names_and_the_report_says_so(tmp_pat
     assert {k[2]: v["n"] for k, v in parse_table(md.split("## Test error (%)")[1]).items()} \
         == {"emb": "4"}
     assert "ignored on request (`--ignore-setting`): `clip`" in md
+
+
+def test_runs_without_their_primary_measure_are_shown_not_compared(tmp_path, capsys):
+    """Seq2seq runs trained with --test-prefix none have no test_bleu: the report still shows
+    them (dev scores) with a warning naming the file, and compares nothing; a primary measure
+    that is not a number is a damaged folder, named."""
+    for mode in ("baseline", "emb"):
+        for seed in (1, 2):
+            d = write_v1_seq2seq(tmp_path / "runs", mode, seed, 400)
+            result = json.loads((d / "result.json").read_text())
+            del result["test_bleu"]
+            (d / "result.json").write_text(json.dumps(result))
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    captured = capsys.readouterr()
+    assert "has no 'test_bleu'" in captured.err and "left out of the effects" in captured.err
+    rows = parse_table(captured.out)
+    assert rows[("parallel", "lstm-attention", "emb")]["best dev score"] == "5.00 ± 0.00 bleu"
+    assert "## Effects against cross-entropy" not in (tmp_path / "rep" / "report.md").read_text()
+    bad = tmp_path / "runs" / "seq2seq-emb-seed1" / "result.json"
+    bad.write_text(json.dumps({"test_bleu": "high"}))
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 2
+    assert str(bad) in capsys.readouterr().err

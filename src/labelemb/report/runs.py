@@ -212,7 +212,7 @@ def _is_run_dir(d: Path) -> bool:
         try:
             return "primary_metric" in read_object(d / RESULT)
         except ValueError:
-            return False
+            return True  # a damaged run: load_run names the file
     return False
 
 

@@ -75,7 +75,7 @@ def compare(a: Summary, b: Summary) -> Comparison | None:
     when either has fewer than two seeds (a t-test needs a spread)."""
     from scipy.stats import ttest_ind, ttest_rel  # imported here: only reports need scipy
 
-    if min(a.n, b.n) < 2:
+    if min(len(a.values), len(b.values)) < 2:
         return None
     if _seeds_pair(a, b):
         by_seed = dict(zip(b.seeds, b.values))

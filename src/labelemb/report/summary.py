@@ -55,15 +55,18 @@ def primary_metric(run: Run) -> tuple[str, bool]:
     return "test_error", False
 
 
-def _value(run: Run, metric: str) -> float:
+def _value(run: Run, metric: str) -> float | None:
     """The run's ``metric`` from ``result.json``; a format-1 classification run's final
-    ``test_error`` from its log when its ``result.json`` lacks it."""
+    ``test_error`` from its log when its ``result.json`` lacks it; ``None`` when the run has
+    none (a seq2seq run trained without a test set)."""
     found = run.result.get(metric)
     if found is None and metric == "test_error" and run.metrics:
         found = run.metrics[-1].get("test_error")
+    if found is None:
+        return None
     if isinstance(found, bool) or not isinstance(found, (int, float)):
-        raise ValueError(f"{run.path / RESULT}: no number {metric!r} (the run's primary "
-                         f"measure), found {found!r}")
+        raise ValueError(f"{run.path / RESULT}: {metric!r} (the run's primary measure) is "
+                         f"{found!r}, not a number; the run folder is damaged")
     return float(found)
 
 
@@ -79,6 +82,7 @@ class Summary:
     runs: list[Run]
     metric: str
     higher_is_better: bool
+    #: per run; empty when a run lacks the measure (the group is shown, not compared)
     values: list[float]
     #: the cross-entropy group of the same dataset, model and recipe (itself for one)
     baseline: "Summary | None" = None
@@ -130,7 +134,8 @@ class Summary:
 
     def delta(self) -> float | None:
         """``mean(mode) - mean(cross-entropy)`` of the primary measure; ``None`` without one."""
-        if self.baseline is None or self.baseline is self:
+        if self.baseline is None or self.baseline is self or not (
+                self.values and self.baseline.values):
             return None
         return self.mean - self.baseline.mean
 
@@ -142,9 +147,15 @@ def _summarize_group(runs: list[Run]) -> Summary:
         if primary_metric(run) != (metric, higher):
             raise ValueError(f"{run.path} measures {primary_metric(run)[0]!r}, {first.path} "
                              f"{metric!r}: runs of one group must share their primary measure")
+    values = [_value(r, metric) for r in runs]
+    missing = [r.path for r, v in zip(runs, values) if v is None]
+    if missing:
+        log(f"warning: {missing[0] / RESULT} has no {metric!r}"
+            + (f" (nor {len(missing) - 1} more runs of its group)" if len(missing) > 1 else "")
+            + f"; {first.mode} is left out of the effects against cross-entropy")
     return Summary(dataset=first.dataset, model=first.model, mode=first.mode, runs=runs,
                    metric=metric, higher_is_better=higher,
-                   values=[_value(r, metric) for r in runs])
+                   values=[] if missing else [v for v in values if v is not None])
 
 
 def summarize(runs: Iterable[Run]) -> list[Summary]:

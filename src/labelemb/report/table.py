@@ -228,6 +228,9 @@ def format_primary_table(summaries: Sequence[Summary]) -> str:
     rows = []
     for s in summaries:
         k = scale_of(s.metric)
+        if not s.values:
+            rows.append((s.dataset, s.model, s.mode, s.metric, "—", "", str(s.n)))
+            continue
         mean, std = mean_std([k * v for v in s.values])
         d = s.delta()
         change = "" if s.is_baseline else ("no baseline" if d is None else
