@@ -36,9 +36,9 @@ from torch import nn  # noqa: E402
 from _common import (MIB, format_phases, interleaved, machine, median,  # noqa: E402
                      peak_rss_bytes, profiled_phases, run_worker)
 from labelemb.data.parallel_text import Batch, collate  # noqa: E402
-from labelemb.chunked import ChunkedLabelEmbeddingLoss  # noqa: E402
 from labelemb.engine.decoding import seq2seq_criterion  # noqa: E402
 from labelemb.engine.loop import adam  # noqa: E402
+from labelemb.engine.seq2seq import sequence_loss  # noqa: E402
 from labelemb.models.seq2seq import SIZES as MODEL_SIZES  # noqa: E402
 from labelemb.models.seq2seq import Seq2Seq, Seq2SeqConfig  # noqa: E402
 
@@ -75,18 +75,6 @@ def make_batches(args: argparse.Namespace, vocab: int, count: int) -> tuple[list
     return out, vocab, vocab
 
 
-def sequence_loss(model: Seq2Seq, criterion: nn.Module, batch: Batch) -> torch.Tensor:
-    """The loss of one collated batch as ``seq2seq train`` computes it: ``(B*T, V)`` logits,
-    or for the chunked loss the ``(B*T, H)`` decoder states with the model's head."""
-    target = batch.tgt_out.reshape(-1)
-    if isinstance(criterion, ChunkedLabelEmbeddingLoss):
-        states = model.features(batch.src, batch.src_lengths, batch.tgt_in)
-        return criterion(states.flatten(0, 1), target, model.head).loss
-    logits, aux = model(batch.src, batch.src_lengths, batch.tgt_in)
-    return criterion(logits.flatten(0, 1), None if aux is None else aux.flatten(0, 1),
-                     target).loss
-
-
 def build(mode: str, args: argparse.Namespace, src_vocab: int, vocab: int):
     """Model, criterion and a ``step(batch)`` closure of one mode (same seed for both)."""
     from labelemb.data.vocab import Vocab
@@ -103,7 +91,7 @@ def build(mode: str, args: argparse.Namespace, src_vocab: int, vocab: int):
     optimizer = adam(params, 1e-3)  # as seq2seq train builds it
 
     def step(batch) -> None:
-        loss = sequence_loss(model, criterion, batch)
+        loss = sequence_loss(model, criterion, batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 5.0)

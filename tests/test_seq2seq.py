@@ -11,8 +11,9 @@ from labelemb import CompressedLabelEmbedding, LabelSmoothingLoss
 from labelemb.chunked import ChunkedLabelEmbeddingLoss
 from labelemb.data.parallel_text import ParallelCorpus, collate
 from labelemb.data.vocab import EOS, PAD, UNK, Vocab
-from labelemb.commands.seq2seq import nearest_labels
+from labelemb.commands.seq2seq import nearest_words
 from labelemb.engine.decoding import seq2seq_criterion
+from labelemb.engine.seq2seq import sequence_loss
 from labelemb.models.beam import (DEFAULT_MIN_LEN, EMPTY_WARN_SHARE, beam_search,
                                   empty_outputs_warning, greedy_decode)
 from labelemb.models.decoding import decode_corpus
@@ -33,18 +34,6 @@ def make_criterion(mode, vocab, chunked=False):
     from the first update (no warm-up)."""
     return seq2seq_criterion(mode, vocab, dict(label_dim=6, warmup_steps=0, chunked_loss=chunked,
                                                smoothing=0.1, ols_alpha=0.5))
-
-
-def sequence_loss(model, criterion, batch):
-    """The loss of a collated ``batch``: the ``(B, T, V)`` logits flattened to ``(B*T, V)``,
-    or, for the chunked loss, the ``(B*T, H)`` decoder states with the model's head."""
-    target = batch.tgt_out.reshape(-1)
-    if isinstance(criterion, ChunkedLabelEmbeddingLoss):
-        states = model.features(batch.src, batch.src_lengths, batch.tgt_in)
-        return criterion(states.flatten(0, 1), target, model.head)
-    logits, aux = model(batch.src, batch.src_lengths, batch.tgt_in)
-    flat = None if aux is None else aux.flatten(0, 1)
-    return criterion(logits.flatten(0, 1), flat, target)
 
 
 def make_model(seed=0, src_v=20, tgt_v=12, layers=1, dropout=0.0, aux=True, share=False):
@@ -333,7 +322,7 @@ def test_unk_replacement_copies_the_most_attended_source_word():
     assert replaced[1] == ["Paris"] * 3  # an out-of-vocabulary word is copied as written
 
 
-def test_nearest_labels_reads_only_the_asked_rows():
+def test_nearest_words_reads_only_the_asked_rows():
     """V = 300,000: a V x V matrix would need 360 GB, so building one would fail here."""
     words = [f"w{i}" for i in range(300_000 - 4)]
     vocab = Vocab(words)
@@ -347,12 +336,12 @@ def test_nearest_labels_reads_only_the_asked_rows():
             emb.B.weight[vocab.stoi[w], 0] = val
         emb.B.bias[PAD] = 50.0  # specials never count as neighbours
         emb.B.bias[EOS] = 50.0
-    near = nearest_labels(emb, vocab, ["w7"], k=3)
+    near = nearest_words(emb, vocab, ["w7"], k=3)
     assert [w for w, _ in near["w7"]] == ["w3", "w100", "w9"]  # itself left out
     p = near["w7"]
     assert p[0][1] > p[1][1] > p[2][1]
     with pytest.raises(ValueError, match="not in the target vocabulary"):
-        nearest_labels(emb, vocab, ["nope"])
+        nearest_words(emb, vocab, ["nope"])
 
 
 def test_chunked_loss_trains_the_same_as_the_plain_loss():

@@ -19,7 +19,7 @@ from ..report.nearest import nearest_labels as _nearest
 from ..runs.settings import check_ranges, setting
 from .options import add_config_arguments, add_flag, config_from_args
 
-__all__ = ["register", "nearest_labels", "DecodeOptions", "TranslateOptions", "EvaluateOptions"]
+__all__ = ["register", "nearest_words", "DecodeOptions", "TranslateOptions", "EvaluateOptions"]
 
 _THE_RUNS = "the run's setting"
 
@@ -189,7 +189,7 @@ def _neighbours(args) -> int:
     _, criterion, _, tgt_vocab, _ = load_run(args.run)
     if not isinstance(criterion, LabelEmbeddingLoss):
         raise ValueError(f"{args.run} was trained in baseline mode: it has no label embedding")
-    near = nearest_labels(criterion.embedding, tgt_vocab, args.words, args.k)
+    near = nearest_words(criterion.embedding, tgt_vocab, args.words, args.k)
     if args.json:
         print(json.dumps(near, ensure_ascii=False, indent=2))
     else:
@@ -198,7 +198,7 @@ def _neighbours(args) -> int:
     return 0
 
 
-def nearest_labels(
+def nearest_words(
     embedding: nn.Module, vocab: Vocab, words: Sequence[str], k: int = TOP_K
 ) -> dict[str, list[tuple[str, float]]]:
     """The ``k`` labels each word's learned soft target puts most weight on (paper Table 5).

@@ -26,11 +26,12 @@ from torch import Tensor, nn
 
 from ..atomic import atomic_write_text
 from ..chunked import ChunkedLabelEmbeddingLoss
-from ..data.parallel_text import ParallelCorpus, batch_indices, collate, encode_corpus
+from ..data.parallel_text import Batch, ParallelCorpus, batch_indices, collate, encode_corpus
 from ..data.vocab import PAD, Vocab
 from ..models.beam import DEFAULT_LENGTH_NORM, DEFAULT_MIN_LEN
 from ..models.seq2seq import SIZES
 from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
+from ..functional import LossOutput
 from ..normalizers import Normalizers
 from ..runs.checkpoint import load_checkpoint
 from ..runs.progress import log
@@ -44,7 +45,7 @@ from .loop import BEST, Part, run_all
 from ..runs.config import MODES, RunSettings
 
 __all__ = ["TASKS", "TASK_DEFAULTS", "SUPPORTED_MODES", "TrainConfig", "Seq2SeqTask",
-           "load_task", "build_vocabs", "run_training"]
+           "load_task", "build_vocabs", "sequence_loss", "run_training"]
 
 TASKS = ("iwslt15", "lcsts", "parallel")
 SUPPORTED_MODES = ("baseline", "emb", "ls")  # ols would keep a V x V table of soft labels
@@ -223,6 +224,20 @@ def _read_data(cfg: TrainConfig) -> _Data:
 # --------------------------------------------------------------------------- the task
 
 
+def sequence_loss(model: Seq2Seq, criterion: nn.Module, batch: Batch,
+                  normalizers: Normalizers | None = None) -> LossOutput:
+    """The loss of a collated ``batch``: the ``(B, T, V)`` logits flattened to ``(B*T, V)``,
+    or, for the chunked loss, the ``(B*T, H)`` decoder states with the model's head (no
+    ``(B*T, V)`` tensor)."""
+    target = batch.tgt_out.reshape(-1)
+    if isinstance(criterion, ChunkedLabelEmbeddingLoss):
+        states = model.features(batch.src, batch.src_lengths, batch.tgt_in)
+        return criterion(states.flatten(0, 1), target, model.head, normalizers=normalizers)
+    logits, aux_logits = model(batch.src, batch.src_lengths, batch.tgt_in)
+    return criterion(logits.flatten(0, 1), None if aux_logits is None
+                     else aux_logits.flatten(0, 1), target, normalizers=normalizers)
+
+
 class Seq2SeqTask:
     """The seq2seq task for :mod:`labelemb.engine.loop`: batches of similar length, the loss
     per target token, greedy dev decoding, the test set decoded from ``best.pt``."""
@@ -266,16 +281,7 @@ class Seq2SeqTask:
         idx = part.tolist()
         b = collate([self.src_ids[i] for i in idx], [self.tgt_ids[i] for i in idx],
                     idx).to(self.device)
-        target = b.tgt_out.reshape(-1)
-        if isinstance(criterion, ChunkedLabelEmbeddingLoss):
-            states = model.features(b.src, b.src_lengths, b.tgt_in)
-            return Part(*criterion(states.flatten(0, 1), target, model.head,
-                                   normalizers=normalizers))
-        logits, aux_logits = model(b.src, b.src_lengths, b.tgt_in)
-        vocab = logits.shape[-1]
-        return Part(*criterion(logits.reshape(-1, vocab), None if aux_logits is None
-                               else aux_logits.reshape(-1, vocab), target,
-                               normalizers=normalizers))
+        return Part(*sequence_loss(model, criterion, b, normalizers))
 
     def _decode(self, model: nn.Module, corpus: ParallelCorpus, beam: int,
                 show_progress: bool = False) -> tuple[list[list[str]], dict[str, float]]:
