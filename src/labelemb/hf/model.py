@@ -195,7 +195,7 @@ class LabelEmbeddingForSequenceClassification(PreTrainedModel):
         if (self.training and not self.epochs_driven and not self._warned_undriven
                 and isinstance(self.criterion, OnlineLabelSmoothingLoss)):
             warnings.warn("labelemb: loss='ols' without OnlineLabelSmoothingCallback trains as "
-                          "plain label smoothing (its soft labels never update): pass "
+                          "fixed label smoothing (its soft labels never update): pass "
                           "callbacks=[OnlineLabelSmoothingCallback()] to the Trainer",
                           stacklevel=3)
             self._warned_undriven = True
