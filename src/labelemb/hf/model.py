@@ -159,8 +159,10 @@ class LabelEmbeddingForSequenceClassification(PreTrainedModel):
                 labels: Tensor | None = None, num_items_in_batch: Tensor | int | None = None,
                 inputs_embeds: Tensor | None = None, **encoder_kwargs: Any
                 ) -> SequenceClassifierOutput:
+        if inputs_embeds is not None:  # (passed on only when given: not every encoder takes it)
+            encoder_kwargs["inputs_embeds"] = inputs_embeds
         inputs = self._fit_positions({"input_ids": input_ids, "attention_mask": attention_mask,
-                                      "inputs_embeds": inputs_embeds, **encoder_kwargs})
+                                      **encoder_kwargs})
         out = self.encoder(**inputs, return_dict=True)
         features = pool(out.last_hidden_state, inputs["attention_mask"],
                         getattr(out, "pooler_output", None), self.config.pooling)
