@@ -1,6 +1,10 @@
 """Transformers' own common model tests (``ModelTesterMixin``, ``ConfigTester`` of the installed
 version's source package, see tests/transformers_suite.py) on
-LabelEmbeddingForSequenceClassification with a tiny BERT encoder."""
+LabelEmbeddingForSequenceClassification with a tiny BERT encoder.
+
+No test is skipped here: every skip is the mixin's own, naming what this model or machine does
+not have (an accelerator, Flash Attention, a language-modeling head, ...); docs/TRANSFORMERS.md
+lists them. The whole module is skipped only when the suite is not fetched."""
 
 import unittest
 
