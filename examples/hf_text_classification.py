@@ -13,7 +13,8 @@ temperature-calibrated ECE, and the nearest categories of a few labels.
 The tokenizer is trained once and kept in ``OUT/tokenizer`` for every run. Each run writes
 ``OUT/MODE/seed-S/``: ``result.json``, ``predictions.pt`` (dev and test
 logits), ``model/`` (``save_pretrained``: encoder, head and label embedding, plus the
-tokenizer) and, for ``emb``, ``embedding.safetensors`` with the category names, which
+tokenizer; ``transformers.pipeline("text-classification", model=...)`` loads it) and, for
+``emb``, ``embedding.safetensors`` with the category names, which
 ``labelemb inspect OUT/emb/seed-0`` draws. A run whose ``result.json`` exists is skipped,
 so an interrupted study continues where it stopped.
 """
@@ -34,7 +35,7 @@ from labelemb import save_embedding
 from labelemb.calibration import calibration_metrics, fit_temperature
 from labelemb.data.text_classification import load_text_classification
 from labelemb.hf import (LabelEmbeddingConfig, LabelEmbeddingForSequenceClassification,
-                         OnlineLabelSmoothingCallback)
+                         OnlineLabelSmoothingCallback, max_tokens)
 from labelemb.hf.text import encode, train_tokenizer
 from labelemb.report.nearest import nearest_labels, resolve_classes
 
@@ -163,6 +164,9 @@ def run_one(data, recipe: Recipe, tokenizer, mode: str, seed: int, out: Path,
 
 def save_run(out: Path, model, tokenizer, logits: dict, result: dict) -> None:
     model.save_pretrained(out / "model")
+    # The saved tokenizer knows the model's longest input: `pipeline("text-classification",
+    # model=OUT/MODE/seed-S/model)` with truncation=True cuts there.
+    tokenizer.model_max_length = max_tokens(model.encoder)
     tokenizer.save_pretrained(out / "model")
     torch.save({f"{s}_{k}": t for s, (lg, y) in logits.items() for k, t in
                 (("logits", lg), ("labels", y))}, out / "predictions.pt")

@@ -4,7 +4,9 @@
 # and this project.
 #   scripts/setup.sh          the package
 #   scripts/setup.sh --dev    plus the test tools, Hugging Face Transformers (the [hf] extra)
-#                             and Debian's fortunes (the text data its tests and example use)
+#                             and Debian's fortunes (the text data its tests and example use),
+#                             and the installed transformers version's own common model tests
+#                             (from its source package, into ~/.cache/labelemb/transformers-V/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -32,3 +34,21 @@ fi
 # never pulls a newer build with gigabytes of CUDA packages.
 "$PY" -m pip install -q "torch==2.13.0"
 "$PY" -m pip install -q -e ".${extras}"
+
+# Transformers' own common model tests (tests/test_hf_common.py runs them on our model): the
+# installed version's source package has tests/ (the wheel does not); unpacked once.
+if [ -n "$extras" ]; then
+  version=$("$PY" -c "import transformers; print(transformers.__version__)")
+  suite="$HOME/.cache/labelemb/transformers-$version"
+  if [ ! -f "$suite/tests/test_modeling_common.py" ]; then
+    tmp=$(mktemp -d)
+    "$PY" -m pip download -q --no-binary :all: --no-deps "transformers==$version" -d "$tmp"
+    tar -xzf "$tmp"/transformers-*.tar.gz -C "$tmp"
+    # upstream's tests/ is a package (test_configuration_common imports its __init__.py, empty
+    # there); the source package leaves that file out
+    touch "$tmp/transformers-$version/tests/__init__.py"
+    mkdir -p "$suite" && rm -rf "$suite/tests"
+    mv "$tmp/transformers-$version/tests" "$suite/tests"
+    rm -rf "$tmp"
+  fi
+fi

@@ -15,7 +15,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput  # noqa: E402
 
 from cli_process import env, labelemb  # noqa: E402
 from labelemb.hf import (LabelEmbeddingConfig,  # noqa: E402
-                         LabelEmbeddingForSequenceClassification)
+                         LabelEmbeddingForSequenceClassification, OnlineLabelSmoothingCallback)
 
 C = 5
 LOSSES = ("ce", "ls", "ols", "emb")
@@ -79,7 +79,8 @@ def trainer_grads(model, batch_size: int, accumulation: int, tmp_path,
                   max_grad_norm: float = 0.0) -> dict:
     args = trainer_args(tmp_path / f"t{batch_size}", batch_size, accumulation, max_grad_norm)
     grab = GradsAtStep()
-    Trainer(model=model, args=args, train_dataset=examples(), callbacks=[grab]).train()
+    Trainer(model=model, args=args, train_dataset=examples(),
+            callbacks=[grab, OnlineLabelSmoothingCallback()]).train()
     return grab.grads
 
 

@@ -30,6 +30,7 @@ def test_smoke_example_trains_both_losses_and_inspect_names_the_categories(tmp_p
                            "--out", str(out)], env=env(), capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "pin_memory" not in done.stderr  # issue 27
     rows = [line.split() for line in done.stdout.splitlines() if line.split()[:1] in (["ce"], ["emb"])]
     assert [r[0] for r in rows] == ["ce", "emb"]
     assert "nearest categories" in done.stdout and "linux ~" in done.stdout
@@ -51,6 +52,7 @@ def test_smoke_example_trains_both_losses_and_inspect_names_the_categories(tmp_p
         saved = torch.load(run / "predictions.pt", weights_only=True)["test_logits"][:8]
         torch.testing.assert_close(logits, saved, rtol=1e-4, atol=1e-4)
         assert model.config.id2label[0] == names[0]
+        assert tokenizer.model_max_length == result["recipe"]["max_length"]  # the positions
     assert not (out / "ce" / "seed-0" / "embedding.safetensors").exists()
     shown = labelemb("inspect", out / "emb" / "seed-0", "--classes", "linux", "love",
                      "--out", tmp_path / "inspect")

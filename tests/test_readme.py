@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -62,7 +63,10 @@ def test_readme_hugging_face_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     prepare_fortunes("data/fortunes")
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        exec(compile(code, "README.md", "exec"), scope)
+    assert not [w for w in seen if "pin_memory" in str(w.message)]  # issue 27
     from labelemb.hf import LabelEmbeddingForSequenceClassification
 
     loaded = LabelEmbeddingForSequenceClassification.from_pretrained("runs/readme-hf/model")

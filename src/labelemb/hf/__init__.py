@@ -13,20 +13,21 @@ Example::
     model.save_pretrained("out")   # the learned label embedding is in the weights
 """
 
-from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
 from .callbacks import OnlineLabelSmoothingCallback
-from .config import LOSSES, POOLINGS, LabelEmbeddingConfig
+from .config import LOSSES, POOLINGS, PROBLEM_TYPES, LabelEmbeddingConfig
 from .criterion import TrainerLoss, build_criterion
-from .model import LabelEmbeddingForSequenceClassification, pool
+from .model import LabelEmbeddingForSequenceClassification, max_tokens, pool
 
-# A saved model's config.json says model_type "labelemb": the Auto classes then load it too.
+# A saved model's config.json says model_type "labelemb": once this package is imported the
+# Auto classes load it (without the import: trust_remote_code=True, see .autoload).
 AutoConfig.register(LabelEmbeddingConfig.model_type, LabelEmbeddingConfig, exist_ok=True)
-AutoModelForSequenceClassification.register(LabelEmbeddingConfig,
-                                            LabelEmbeddingForSequenceClassification, exist_ok=True)
+for _auto in (AutoModel, AutoModelForSequenceClassification):
+    _auto.register(LabelEmbeddingConfig, LabelEmbeddingForSequenceClassification, exist_ok=True)
 
 __all__ = [
     "LabelEmbeddingConfig", "LabelEmbeddingForSequenceClassification",
-    "OnlineLabelSmoothingCallback", "TrainerLoss", "build_criterion", "pool", "LOSSES",
-    "POOLINGS",
+    "OnlineLabelSmoothingCallback", "TrainerLoss", "build_criterion", "pool", "max_tokens",
+    "LOSSES", "POOLINGS", "PROBLEM_TYPES",
 ]

@@ -15,10 +15,15 @@ __all__ = ["SPECIAL_TOKENS", "train_tokenizer", "encode"]
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
-def train_tokenizer(texts: Sequence[str], vocab_size: int = 8000) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Sequence[str], vocab_size: int = 8000,
+                    model_max_length: int | None = None) -> PreTrainedTokenizerFast:
     """A lower-casing BERT-style WordPiece tokenizer learned from ``texts``. It adds
     ``[CLS] ... [SEP]`` around each text, so the first token's features are a ``[CLS]``
     summary, as BERT's classifiers use.
+
+    ``model_max_length``: the longest input the model takes (:func:`labelemb.hf.max_tokens`
+    of its encoder, e.g. a BERT's ``max_position_embeddings``); saved with the tokenizer, it is
+    where ``truncation=True`` (in a call or a ``pipeline``) cuts. ``None``: no limit known.
 
     Not reproducible across processes: ``tokenizers`` breaks ties between equally frequent
     pieces in hash-map order, so two processes can build different vocabularies from the same
@@ -35,8 +40,10 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int = 8000) -> PreTrainedT
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    limit = {} if model_max_length is None else {"model_max_length": model_max_length}
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   **limit)
 
 
 def encode(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], labels: Sequence[int],
