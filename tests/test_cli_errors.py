@@ -30,7 +30,7 @@ ARGPARSE_ERRORS = [
     (["train", "--epochs", "abc"], ["train: argument --epochs: invalid int value: 'abc'"]),
     (["train", "--model", "foo"], ["train: argument --model", "'foo'"]),
     (["train", "--seeds", "x"], ["train: --seeds: cannot read 'x'"]),
-    (["train", "--modes", "nope"], ["train: --modes: unknown mode(s) ['nope']"]),
+    (["train", "--modes", "nope"], ["train: --modes: unknown ['nope']; choose from baseline"]),
     (["train", "--mod", "emb"], ["train: unrecognized arguments: --mod emb"]),
     (["seq2seq", "train", "--task", "x"], ["seq2seq train: argument --task", "'x'"]),
     (["seq2seq", "translate", "run", "--beam", "two"], ["seq2seq translate: argument --beam"]),
@@ -171,9 +171,10 @@ def seq2seq_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("seq2seq")
     write_permutation_corpus(root / "data", n_train=40, n_dev=4, n_test=4)
     done = labelemb("seq2seq", "train", "--task", "parallel", "--data-dir", "data", "--out",
-                    "run", *SEQ2SEQ_TINY, "--max-steps", "1", "--device", "cpu", cwd=root)
+                    "run", "--modes", "emb", *SEQ2SEQ_TINY, "--max-steps", "1", "--device", "cpu",
+                    cwd=root)
     assert done.returncode == 0, done.stderr
-    return root / "run"
+    return root / "run" / "emb" / "seed-0"
 
 
 @pytest.mark.parametrize("command", [["translate", "--input", "data/dev.src"],

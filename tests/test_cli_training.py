@@ -91,7 +91,7 @@ def test_resume_of_a_finished_run_with_a_changed_setting_is_refused(tmp_path):
     one_error_line(train("--modes", "baseline", "--out", out, "--resume", "--lr", "0.01"),
                    r"cannot resume with changed settings \(lr: 0\.001 -> 0\.01\)")
     same = train("--modes", "baseline", "--out", out, "--resume")
-    assert same.returncode == 0 and "complete (1 epochs), skipped" in same.stderr
+    assert same.returncode == 0 and "complete (3 updates), skipped" in same.stderr
     assert (tmp_path / "baseline" / "seed-0" / "result.json").read_bytes() == result
 
 

@@ -72,7 +72,9 @@ def test_inspect_real_embedding(runs, tmp_path, capsys):
         i = g["index"]
         z = sum(math.exp(v) for v in E[i])
         p = [math.exp(v) / z for v in E[i]]
-        expect = sorted((j for j in range(len(names)) if j != i), key=lambda j: (-p[j], j))[:3]
+        # neither the word itself nor a special symbol (<pad>, <unk>, <s>, </s>)
+        others = [j for j in range(len(names)) if j != i and not names[j].startswith("<")]
+        expect = sorted(others, key=lambda j: (-p[j], j))[:3]
         assert [n["index"] for n in g["nearest"]] == expect
         assert [n["label"] for n in g["nearest"]] == [names[j] for j in expect]
         assert [n["probability"] for n in g["nearest"]] == pytest.approx([p[j] for j in expect])
@@ -104,20 +106,21 @@ def test_report_and_inspect_of_real_seq2seq_runs(tmp_path, capsys):
 
     write_parallel_corpus(tmp_path / "data")
     runs = tmp_path / "runs"
-    for mode in MODES:
-        assert main(["seq2seq", "train", "--task", "parallel", "--data-dir", str(tmp_path / "data"),
-                     "--mode", mode, "--out", str(runs / mode), "--emb-dim", "16",
-                     "--hidden", "32", "--layers", "1", "--label-dim", "8", "--batch-size", "32",
-                     "--threads", "1", "--max-len", "10", "--epochs", "2", "--eval-every", "4",
-                     "--beam", "1", "--device", "cpu"]) == 0
+    # every mode in one call, into runs/<mode>/seed-0
+    assert main(["seq2seq", "train", "--task", "parallel", "--data-dir", str(tmp_path / "data"),
+                 "--modes", ",".join(MODES), "--out", str(runs), "--emb-dim", "16",
+                 "--hidden", "32", "--layers", "1", "--label-dim", "8", "--batch-size", "32",
+                 "--threads", "1", "--max-len", "10", "--epochs", "2", "--eval-every", "4",
+                 "--beam", "1", "--device", "cpu"]) == 0
     capsys.readouterr()
     assert main(["report", str(runs), "--out", str(tmp_path / "rep")]) == 0
     rows = parse_table(capsys.readouterr().out)
-    bleu = {m: json.loads((runs / m / "result.json").read_text())["test_bleu"] for m in MODES}
+    bleu = {m: json.loads((runs / m / "seed-0" / "result.json").read_text())["test_bleu"]
+            for m in MODES}
     for m in MODES:
         row = rows[("parallel", "lstm-attention", m)]
         assert row["test bleu"] == f"{bleu[m]:.2f} (n=1)"
-        best = max(r["dev_bleu"] for r in records(runs / m))
+        best = max(r["dev_bleu"] for r in records(runs / m / "seed-0"))
         assert row["best dev score"] == f"{best:.2f} (n=1) bleu"
     assert numbers(rows[("parallel", "lstm-attention", "emb")]["change vs baseline"]) == \
         pytest.approx([bleu["emb"] - bleu["baseline"]], abs=0.0051)
@@ -125,9 +128,9 @@ def test_report_and_inspect_of_real_seq2seq_runs(tmp_path, capsys):
 
     # nearest target words of the real compressed embedding, recomputed from its tensors
     out = tmp_path / "insp"
-    assert main(["inspect", str(runs / "emb"), "--words", "t3", "t7", "--top-k", "3",
+    assert main(["inspect", str(runs / "emb" / "seed-0"), "--words", "t3", "t7", "--top-k", "3",
                  "--out", str(out)]) == 0
-    with safe_open(str(runs / "emb" / "embedding.safetensors"), framework="pt") as f:
+    with safe_open(str(runs / "emb" / "seed-0" / "embedding.safetensors"), framework="pt") as f:
         names = json.loads(f.metadata()["class_names"])
         A, B, b = (f.get_tensor(k).double() for k in ("A", "B", "bias"))
     got = json.loads((out / "nearest.json").read_text())
@@ -136,7 +139,9 @@ def test_report_and_inspect_of_real_seq2seq_runs(tmp_path, capsys):
         i = names.index(g["label"])
         e = torch.relu(A[i] @ B.T + b)  # e_i = ReLU(A[i] B + b), one row only
         p = torch.softmax(e, 0).tolist()
-        expect = sorted((j for j in range(len(names)) if j != i), key=lambda j: (-p[j], j))[:3]
+        # neither the word itself nor a special symbol (<pad>, <unk>, <s>, </s>)
+        others = [j for j in range(len(names)) if j != i and not names[j].startswith("<")]
+        expect = sorted(others, key=lambda j: (-p[j], j))[:3]
         assert [n["index"] for n in g["nearest"]] == expect
         assert [n["probability"] for n in g["nearest"]] == pytest.approx(
             [p[j] for j in expect], rel=1e-4)

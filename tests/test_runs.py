@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from labelemb.atomic import atomic_write, atomic_write_text
-from labelemb.runs.rundir import CONFIG, RunDir, changed_settings, write_json
+from labelemb.runs.rundir import CONFIG, RUN_FORMAT, RunDir, changed_settings, write_json
 from labelemb.runs.checkpoint import load_checkpoint, save_checkpoint
 from labelemb.runs.settings import check_ranges, may_change_on_resume, setting
 
@@ -33,13 +33,17 @@ def test_resume_rule_names_each_changed_setting_and_ignores_the_free_ones(tmp_pa
     assert changed_settings(saved, {**saved, "new_setting": 1}, ()) == ["new_setting"]
     run = tmp_path / "run"
     run.mkdir()
-    write_json(run / CONFIG, {"settings": saved})
+    write_json(run / CONFIG, {"run_format": RUN_FORMAT, "settings": saved})
     with pytest.raises(ValueError, match="already holds a run; pass --resume"):
         RunDir.open(run, saved, may_change=())
     with pytest.raises(ValueError, match=r"changed settings \(seed: 0 -> 1\)"):
         RunDir.open(run, {**saved, "seed": 1}, may_change=(), resume=True)
     with pytest.raises(ValueError, match="exclude each other"):
         RunDir.open(run, saved, may_change=(), resume=True, overwrite=True)
+    write_json(run / CONFIG, {"settings": saved})  # a folder of before run formats
+    with pytest.raises(ValueError, match=r"format 0 .*cannot be resumed; use --overwrite"):
+        RunDir.open(run, saved, may_change=(), resume=True)
+    write_json(run / CONFIG, {"run_format": RUN_FORMAT, "settings": saved})
     # Nothing to continue (no checkpoint yet): the run starts from scratch.
     assert not RunDir.open(run, {**saved, "epochs": 5}, may_change={"epochs"},
                            resume=True).resumed
