@@ -38,7 +38,7 @@ from ..runs.progress import log
 from ..runs.rundir import CONFIG, METRICS, RESULT, is_complete, read_json, read_metrics
 
 __all__ = [
-    "Run", "IncompleteRunError", "RunFormatError", "load_run", "load_runs", "expand_run_dirs",
+    "Run", "IncompleteRunError", "RunFormatError", "read_run", "load_runs", "expand_run_dirs",
     "group_runs", "GroupKey", "READABLE_FORMATS", "NO_EFFECT", "LOSS_ONLY", "BASELINES",
     "read_object",
 ]
@@ -177,7 +177,7 @@ def _result_only(path: Path) -> Run:
     return Run(path=path, config=config, metrics=[], result=result)
 
 
-def load_run(path: str | os.PathLike, *, require_complete: bool = True) -> Run:
+def read_run(path: str | os.PathLike, *, require_complete: bool = True) -> Run:
     """Read one run directory; raises on a missing/other-version/incomplete/damaged run."""
     path = Path(path)
     if not (path / CONFIG).is_file() and (path / RESULT).is_file():
@@ -206,13 +206,13 @@ def _is_run_dir(d: Path) -> bool:
         try:
             config = read_object(d / CONFIG)
         except ValueError:
-            return True  # a damaged run: load_run names the file
+            return True  # a damaged run: read_run names the file
         return "model_type" not in config or "run_format" in config
     if (d / RESULT).is_file():
         try:
             return "primary_metric" in read_object(d / RESULT)
         except ValueError:
-            return True  # a damaged run: load_run names the file
+            return True  # a damaged run: read_run names the file
     return False
 
 
@@ -264,7 +264,7 @@ def load_runs(paths: Iterable[str | os.PathLike], *, strict: bool = False,
     ignored = NO_EFFECT | frozenset(ignore)
     for d in expand_run_dirs(paths):
         try:
-            runs.append(load_run(d))
+            runs.append(read_run(d))
             runs[-1].ignored = ignored
         except IncompleteRunError as err:
             if strict:
