@@ -354,3 +354,19 @@ def test_a_run_folder_of_the_previous_format_is_refused_on_resume_in_one_line(tm
     line = done.stderr.strip().splitlines()[-1]  # after the data's summary line
     assert "Traceback" not in done.stderr and line.startswith("labelemb: error:")
     assert "format 1" in line and "--overwrite" in line
+
+
+def test_a_finished_run_kept_without_its_checkpoints_is_skipped_on_resume(fashion, tmp_path):
+    """A study folder may keep only a run's small files (config, metrics, result): --resume
+    still knows the run is done, and a longer --epochs starts it again from scratch."""
+    kw = dict(model="mlp", modes=["baseline"], train_subset=300, test_subset=100,
+              dev_subset=100, out=str(tmp_path), threads=1)
+    (run,) = run_training(TrainConfig(epochs=1, **kw), dataset=fashion)
+    (run / rundir.CHECKPOINT).unlink()
+    (run / "best.pt").unlink()
+    result = (run / rundir.RESULT).read_bytes()
+    run_training(TrainConfig(epochs=1, resume=True, **kw), dataset=fashion)
+    assert (run / rundir.RESULT).read_bytes() == result
+    assert not (run / rundir.CHECKPOINT).exists()  # skipped: nothing trained
+    run_training(TrainConfig(epochs=2, resume=True, **kw), dataset=fashion)
+    assert [r["epoch"] for r in rundir.read_metrics(run / rundir.METRICS)] == [1, 2]

@@ -321,6 +321,17 @@ def _finished(cfg: RunSettings, step: int, epoch: int) -> bool:
     return epoch >= cfg.epochs or (cfg.max_steps is not None and step >= cfg.max_steps)
 
 
+def _finished_result(run: RunDir) -> dict[str, Any] | None:
+    """The ``result.json`` of a finished run: enough to skip it on ``--resume``, also where
+    its checkpoints were not kept (a study's folder keeps only the small files)."""
+    if not rundir.is_complete(run.path):
+        return None
+    result = rundir.read_json(run / rundir.RESULT)
+    if not isinstance(result, dict) or not {"steps", "epochs"} <= set(result):
+        raise ValueError(f"{run / rundir.RESULT} is not a labelemb result; use --overwrite")
+    return result
+
+
 def _resume(run: RunDir, s: _State) -> None:
     """Continue from the checkpoint: the log cut back to its records, or the last record
     re-appended when a kill came between the checkpoint and the log."""
@@ -391,10 +402,9 @@ def fit(task: Task, mode: str, seed: int, run_dir: Path) -> Path:
     run = RunDir.open(run_dir, cfg.run_settings(mode, seed), may_change=may_change_on_resume(
         type(cfg)), resume=cfg.resume, overwrite=cfg.overwrite, writer=is_main_process(),
         extra_files=(BEST, *task.extra_files))
-    ckpt = run.checkpoint
-    if ckpt is not None and rundir.is_complete(run.path) and _finished(cfg, ckpt["step"],
-                                                                        ckpt["epoch"]):
-        log(f"[{mode} seed {seed}] complete ({ckpt['step']} updates), skipped")
+    end = _finished_result(run) if cfg.resume else None
+    if end is not None and _finished(cfg, end["steps"], end["epochs"]):
+        log(f"[{mode} seed {seed}] complete ({end['steps']} updates), skipped")
         return run.path
     barrier()
     s = _build(task, mode, seed)  # built (and an emb-fixed file checked) before files change

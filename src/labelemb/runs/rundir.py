@@ -208,7 +208,7 @@ class RunDir:
                                  "them back, or use another --out or --overwrite")
             if (path / CHECKPOINT).is_file():
                 run.checkpoint = load_checkpoint(path / CHECKPOINT, map_location=map_location)
-        if resume and run.checkpoint is None:
+        if resume and run.checkpoint is None and not is_complete(path):
             log(f"{path}: no checkpoint to resume, starting the run")
         return run
 
