@@ -373,12 +373,15 @@ def _train(task: Task, s: _State, run: RunDir) -> None:
         world = rank_and_world()[1]
         todo = range(s.batch, len(s.order))
         for b in progress(todo, total=len(todo), desc=f"{s.mode} s{s.seed} e{s.epoch + 1}"):
-            if len(s.order[b]) >= world * cfg.accumulate:  # else too small to share: skipped
+            stepped = len(s.order[b]) >= world * cfg.accumulate  # else too small to share
+            if stepped:
                 _train_step(task, s, s.order[b], sums)
-            s.batch, evaluated = b + 1, False
+                evaluated = False
+            s.batch = b + 1
             if s.batch == len(s.order):
                 _end_epoch(s)
-            due = (s.batch == 0) if cfg.eval_every is None else s.step % cfg.eval_every == 0
+            due = (s.batch == 0) if cfg.eval_every is None else \
+                stepped and s.step % cfg.eval_every == 0
             if due or _finished(cfg, s.step, s.epoch):
                 _evaluate(task, s, run, sums)
                 sums, evaluated = {}, True

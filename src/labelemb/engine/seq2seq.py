@@ -274,7 +274,7 @@ class Seq2SeqTask:
     def parts(self, batch: Tensor, rank: int, world: int, accumulate: int
               ) -> tuple[list[Any], int]:
         tokens = int(sum(len(self.tgt_ids[i]) + 1 for i in batch.tolist()))  # + EOS each
-        return [p for p in batch[rank::world].tensor_split(accumulate) if len(p)], tokens
+        return list(batch[rank::world].tensor_split(accumulate)), tokens
 
     def loss(self, model: nn.Module, criterion: nn.Module, part: Tensor,
              normalizers: Normalizers | None) -> Part:
