@@ -85,3 +85,11 @@ def test_parallel_files_with_other_extensions_name_the_language_flags(tmp_path):
     done = labelemb("seq2seq", "train", "--task", "parallel", "--data-dir", data,
                     "--out", tmp_path / "out")
     assert_user_error(done, "--src-lang", "--tgt-lang", alone=False)
+
+
+@needs_fashion
+def test_a_batch_too_small_for_its_parts_is_refused_not_trained_with_no_update(tmp_path):
+    done = labelemb("train", *SMALL, "--modes", "baseline", "--batch-size", "2", "--accumulate",
+                    "4", "--out", tmp_path / "out")
+    assert_user_error(done, "--batch-size 2", "--accumulate 4", alone=False)
+    assert not (tmp_path / "out").exists()

@@ -368,5 +368,31 @@ def test_a_finished_run_kept_without_its_checkpoints_is_skipped_on_resume(fashio
     run_training(TrainConfig(epochs=1, resume=True, **kw), dataset=fashion)
     assert (run / rundir.RESULT).read_bytes() == result
     assert not (run / rundir.CHECKPOINT).exists()  # skipped: nothing trained
-    run_training(TrainConfig(epochs=2, resume=True, **kw), dataset=fashion)
-    assert [r["epoch"] for r in rundir.read_metrics(run / rundir.METRICS)] == [1, 2]
+    with pytest.raises(ValueError, match="checkpoint.pt is not kept: it cannot be extended"):
+        run_training(TrainConfig(epochs=2, resume=True, **kw), dataset=fashion)
+    assert (run / rundir.RESULT).read_bytes() == result  # the finished run is left as it was
+
+
+def test_a_kill_between_the_checkpoint_and_best_pt_is_repaired_on_resume(fashion, tmp_path):
+    """best.pt is written after the checkpoint that names it: a kill in between leaves an
+    older (or no) best.pt, and the resume writes it from the checkpoint's own model."""
+    kw = dict(model="mlp", modes=["baseline"], train_subset=300, test_subset=100,
+              dev_subset=100, out=str(tmp_path), threads=1, epochs=1)
+    (run,) = run_training(TrainConfig(**kw), dataset=fashion)
+    best = load_checkpoint(run / rundir.BEST)
+    assert best["step"] == load_checkpoint(run / rundir.CHECKPOINT)["best"]["step"] == 3
+    (run / rundir.BEST).unlink()
+    (run / rundir.RESULT).unlink()  # killed before the end
+    run_training(TrainConfig(resume=True, **kw), dataset=fashion)
+    _same_state(load_checkpoint(run / rundir.BEST), best)
+
+
+def test_a_resume_that_cannot_continue_leaves_the_folder_as_it_was(fashion, tmp_path):
+    kw = dict(model="mlp", modes=["baseline"], test_subset=100, dev_subset=100,
+              out=str(tmp_path), threads=1)
+    (run,) = run_training(TrainConfig(epochs=1, **kw), dataset=fashion.subset_train(300))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    # the same settings on other data (a folder re-prepared, say): refused, nothing touched
+    with pytest.raises(ValueError, match=r"data changed since the run started \(train_size\)"):
+        run_training(TrainConfig(epochs=2, resume=True, **kw), dataset=fashion.subset_train(200))
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before

@@ -102,8 +102,7 @@ def _options(cls: type, args: argparse.Namespace):
 
 
 def _which(opts: DecodeOptions) -> str:
-    from ..runs.rundir import CHECKPOINT
-    from ..engine.loop import BEST
+    from ..runs.rundir import BEST, CHECKPOINT
 
     return BEST if opts.checkpoint == "best" else CHECKPOINT
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,7 +76,8 @@ class TrainConfig(RunSettings):
 
     #: the help's defaults of the shared settings that the dataset's recipe fills in
     SHOWN_DEFAULTS: ClassVar[dict[str, str]] = {
-        "epochs": f"the recipe ({_recipes_text()})", "clip_norm": "0, no clipping",
+        "epochs": f"the recipe ({_recipes_text()})",
+        "clip_norm": f"{_EVERY_RECIPE['clip_norm']}, no clipping",
         "eval_every": "each epoch", "out": "runs/<dataset>-<model>"}
 
     dataset: str = setting(
@@ -198,6 +198,7 @@ class Classification:
     name = "classification"
     select, higher_is_better, primary_metric = "dev_error", False, "test_error"
     extra_files: tuple[str, ...] = ()
+    data_identity = ("dataset", "class_names", "train_size", "dev_size", "test_size")
 
     def __init__(self, cfg: TrainConfig, ds: ImageDataset, device: torch.device) -> None:
         self.cfg, self.ds, self.device = cfg, ds, device
@@ -317,7 +318,6 @@ def run_training(config: "TrainConfig | argparse.Namespace | dict",
     of ``config.dataset`` (it is not modified). Every setting, the device, the data and any
     ``emb-fixed`` embedding are checked before the first run folder is made.
     """
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     cfg = TrainConfig.from_any(config)
     started_dist = join_torchrun(cfg.device)
     try:

@@ -19,9 +19,9 @@ from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
 from ..runs import rundir
 from ..runs.checkpoint import load_checkpoint
 from ..runs.progress import log
-from .loop import BEST
+from ..runs.rundir import BEST
 from ..baselines import baseline_criterion
-from ..runs.config import MODES
+from ..runs.config import LOSS_FLAGS, MODES
 from ..text_metrics import bleu, rouge
 
 __all__ = ["SRC_VOCAB", "TGT_VOCAB", "TEST_OUTPUT", "DECODING", "seq2seq_criterion",
@@ -42,8 +42,7 @@ def seq2seq_criterion(mode: str, tgt_vocab: Vocab, settings: Any) -> nn.Module:
     if not MODES[mode].label_embedding:
         return baseline_criterion(mode, len(tgt_vocab), smoothing=get("smoothing"),
                                   ols_alpha=get("ols_alpha"), ignore_index=PAD)
-    options = {k: get(k) for k in ("beta", "tau", "alpha", "hinge", "warmup_steps",
-                                   "soft_target_temperature") if get(k) is not None}
+    options = {k: get(k) for k in LOSS_FLAGS if get(k) is not None}
     embedding = CompressedLabelEmbedding(len(tgt_vocab), get("label_dim"),
                                          class_names=tgt_vocab.itos)
     if get("chunked_loss", False):

@@ -35,7 +35,8 @@ from ..embedding import save_embedding
 from ..functional import term_weights
 from ..normalizers import Normalizers, defers_embedding_ce, finish_deferred_embedding_ce
 from ..runs import rundir
-from ..runs.checkpoint import restore_training_state, rng_state, save_checkpoint, set_rng_state
+from ..runs.checkpoint import (load_checkpoint, restore_training_state, rng_state,
+                               save_checkpoint, set_rng_state)
 from ..runs.progress import log, progress
 from ..runs.ranks import (barrier, check_ranks_agree, is_main_process, rank_and_world,
                           sum_gradients)
@@ -44,9 +45,7 @@ from ..runs.seed import seed_everything
 from ..runs.settings import may_change_on_resume
 from ..runs.config import MODES, RunSettings
 
-__all__ = ["Task", "Part", "fit", "run_all", "step_gradients", "adam", "BEST"]
-
-BEST = "best.pt"
+__all__ = ["Task", "Part", "fit", "run_all", "step_gradients", "adam"]
 
 
 @dataclass
@@ -69,6 +68,7 @@ class Task(Protocol):
     higher_is_better: bool
     primary_metric: str  # result.json's key of the task's main test measure
     extra_files: tuple[str, ...]  # files of a run besides the common ones
+    data_identity: tuple[str, ...]  # config.json keys that say which data the run trains on
 
     def build(self, mode: str, seed: int) -> tuple[nn.Module, nn.Module]:
         """``(model, criterion)`` on the device, freshly initialised (after seeding)."""
@@ -117,7 +117,7 @@ class _State:
     batch: int = 0
     order: list[Tensor] | None = None
     records: int = 0
-    best: dict[str, Any] = field(default_factory=lambda: {"score": None, "step": 0})
+    best: dict[str, Any] = field(default_factory=lambda: {"score": None, "step": None})
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
 
@@ -238,7 +238,9 @@ def _record(task: Task, s: _State, sums: dict[str, Any]) -> dict[str, Any]:
     n = max(float(n_valid), 1.0)
     epochs = s.epoch + (s.batch / len(s.order) if s.order else 0.0)
     record: dict[str, Any] = {
-        "step": s.step, "epoch": int(epochs) if epochs == int(epochs) else round(epochs, 4),
+        # mid-epoch: rounded, but never up to the next whole epoch (--resume compares it)
+        "step": s.step, "epoch": s.epoch if not s.order or not s.batch else
+        min(round(epochs, 4), s.epoch + 0.9999),
         "train_loss": float(sums.get("loss", math.nan)) / n,
         "terms": {k[5:]: float(v) / n for k, v in sums.items() if k.startswith("term/")},
         **{f"train_{k[6:]}": float(v) / n for k, v in sums.items() if k.startswith("count/")},
@@ -250,6 +252,7 @@ def _record(task: Task, s: _State, sums: dict[str, Any]) -> dict[str, Any]:
 
 
 def _improved(task: Task, best: Any, score: Any) -> bool:
+    """Whether the dev ``score`` beats ``best`` (none without a dev split: no best.pt)."""
     if score is None:
         return False
     return best is None or (score > best if task.higher_is_better else score < best)
@@ -265,25 +268,31 @@ def _evaluate(task: Task, s: _State, run: RunDir, sums: dict[str, Any]) -> None:
         record["eval_seconds"] = time.perf_counter() - t0
         s.train_seconds += record["seconds"]
         s.eval_seconds += record["eval_seconds"]
-        score = record.get(task.select)
-        model_state = {"model": s.model.state_dict(), "criterion": s.criterion.state_dict(),
-                       "mode": s.mode, "step": s.step}
-        if _improved(task, s.best["score"], score) or s.best["score"] is None:
-            s.best = {"score": score, "step": s.step}
-            save_checkpoint(model_state, run / BEST)
+        improved = _improved(task, s.best["score"], record.get(task.select))
+        if improved:
+            s.best = {"score": record[task.select], "step": s.step}
         record["best_step"] = s.best["step"]
         s.records += 1
         if MODES[s.mode].label_embedding:
             save_embedding(s.criterion.embedding, run / rundir.EMBEDDING)
         save_checkpoint(s.checkpoint(record), run / rundir.CHECKPOINT)
+        if improved:  # after the checkpoint, which names it: _resume repairs a lost one
+            save_checkpoint(_best_state(s.model.state_dict(), s.criterion.state_dict(), s),
+                            run / rundir.BEST)
         rundir.MetricsWriter(run / rundir.METRICS).write(record)
         log(_line(s, record))
     barrier()
 
 
+def _best_state(model: dict[str, Tensor], criterion: dict[str, Tensor], s: _State
+                ) -> dict[str, Any]:
+    """``best.pt``: the weights of the best evaluation so far, and which one it was."""
+    return {"model": model, "criterion": criterion, "mode": s.mode, "step": s.best["step"]}
+
+
 def _line(s: _State, r: dict[str, Any]) -> str:
     """The printed line of an evaluation: position, loss, the task's scores, times."""
-    scores = ", ".join(f"{k} {100 * v:.2f}%" if k.endswith("error") else f"{k} {v:.2f}"
+    scores = ", ".join(f"{k} {100 * v:.2f}%" if k.endswith(("error", "ece")) else f"{k} {v:.2f}"
                        for k, v in r.items() if k.startswith(("dev_", "test_", "train_error"))
                        and k != "test_loss" and isinstance(v, float))
     soft = r.get("soft_ce_weight")
@@ -333,15 +342,20 @@ def _finished_result(run: RunDir) -> dict[str, Any] | None:
 
 
 def _resume(run: RunDir, s: _State) -> None:
-    """Continue from the checkpoint: the log cut back to its records, or the last record
-    re-appended when a kill came between the checkpoint and the log."""
+    """Continue from the checkpoint (restored already): the log cut back to its records, or
+    the last record re-appended when a kill came between the checkpoint and the log; a
+    best.pt that a kill kept from being written is the checkpoint's own model (the best
+    evaluation was that one)."""
     ckpt = run.checkpoint
-    s.restore(ckpt, run / rundir.CHECKPOINT)
     if run.writer:
         metrics = rundir.MetricsWriter(run / rundir.METRICS)
         metrics.truncate_after(s.records)
         if len(rundir.read_metrics(metrics.path)) < s.records:
             metrics.write(ckpt["record"])
+        best = run / rundir.BEST
+        if s.best["step"] is not None and (not best.is_file() or load_checkpoint(best).get(
+                "step") != s.best["step"]):
+            save_checkpoint(_best_state(ckpt["model"], ckpt["criterion"], s), best)
     log(f"[{s.mode} seed {s.seed}] resuming at update {s.step} (epoch {s.epoch}, batch "
         f"{s.batch})")
 
@@ -400,22 +414,30 @@ def _end_epoch(s: _State) -> None:
 
 
 def fit(task: Task, mode: str, seed: int, run_dir: Path) -> Path:
-    """Train (or resume) one ``(mode, seed)`` run of ``task`` into ``run_dir``."""
+    """Train (or resume) one ``(mode, seed)`` run of ``task`` into ``run_dir``. Every check
+    (settings, data, the checkpoint's fit) comes before a file of the run changes."""
     cfg = task.cfg
     run = RunDir.open(run_dir, cfg.run_settings(mode, seed), may_change=may_change_on_resume(
         type(cfg)), resume=cfg.resume, overwrite=cfg.overwrite, writer=is_main_process(),
-        extra_files=(BEST, *task.extra_files))
+        extra_files=task.extra_files)
     end = _finished_result(run) if cfg.resume else None
     if end is not None and _finished(cfg, end["steps"], end["epochs"]):
         log(f"[{mode} seed {seed}] complete ({end['steps']} updates), skipped")
         return run.path
+    if end is not None and run.checkpoint is None:
+        raise ValueError(f"{run.path}: finished, and its checkpoint.pt is not kept: it cannot "
+                         "be extended; use --overwrite to train it again")
     barrier()
     s = _build(task, mode, seed)  # built (and an emb-fixed file checked) before files change
-    n_params = sum(p.numel() for p in s.model.parameters())
-    run.start({"run_format": rundir.RUN_FORMAT, "labelemb_version": __version__,
-               "task": task.name, "mode": mode, "seed": seed, **task.describe(mode),
-               "settings": cfg.run_settings(mode, seed), "parameters": n_params,
-               "world_size": rank_and_world()[1], "torch_version": torch.__version__})
+    config = {"run_format": rundir.RUN_FORMAT, "labelemb_version": __version__,
+              "task": task.name, "mode": mode, "seed": seed, **task.describe(mode),
+              "settings": cfg.run_settings(mode, seed),
+              "parameters": sum(p.numel() for p in s.model.parameters()),
+              "world_size": rank_and_world()[1], "torch_version": torch.__version__}
+    if run.resumed:
+        _check_same_data(task, run, config)
+        s.restore(run.checkpoint, run / rundir.CHECKPOINT)  # refuses one that does not fit
+    run.start(config)
     task.start(run)
     if run.resumed:
         _resume(run, s)
@@ -426,9 +448,19 @@ def fit(task: Task, mode: str, seed: int, run_dir: Path) -> Path:
     if rank_and_world()[1] > 1:
         check_ranks_agree({"model": s.model, "criterion": s.criterion}, run.path)
     if run.writer:
-        _write_result(task, s, run, n_params)
+        _write_result(task, s, run, config["parameters"])
     barrier()
     return run.path
+
+
+def _check_same_data(task: Task, run: RunDir, config: dict[str, Any]) -> None:
+    """A run resumes on the data it started with: the task's identity keys of config.json
+    (vocabularies, class names, split sizes) must be unchanged."""
+    saved = rundir.read_json(run / rundir.CONFIG)
+    changed = [k for k in task.data_identity if saved.get(k) != config.get(k)]
+    if changed:
+        raise ValueError(f"{run.path}: the data changed since the run started ({', '.join(changed)}"
+                         "); resume it on its own data, or use --overwrite or another --out")
 
 
 def _write_result(task: Task, s: _State, run: RunDir, n_params: int) -> None:
@@ -446,6 +478,11 @@ def _write_result(task: Task, s: _State, run: RunDir, n_params: int) -> None:
 
 def run_all(task: Task, out: Path, modes: Sequence[str], seeds: Sequence[int]) -> list[Path]:
     """Every ``(mode, seed)`` run into ``OUT/<mode>/seed-<k>/``, seed by seed."""
+    parts = rank_and_world()[1] * task.cfg.accumulate
+    if task.cfg.batch_size < parts:  # else every batch would be skipped: no update at all
+        raise ValueError(f"--batch-size {task.cfg.batch_size} is smaller than --accumulate "
+                         f"{task.cfg.accumulate} x {parts // task.cfg.accumulate} rank(s): each "
+                         "part of a batch needs an example")
     if is_main_process():
         rundir.make_folder(out)  # a file in the way or no write permission: said before training
     return [fit(task, mode, seed, out / mode / f"seed-{seed}") for seed in seeds for mode in modes]

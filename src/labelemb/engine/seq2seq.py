@@ -35,13 +35,13 @@ from ..functional import LossOutput
 from ..normalizers import Normalizers
 from ..runs.checkpoint import load_checkpoint
 from ..runs.progress import log
-from ..runs.rundir import EMBEDDING, RunDir
+from ..runs.rundir import BEST, EMBEDDING, RunDir
 from ..runs.settings import setting
 from ..embedding import save_embedding
 from .decoding import (SRC_VOCAB, TEST_OUTPUT, TGT_VOCAB, corpus_loss, decode_corpus,
                        decoding_settings, score, seq2seq_criterion)
 from ..runs.device import device_of_rank, join_torchrun
-from .loop import BEST, Part, run_all
+from .loop import Part, run_all
 from ..runs.config import MODES, RunSettings
 
 __all__ = ["TASKS", "TASK_DEFAULTS", "SUPPORTED_MODES", "TrainConfig", "Seq2SeqTask",
@@ -90,7 +90,7 @@ class TrainConfig(RunSettings):
     #: the help's defaults of the shared settings that this task's recipe fills in
     SHOWN_DEFAULTS: ClassVar[dict[str, str]] = {
         **{k: _per_task(k) for k in ("epochs", "batch_size", "lr", "clip_norm", "eval_every")},
-        "lr_milestones": "none", "out": "runs/seq2seq-<task>"}
+        "lr_milestones": _per_task("lr_milestones"), "out": "runs/seq2seq-<task>"}
 
     task: str = setting(help="which data: iwslt15, lcsts, or parallel (any folder of "
                         "<prefix>.<lang> files, e.g. from `labelemb data prepare bible-en-es`)",
@@ -244,6 +244,7 @@ class Seq2SeqTask:
 
     name = "seq2seq"
     extra_files = (SRC_VOCAB, TGT_VOCAB, TEST_OUTPUT)
+    data_identity = ("dataset", "num_pairs", "vocab_fingerprints")
 
     def __init__(self, cfg: TrainConfig, data: _Data, device: torch.device) -> None:
         self.cfg, self.data, self.device = cfg, data, device

@@ -24,5 +24,7 @@ def progress(it: Iterable[T], total: int | None = None, desc: str = "") -> Itera
 
 def log(msg: str) -> None:
     """One plain line on stderr, flushed (readable in CI logs and under nohup); rank 0 only."""
-    if is_main_process():
+    if is_main_process() and sys.stderr.isatty():
+        tqdm.write(msg, file=sys.stderr)  # above a bar that is drawn, not through it
+    elif is_main_process():
         print(msg, file=sys.stderr, flush=True)

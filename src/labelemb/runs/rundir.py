@@ -1,26 +1,26 @@
 """The on-disk layout of one run (what training writes and reports read) and its one owner.
 
-A run directory holds
+A run directory (``OUT/<mode>/seed-<k>/``, run format :data:`RUN_FORMAT`) holds
 
-* ``config.json``: ``settings`` (every setting of the run, as declared by the engine's config
-  dataclass: what ``--resume`` compares), plus ``run_format``, ``labelemb_version``,
-  ``task`` (``"classification"`` or ``"seq2seq"``), ``mode``, ``model``, ``dataset``, ``seed``
-  and ``class_names`` (classification).
-* ``metrics.jsonl``: one JSON object per evaluation (per epoch for classification), appended
-  and flushed as it happens. Errors are fractions in [0, 1]. Classification keys: ``epoch``
-  (1-based), ``train_loss``, ``terms`` (dict of loss terms), ``train_error``, ``dev_error``
-  (or null), ``test_error``, ``test_loss``, ``test_ece``, ``seconds`` (training time of the
-  epoch), ``lr``. Seq2seq keys (one record per evaluation): ``step``, ``epoch``,
-  ``train_loss``, ``terms``, ``dev_bleu`` or ``dev_rouge1``/``dev_rouge2``/``dev_rougeL``,
-  ``dev_loss``, ``seconds`` (training time since the previous evaluation), ``total_seconds``,
-  ``lr``, ``best_step``.
-* ``embedding.safetensors``: the label embedding (modes that have one), with class names.
-* ``checkpoint.pt``: the latest state for ``--resume``.
-* ``result.json``: written last; its presence means the run finished.
+* ``config.json``: ``run_format``, ``labelemb_version``, ``task`` (``"classification"`` or
+  ``"seq2seq"``), ``mode``, ``seed``, ``settings`` (every setting of the run: what
+  ``--resume`` compares), and the task's description of its model and data (what
+  ``--resume`` checks is unchanged: class names and split sizes, vocabularies).
+* ``metrics.jsonl``: one JSON object per evaluation, appended and fsynced as it happens.
+  Every task's records have ``step`` (updates done), ``epoch`` (epochs done; a fraction
+  mid-epoch), ``train_loss``, ``terms``, ``lr``, ``seconds`` (training since the previous
+  record), ``eval_seconds``, ``best_step``, and ``soft_ce_weight`` for a label embedding
+  loss; then the task's scores (errors as fractions; BLEU and ROUGE in 0-100).
+* ``embedding.safetensors``: the label embedding (modes that learn one).
+* ``checkpoint.pt``: the latest state for ``--resume``; ``best.pt``: the weights of the best
+  dev evaluation.
+* ``result.json``: written last; its presence means the run finished. It names its
+  ``primary_metric`` and whether it is ``higher_is_better``.
 
-:class:`RunDir` is the only code that creates, resumes or overwrites a run directory: both
-engines open their runs through :meth:`RunDir.open`, so one rule decides what ``--resume`` and
-``--overwrite`` do, and every file goes through the atomic writes of :mod:`labelemb.atomic`.
+The order in which training writes them, and how a resume repairs a kill between two of
+them, is :mod:`labelemb.engine.loop`'s. :class:`RunDir` is the only code that creates, resumes
+or overwrites a run directory, and every file goes through the atomic writes of
+:mod:`labelemb.atomic`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .checkpoint import load_checkpoint
 from .progress import log
 
 __all__ = [
-    "RUN_FORMAT", "CONFIG", "METRICS", "EMBEDDING", "CHECKPOINT", "RESULT",
+    "RUN_FORMAT", "CONFIG", "METRICS", "EMBEDDING", "CHECKPOINT", "BEST", "RESULT",
     "write_json", "read_json", "MetricsWriter", "read_metrics", "is_complete", "iter_run_dirs",
     "RunDir", "changed_settings", "make_folder",
 ]
@@ -46,6 +46,7 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 EMBEDDING = "embedding.safetensors"
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
 RESULT = "result.json"
 
 
@@ -68,8 +69,8 @@ def read_json(path: str | os.PathLike) -> Any:
 class MetricsWriter:
     """Appends one JSON line per record and flushes it to disk at once.
 
-    ``truncate_after(n)`` drops records past ``n`` evaluations, used on resume so a run killed
-    after logging but before checkpointing does not log an epoch twice.
+    ``truncate_after(n)`` drops records past ``n`` evaluations: on resume, the log is cut back
+    to the records its checkpoint counts.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -220,7 +221,8 @@ class RunDir:
             return
         make_folder(self.path)
         if self.checkpoint is None:
-            for name in (CONFIG, METRICS, EMBEDDING, CHECKPOINT, RESULT, *self.extra_files):
+            for name in (CONFIG, METRICS, EMBEDDING, CHECKPOINT, BEST, RESULT,
+                         *self.extra_files):
                 (self.path / name).unlink(missing_ok=True)
         else:
             (self.path / RESULT).unlink(missing_ok=True)
