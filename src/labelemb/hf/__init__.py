@@ -13,20 +13,27 @@ Example::
     model.save_pretrained("out")   # the learned label embedding is in the weights
 """
 
-from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from .callbacks import OnlineLabelSmoothingCallback
+from .causal_lm import LabelEmbeddingForCausalLM
 from .config import LOSSES, POOLINGS, LabelEmbeddingConfig
 from .criterion import TrainerLoss, build_criterion
+from .lm_config import LabelEmbeddingCausalLMConfig, LabelEmbeddingSeq2SeqLMConfig
 from .model import LabelEmbeddingForSequenceClassification, pool
 
 # A saved model's config.json says model_type "labelemb": the Auto classes then load it too.
 AutoConfig.register(LabelEmbeddingConfig.model_type, LabelEmbeddingConfig, exist_ok=True)
 AutoModelForSequenceClassification.register(LabelEmbeddingConfig,
                                             LabelEmbeddingForSequenceClassification, exist_ok=True)
+AutoConfig.register(LabelEmbeddingCausalLMConfig.model_type, LabelEmbeddingCausalLMConfig,
+                    exist_ok=True)
+AutoModelForCausalLM.register(LabelEmbeddingCausalLMConfig, LabelEmbeddingForCausalLM,
+                              exist_ok=True)
 
 __all__ = [
     "LabelEmbeddingConfig", "LabelEmbeddingForSequenceClassification",
     "OnlineLabelSmoothingCallback", "TrainerLoss", "build_criterion", "pool", "LOSSES",
-    "POOLINGS",
+    "POOLINGS", "LabelEmbeddingCausalLMConfig", "LabelEmbeddingForCausalLM",
+    "LabelEmbeddingSeq2SeqLMConfig",
 ]
