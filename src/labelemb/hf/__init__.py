@@ -13,7 +13,8 @@ Example::
     model.save_pretrained("out")   # the learned label embedding is in the weights
 """
 
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
+                          AutoModelForSequenceClassification)
 
 from .callbacks import OnlineLabelSmoothingCallback
 from .causal_lm import LabelEmbeddingForCausalLM
@@ -21,6 +22,7 @@ from .config import LOSSES, POOLINGS, LabelEmbeddingConfig
 from .criterion import TrainerLoss, build_criterion
 from .lm_config import LabelEmbeddingCausalLMConfig, LabelEmbeddingSeq2SeqLMConfig
 from .model import LabelEmbeddingForSequenceClassification, pool
+from .seq2seq_lm import LabelEmbeddingForSeq2SeqLM
 
 # A saved model's config.json says model_type "labelemb": the Auto classes then load it too.
 AutoConfig.register(LabelEmbeddingConfig.model_type, LabelEmbeddingConfig, exist_ok=True)
@@ -30,10 +32,14 @@ AutoConfig.register(LabelEmbeddingCausalLMConfig.model_type, LabelEmbeddingCausa
                     exist_ok=True)
 AutoModelForCausalLM.register(LabelEmbeddingCausalLMConfig, LabelEmbeddingForCausalLM,
                               exist_ok=True)
+AutoConfig.register(LabelEmbeddingSeq2SeqLMConfig.model_type, LabelEmbeddingSeq2SeqLMConfig,
+                    exist_ok=True)
+AutoModelForSeq2SeqLM.register(LabelEmbeddingSeq2SeqLMConfig, LabelEmbeddingForSeq2SeqLM,
+                               exist_ok=True)
 
 __all__ = [
     "LabelEmbeddingConfig", "LabelEmbeddingForSequenceClassification",
     "OnlineLabelSmoothingCallback", "TrainerLoss", "build_criterion", "pool", "LOSSES",
     "POOLINGS", "LabelEmbeddingCausalLMConfig", "LabelEmbeddingForCausalLM",
-    "LabelEmbeddingSeq2SeqLMConfig",
+    "LabelEmbeddingSeq2SeqLMConfig", "LabelEmbeddingForSeq2SeqLM",
 ]

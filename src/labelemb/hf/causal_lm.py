@@ -14,17 +14,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor, nn
-from transformers import AutoModelForCausalLM, PreTrainedModel
+from torch import Tensor
+from transformers import AutoModelForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from .lm import LMLoss, check_logits_are_the_head_s, lm_head_layer
-from .lm_config import LabelEmbeddingCausalLMConfig, build_config
+from .lm import lm_head_layer
+from .lm_base import LabelEmbeddingLMBase
+from .lm_config import LabelEmbeddingCausalLMConfig
 
 __all__ = ["LabelEmbeddingForCausalLM"]
 
 
-class LabelEmbeddingForCausalLM(PreTrainedModel):
+class LabelEmbeddingForCausalLM(LabelEmbeddingLMBase):
     """A causal LM trained with label embedding (or cross-entropy, label smoothing).
 
     Args:
@@ -33,6 +34,9 @@ class LabelEmbeddingForCausalLM(PreTrainedModel):
         model: an already built (e.g. pre-trained) ``AutoModelForCausalLM``; default
             ``AutoModelForCausalLM.from_config(config.lm)``.
 
+    Build from a model with ``LabelEmbeddingForCausalLM.from_model(model, loss="emb",
+    label_dim=100, **loss_options)``.
+
     Shape:
         ``input_ids``, ``attention_mask``, ``labels`` ``(N, T)``; labels are shifted inside
         (position ``t`` predicts ``labels[:, t + 1]``), ``-100`` ignored. Returns
@@ -40,57 +44,10 @@ class LabelEmbeddingForCausalLM(PreTrainedModel):
         labels are given and ``config.logits_with_loss`` (or ``return_logits``) is false.
     """
 
+    # The Trainer counts num_items_in_batch over labels[:, 1:] for a model whose loss_type
+    # is ForCausalLM, which the class name gives.
     config_class = LabelEmbeddingCausalLMConfig
-    base_model_prefix = "model"
-    main_input_name = "input_ids"
-    # forward takes num_items_in_batch: the Trainer passes it (counted over labels[:, 1:], as
-    # for its own causal LMs: the class name says ForCausalLM) and does not divide the loss.
-    accepts_loss_kwargs = True
-    _supports_param_buffer_assignment = False
-
-    def __init__(self, config: LabelEmbeddingCausalLMConfig, model: PreTrainedModel | None = None
-                 ) -> None:
-        super().__init__(config)
-        config.validate_labelemb()
-        self.model = model if model is not None else AutoModelForCausalLM.from_config(config.lm)
-        config.lm = self.model.config  # one object: what is saved is what runs
-        check_logits_are_the_head_s(self.model.config)
-        head = lm_head_layer(self.model)
-        self.lm_loss = LMLoss(config, head.in_features, head.out_features)
-        self.post_init()
-
-    @classmethod
-    def from_model(cls, model: PreTrainedModel, loss: str = "emb", label_dim: int = 100,
-                   **settings: Any) -> "LabelEmbeddingForCausalLM":
-        """Wrap a built ``AutoModelForCausalLM`` (its weights kept). ``settings``: the other
-        fields of :class:`~labelemb.hf.LabelEmbeddingCausalLMConfig` and, as keywords, the
-        :class:`labelemb.LossOptions` fields (``warmup_steps=0``, ``tau=...``)."""
-        config = build_config(LabelEmbeddingCausalLMConfig, model, loss=loss,
-                              label_dim=label_dim, **settings)
-        return cls(config, model=model)
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # The wrapped model initialises itself (or is pre-trained); the second head keeps
-        # nn.Linear's init and the label embedding A's N(0, 1), as in the authors' code.
-        pass
-
-    @property
-    def label_embedding(self) -> nn.Module | None:
-        """The learned ``ReLU(A[y] B)`` label embedding (``loss="emb"``), else ``None``."""
-        return self.lm_loss.label_embedding
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self.model.get_input_embeddings()
-
-    def set_input_embeddings(self, value: nn.Module) -> None:
-        self.model.set_input_embeddings(value)
-
-    def get_output_embeddings(self) -> nn.Module:
-        return self.model.get_output_embeddings()
-
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
-        """The wrapped model's ``generate()``, unchanged."""
-        return self.model.generate(*args, **kwargs)
+    auto_class = AutoModelForCausalLM
 
     def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
                 labels: Tensor | None = None, num_items_in_batch: Tensor | int | None = None,
@@ -108,4 +65,3 @@ class LabelEmbeddingForCausalLM(PreTrainedModel):
                                       past_key_values=getattr(out, "past_key_values", None),
                                       hidden_states=getattr(out, "hidden_states", None),
                                       attentions=getattr(out, "attentions", None))
-
