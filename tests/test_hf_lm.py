@@ -239,3 +239,28 @@ def test_a_model_whose_logits_are_not_its_head_s_is_refused():
     inner.config.final_logit_softcapping = 30.0
     with pytest.raises(ValueError, match="final_logit_softcapping"):
         LabelEmbeddingForCausalLM.from_model(inner)
+
+
+@pytest.mark.slow
+def test_lm_step_benchmark_quick_reports_each_variant(tmp_path):
+    """benchmarks/lm_step.py --quick: each variant's time and memory (no timing asserted),
+    and chunked cross-entropy's loss is Transformers' own on the same model."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cli_process import env
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "lm_step.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--json",
+                           str(tmp_path / "r.json")], env=env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report["summary"]) == {"transformers", "emb", "ce"}
+    for figures in report["summary"].values():
+        assert figures["seconds"] > 0 and figures["peak_extra_mib"] >= 0
+    runs = report["runs"]
+    assert runs["ce"][0]["loss"] == pytest.approx(runs["transformers"][0]["loss"], rel=1e-5)
+    assert runs["emb"][0]["loss"] > runs["ce"][0]["loss"]  # the extra terms are there
