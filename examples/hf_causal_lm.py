@@ -21,7 +21,6 @@ embedding, and the tokenizer). A run whose ``result.json`` exists is skipped.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -29,32 +28,21 @@ from pathlib import Path
 
 import torch
 from transformers import (DataCollatorForLanguageModeling, GPT2Config, GPT2LMHeadModel,
-                          PreTrainedTokenizerFast, Trainer, TrainingArguments, set_seed)
+                          Trainer, TrainingArguments, set_seed)
 
+from _study import LMRecipe, run_study, save_run, study_parser, study_tokenizer
 from labelemb.calibration import calibration_metrics, fit_temperature
 from labelemb.chunked import chunked_cross_entropy
 from labelemb.hf import LabelEmbeddingForCausalLM
-from labelemb.hf.lm_text import encode_lines, train_bpe_tokenizer
+from labelemb.hf.lm_text import encode_lines
 from labelemb.report.nearest import nearest_labels
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """Everything that is the same for every loss: model size and training schedule."""
+class Recipe(LMRecipe):
+    """:class:`LMRecipe` and the tokens the calibration is measured on."""
 
-    vocab_size: int = 8000
-    max_length: int = 64
-    hidden: int = 128
-    layers: int = 2
-    heads: int = 4
-    dropout: float = 0.1
-    epochs: float = 1
-    batch_size: int = 32
-    lr: float = 1e-3
-    label_dim: int = 100
-    emb_warmup: float = 0.25  # emb: the share of the steps before soft_ce counts
     calibration_tokens: int = 4000  # dev and test tokens whose logits the ECE is taken on
-    train_subset: int | None = None  # the first N training lines (for --smoke)
 
 
 #: --smoke: a tiny model on 2,000 training lines; about a minute on 2 cores for three losses
@@ -66,24 +54,9 @@ PROMPTS = ("In the beginning", "And the LORD said")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="a folder with train.txt, dev.txt, test.txt")
-    p.add_argument("--out", default="runs/hf-causal-lm", help="where the runs go")
-    p.add_argument("--modes", default="ce,ls,emb", help="comma-separated: ce, ls, emb")
-    p.add_argument("--seeds", default="0", help="e.g. 0 or 0-2 or 0,3")
-    p.add_argument("--smoke", action="store_true", help="tiny model, 2,000 lines, 1 epoch")
+    p = study_parser(__doc__.split("\n\n")[0], "runs/hf-causal-lm", "ce,ls,emb")
     p.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary (8k-32k)")
-    p.add_argument("--epochs", type=float, default=None, help="override the recipe's epochs")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     return p.parse_args(argv)
-
-
-def seeds_of(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        out += range(int(lo), int(hi or lo) + 1)
-    return out
 
 
 def read_split(folder: Path, split: str) -> list[str]:
@@ -95,29 +68,17 @@ def read_split(folder: Path, split: str) -> list[str]:
             if line.strip()]
 
 
-def build_model(recipe: Recipe, tokenizer, mode: str, seed: int, steps: int
+def build_model(recipe: Recipe, tokenizer, mode: str, seed: int, examples: int
                 ) -> LabelEmbeddingForCausalLM:
     """The same GPT-2 for every mode (same seed); ``emb`` adds the second head and the
-    embedding, and its soft target counts after ``emb_warmup`` of the ``steps``."""
+    embedding, and its soft target counts after ``emb_warmup`` of the training steps."""
     set_seed(seed)
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=recipe.max_length,
                         n_embd=recipe.hidden, n_layer=recipe.layers, n_head=recipe.heads,
                         resid_pdrop=recipe.dropout, embd_pdrop=recipe.dropout,
                         attn_pdrop=recipe.dropout, bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    options = {"warmup_steps": int(recipe.emb_warmup * steps)} if mode == "emb" else {}
-    return LabelEmbeddingForCausalLM.from_model(GPT2LMHeadModel(config), loss=mode,
-                                                label_dim=recipe.label_dim,
-                                                logits_with_loss=False, **options)
-
-
-def training_args(recipe: Recipe, out: Path, seed: int) -> TrainingArguments:
-    return TrainingArguments(
-        output_dir=str(out / "trainer"), num_train_epochs=recipe.epochs,
-        per_device_train_batch_size=recipe.batch_size, learning_rate=recipe.lr,
-        warmup_steps=0.05, lr_scheduler_type="linear", weight_decay=0.01, seed=seed,
-        eval_strategy="no", save_strategy="no", logging_strategy="epoch", report_to=[],
-        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=True)
+    return recipe.wrap(LabelEmbeddingForCausalLM, GPT2LMHeadModel(config), mode, examples)
 
 
 @torch.no_grad()
@@ -171,9 +132,8 @@ def run_one(data: dict, recipe: Recipe, tokenizer, mode: str, seed: int, out: Pa
     """Train one mode and seed with the Trainer; write and return its result."""
     sets = {s: encode_lines(tokenizer, lines, recipe.max_length) for s, lines in data.items()}
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
-    steps = math.ceil(len(sets["train"]) / recipe.batch_size) * recipe.epochs
-    model = build_model(recipe, tokenizer, mode, seed, steps)
-    trainer = Trainer(model=model, args=training_args(recipe, out, seed),
+    model = build_model(recipe, tokenizer, mode, seed, len(sets["train"]))
+    trainer = Trainer(model=model, args=TrainingArguments(**recipe.trainer_settings(out, seed)),
                       train_dataset=sets["train"], data_collator=collator)
     start = time.perf_counter()
     trainer.train()
@@ -192,20 +152,8 @@ def run_one(data: dict, recipe: Recipe, tokenizer, mode: str, seed: int, out: Pa
               "test_ece_calibrated": calibrated["ece"], "temperature": temperature,
               "nearest": nearest_tokens(model, tokenizer), "samples": samples(model, tokenizer,
                                                                                seed)}
-    model.save_pretrained(out / "model")
-    tokenizer.save_pretrained(out / "model")
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")  # last: "done"
+    save_run(out, model, tokenizer, result)
     return result
-
-
-def study_tokenizer(out: Path, lines: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Trained once, saved in ``out/tokenizer`` and reused by every run of the study."""
-    folder = out / "tokenizer"
-    if (folder / "tokenizer.json").is_file():
-        return PreTrainedTokenizerFast.from_pretrained(folder)
-    tokenizer = train_bpe_tokenizer(lines, vocab_size)
-    tokenizer.save_pretrained(folder)
-    return tokenizer
 
 
 def report(results: list[dict]) -> None:
@@ -227,8 +175,6 @@ def report(results: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     recipe = SMOKE if args.smoke else Recipe()
     recipe = replace(recipe, **{k: v for k, v in (("epochs", args.epochs),
                                                   ("vocab_size", args.vocab_size))
@@ -239,14 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         data = {s: lines[:500] if s != "train" else lines for s, lines in data.items()}
     tokenizer = study_tokenizer(Path(args.out), data["train"], recipe.vocab_size)
-    results = []
-    for seed in seeds_of(args.seeds):
-        for mode in args.modes.split(","):
-            out = Path(args.out) / mode / f"seed-{seed}"
-            done = out / "result.json"
-            results.append(json.loads(done.read_text()) if done.is_file() else
-                           run_one(data, recipe, tokenizer, mode, seed, out))
-    report(results)
+    report(run_study(args, lambda mode, seed, out: run_one(data, recipe, tokenizer, mode, seed,
+                                                           out)))
 
 
 if __name__ == "__main__":
