@@ -51,17 +51,20 @@ class LabelEmbeddingForCausalLM(LabelEmbeddingLMBase):
 
     def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
                 labels: Tensor | None = None, num_items_in_batch: Tensor | int | None = None,
-                return_logits: bool | None = None, **kwargs: Any) -> CausalLMOutputWithPast:
+                return_logits: bool | None = None, **kwargs: Any
+                ) -> CausalLMOutputWithPast | tuple:
         if labels is None:
             return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                              return_dict=True, **kwargs)
+                              **kwargs)
+        tuples = kwargs.pop("return_dict", None) is False
         out = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                     return_dict=True, **kwargs)
         hidden, head = out.last_hidden_state, lm_head_layer(self.model)
         loss = self.lm_loss(hidden[:, :-1], labels[:, 1:].to(hidden.device), head,
                             num_items_in_batch)
         wanted = self.config.logits_with_loss if return_logits is None else return_logits
-        return CausalLMOutputWithPast(loss=loss, logits=head(hidden) if wanted else None,
-                                      past_key_values=getattr(out, "past_key_values", None),
-                                      hidden_states=getattr(out, "hidden_states", None),
-                                      attentions=getattr(out, "attentions", None))
+        output = CausalLMOutputWithPast(loss=loss, logits=head(hidden) if wanted else None,
+                                        past_key_values=getattr(out, "past_key_values", None),
+                                        hidden_states=getattr(out, "hidden_states", None),
+                                        attentions=getattr(out, "attentions", None))
+        return output.to_tuple() if tuples else output

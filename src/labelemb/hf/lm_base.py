@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 from transformers import GenerationConfig, PreTrainedModel
 
+from ..loss import LabelEmbeddingLoss
 from .lm import LMLoss, check_logits_are_the_head_s, lm_head_layer
 from .lm_config import LabelEmbeddingLMConfig, build_config
 
@@ -25,6 +26,11 @@ class LabelEmbeddingLMBase(PreTrainedModel):
 
     base_model_prefix = "model"
     main_input_name = "input_ids"
+    # The wrapped model computes the attention: any implementation it supports.
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
     # forward takes num_items_in_batch: the Trainer passes it and does not divide the loss.
     accepts_loss_kwargs = True
     #: the Transformers Auto class that builds the wrapped model from ``config.lm``
@@ -40,6 +46,11 @@ class LabelEmbeddingLMBase(PreTrainedModel):
             if getattr(config, name, None) is None:
                 setattr(config, name, getattr(config.lm, name, None))
         check_logits_are_the_head_s(self.model.config)
+        # The wrapped model's tied weights, under this model's names (as Transformers'
+        # composite models list their sub-models'): saving writes each once.
+        tied = self.model._tied_weights_keys or {}
+        self._tied_weights_keys = ({f"model.{k}": f"model.{v}" for k, v in tied.items()}
+                                   if isinstance(tied, dict) else [f"model.{k}" for k in tied])
         head = lm_head_layer(self.model)
         self.lm_loss = LMLoss(config, head.in_features, head.out_features)
         self.post_init()
@@ -55,9 +66,18 @@ class LabelEmbeddingLMBase(PreTrainedModel):
         return cls(config, model=model)
 
     def _init_weights(self, module: nn.Module) -> None:
-        # The wrapped model initialises itself (or is pre-trained); the second head keeps
-        # nn.Linear's init and the label embedding A's N(0, 1), as in the authors' code.
-        pass
+        """The wrapped model initialises its own modules (Transformers dispatches them to its
+        ``_init_weights``; pre-trained ones are left alone). Ours: the second head and ``B``
+        as ``nn.Linear`` draws, ``A`` N(0, 1) as the authors' code, the warm-up clock 0."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.reset_parameters()
+        elif isinstance(module, LabelEmbeddingLoss):
+            module.num_updates.zero_()
+
+    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            "resizing the vocabulary would resize the second head and the label embedding too; "
+            "resize the wrapped model first, then wrap it (from_model)")
 
     @property
     def label_embedding(self) -> nn.Module | None:

@@ -53,6 +53,15 @@ class LabelEmbeddingLMConfig(PreTrainedConfig):
         """Bad settings raise a ``ValueError`` naming the field (run on construction)."""
         validate_lm_settings(self)
 
+    def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None
+                        ) -> PreTrainedConfig:
+        """The wrapped model's text config (its vocabulary, layers, cache settings), itself
+        and not a copy: an encoder-decoder config's own ``get_text_config(decoder=True)``
+        copies its decoder's fields out, where a setting would be lost."""
+        if self.lm is None:
+            return super().get_text_config(decoder=decoder, encoder=encoder)
+        return self.lm.get_text_config()
+
 
 @strict
 class LabelEmbeddingCausalLMConfig(LabelEmbeddingLMConfig):

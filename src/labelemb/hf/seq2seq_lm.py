@@ -52,19 +52,20 @@ class LabelEmbeddingForSeq2SeqLM(LabelEmbeddingLMBase):
     def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
                 decoder_input_ids: Tensor | None = None, labels: Tensor | None = None,
                 num_items_in_batch: Tensor | int | None = None,
-                return_logits: bool | None = None, **kwargs: Any) -> Seq2SeqLMOutput:
+                return_logits: bool | None = None, **kwargs: Any) -> Seq2SeqLMOutput | tuple:
         if labels is None:
             return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                              decoder_input_ids=decoder_input_ids, return_dict=True, **kwargs)
+                              decoder_input_ids=decoder_input_ids, **kwargs)
         if decoder_input_ids is None and kwargs.get("decoder_inputs_embeds") is None:
             decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
+        tuples = kwargs.pop("return_dict", None) is False
         out = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                     decoder_input_ids=decoder_input_ids, return_dict=True,
                                     **kwargs)
         hidden, head = out.last_hidden_state, self._head()
         loss = self.lm_loss(hidden, labels.to(hidden.device), head, num_items_in_batch)
         wanted = self.config.logits_with_loss if return_logits is None else return_logits
-        return Seq2SeqLMOutput(
+        output = Seq2SeqLMOutput(
             loss=loss, logits=head(hidden) if wanted else None,
             past_key_values=out.past_key_values,
             decoder_hidden_states=out.decoder_hidden_states,
@@ -72,6 +73,7 @@ class LabelEmbeddingForSeq2SeqLM(LabelEmbeddingLMBase):
             encoder_last_hidden_state=out.encoder_last_hidden_state,
             encoder_hidden_states=out.encoder_hidden_states,
             encoder_attentions=out.encoder_attentions)
+        return output.to_tuple() if tuples else output
 
     def _head(self) -> nn.Linear:
         """The LM head as the logits see it: BART and Marian add a ``final_logits_bias``
