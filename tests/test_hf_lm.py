@@ -112,6 +112,20 @@ def test_ignored_labels_add_nothing():
     assert torch.equal(model(input_ids=ids, labels=other).loss, first)
 
 
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_from_model_keeps_the_model_s_weights(kind):
+    """Wrapping initialises only the new parts: a trained (here: shifted) model keeps every
+    weight."""
+    inner = AutoModelForCausalLM.from_config(CONFIGS[kind]())
+    with torch.no_grad():
+        for p in inner.parameters():
+            p.add_(1.25)
+    before = {k: v.clone() for k, v in inner.state_dict().items()}
+    LabelEmbeddingForCausalLM.from_model(inner)
+    for name, value in inner.state_dict().items():
+        assert torch.equal(value, before[name]), name
+
+
 def test_tied_embeddings_stay_tied_and_get_both_gradients():
     model = tiny("gpt2")
     inner = model.model
