@@ -130,3 +130,36 @@ def test_a_model_without_a_base_returning_decoder_states_is_refused():
                                                        num_layers=1, num_heads=2, d_kv=8))
     with pytest.raises(ValueError, match="T5"):
         LabelEmbeddingForSeq2SeqLM.from_model(inner)
+
+
+def test_accumulation_gives_the_big_batch_gradients(tmp_path):
+    """Seq2SeqTrainer, 4 micro-batches of 2 against one batch of 8: num_items_in_batch
+    (every label of an encoder-decoder counts, none is shifted out) makes them the same."""
+    from transformers import TrainerCallback
+
+    class Grads(TrainerCallback):
+        grads = None
+
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            Grads.grads = {n: p.grad.clone() for n, p in model.named_parameters()
+                           if p.grad is not None}
+
+    ids, labels = batch(n=8, seed=3)
+    for i in range(8):  # micro-batches with different numbers of labels
+        labels[i, 6 - i % 4:] = -100
+    data = [{"input_ids": i, "labels": y} for i, y in zip(ids, labels)]
+    found = []
+    for size, steps in ((8, 1), (2, 4)):
+        args = Seq2SeqTrainingArguments(output_dir=str(tmp_path / str(size)), max_steps=1,
+                                        per_device_train_batch_size=size,
+                                        gradient_accumulation_steps=steps, max_grad_norm=0.0,
+                                        train_sampling_strategy="sequential", report_to=[],
+                                        save_strategy="no", use_cpu=True, disable_tqdm=True)
+        Seq2SeqTrainer(model=tiny(mask_wrong=False), args=args, train_dataset=data,
+                       callbacks=[Grads()]).train()
+        found.append(Grads.grads)
+    big, small = found
+    assert big.keys() == small.keys() and any("label_embedding" in n or "criterion" in n
+                                               for n in big)
+    for name, g in big.items():
+        torch.testing.assert_close(small[name], g, rtol=1e-5, atol=1e-6, msg=name)
