@@ -42,6 +42,12 @@ def tiny(kind="gpt2", loss="emb", seed=0, dtype=torch.float32, **settings):
     return model.to(dtype).eval()  # eval: no dropout, so two paths see the same features
 
 
+def fitted(loss):
+    """``tiny(loss=loss)`` whose label embedding learns from every token (``mask_wrong=False``:
+    at initialisation the second head gets none right), so its gradients are compared too."""
+    return tiny(loss=loss, **({"mask_wrong": False} if loss == "emb" else {}))
+
+
 def batch(n=4, t=9, seed=1):
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, V, (n, t), generator=g)
@@ -205,7 +211,9 @@ class GradsAtStep(TrainerCallback):
         self.grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def trainer_grads(model, batch_size, accumulation, out):
+def trainer_grads(model, batch_size, accumulation, out, **settings):
+    """The gradients of one Trainer step over 8 sequences with different numbers of trained
+    tokens, in micro-batches of ``batch_size``."""
     ids = torch.randint(3, V, (8, 9), generator=torch.Generator().manual_seed(2))
     labels = ids.clone()
     for i in range(8):  # micro-batches with different numbers of trained tokens
@@ -215,7 +223,7 @@ def trainer_grads(model, batch_size, accumulation, out):
                              per_device_train_batch_size=batch_size,
                              gradient_accumulation_steps=accumulation, max_grad_norm=0.0,
                              train_sampling_strategy="sequential", save_strategy="no",
-                             use_cpu=True, disable_tqdm=True)
+                             use_cpu=True, disable_tqdm=True, **settings)
     grab = GradsAtStep()
     Trainer(model=model, args=args, train_dataset=data, callbacks=[grab]).train()
     return grab.grads
@@ -225,11 +233,37 @@ def trainer_grads(model, batch_size, accumulation, out):
 def test_accumulation_gives_the_big_batch_gradients(loss, tmp_path):
     """Micro-batches of 2 with 4 accumulation steps against one batch of 8: the Trainer's
     num_items_in_batch (counted over the shifted labels) makes them the same."""
-    big = trainer_grads(tiny(loss=loss), 8, 1, tmp_path / "big")
-    small = trainer_grads(tiny(loss=loss), 2, 4, tmp_path / "small")
+    big = trainer_grads(fitted(loss), 8, 1, tmp_path / "big")
+    small = trainer_grads(fitted(loss), 2, 4, tmp_path / "small")
     assert big.keys() == small.keys()
+    if loss == "emb":
+        assert big["lm_loss.criterion.embedding.A.weight"].any()
     for name, g in big.items():
         torch.testing.assert_close(small[name], g, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_two_ddp_ranks_give_the_one_process_gradients(tmp_path):
+    """A real `torchrun --nproc_per_node 2` (gloo): each rank runs 2 micro-batches of 2; the
+    Trainer's num_items_in_batch, gathered over the ranks, makes the step one batch of 8."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cli_process import env
+
+    out = tmp_path / "grads.pt"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(Path(__file__).with_name("hf_lm_ddp_worker.py")), str(out)],
+        env={**env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for loss, grads in torch.load(out, weights_only=True).items():
+        want = trainer_grads(fitted(loss), 8, 1, tmp_path / loss)
+        assert grads.keys() == want.keys()
+        for name, g in want.items():
+            torch.testing.assert_close(grads[name], g, rtol=1e-5, atol=1e-6,
+                                       msg=f"{loss}: {name}")
 
 
 @pytest.mark.parametrize("settings, match", [
