@@ -16,8 +16,9 @@ from labelemb import (
     LabelEmbeddingLoss,
     label_embedding_loss,
 )
-from labelemb.chunked import (ChunkedLabelEmbeddingLoss, block_size,
-                              chunked_label_embedding_loss, default_chunk_size)
+from labelemb.chunked import (ChunkedLabelEmbeddingLoss, HeadLayers, block_size,
+                              chunked_cross_entropy, chunked_label_embedding_loss,
+                              default_chunk_size)
 
 F_DIM, C = 6, 7
 KINDS = ["full", "compressed", "fixed", "fixed-no-aux"]
@@ -407,3 +408,67 @@ def test_a_profiler_sees_the_phases_of_each_block():
     counts = {e.key: e.count for e in prof.key_averages() if e.key.startswith("labelemb.")}
     names = ("forward", "terms", "head_backward", "embedding_backward")
     assert counts == {f"labelemb.chunked.{name}": 2 for name in names}  # 1,100 rows, 600 a block
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_chunked_cross_entropy_equals_f_cross_entropy(smoothing, reduction):
+    """The baselines of a large vocabulary: F.cross_entropy of the layer's logits, with label
+    smoothing and -100 ignored, loss and gradients, over several blocks."""
+    h, y, head, _ = _setup("full", n=1100, c=30)
+    layer = head.fc
+    tensors = [h, *layer.parameters()]
+    ref = torch.nn.functional.cross_entropy(layer(h), y, label_smoothing=smoothing,
+                                            reduction=reduction)
+    got = chunked_cross_entropy(h, y, layer, smoothing=smoothing, reduction=reduction,
+                                chunk_size=7)
+    assert list(got.terms) == ["ce"]
+    torch.testing.assert_close(got.loss, ref, rtol=1e-10, atol=1e-10)
+    for a, b in zip(_grads(ref, tensors), _grads(got.loss, tensors)):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10)
+
+
+def test_head_layers_with_a_weight_tied_to_the_input_embedding():
+    """A language model's LM head shares its weight with the token embedding that made the
+    features: the weight gets both gradients, as through the plain logits."""
+    torch.manual_seed(0)
+    c, n = 11, 40
+    tokens = torch.nn.Embedding(c, F_DIM).double()
+    lm_head = torch.nn.Linear(F_DIM, c, bias=False).double()
+    lm_head.weight = tokens.weight  # tied
+    aux = torch.nn.Linear(F_DIM, c, bias=False).double()
+    emb = CompressedLabelEmbedding(c, 4).double()
+    ids = torch.randint(0, c, (n,))
+    target = torch.roll(ids, -1)
+    params = [tokens.weight, aux.weight, *emb.parameters()]
+
+    def features():
+        return torch.tanh(tokens(ids))
+
+    h = features()
+    ref = label_embedding_loss(lm_head(h), aux(h.detach()), target, emb, mask_wrong=False)
+    got = chunked_label_embedding_loss(features(), target, HeadLayers(lm_head, aux), emb,
+                                       chunk_size=3, mask_wrong=False)
+    torch.testing.assert_close(got.loss, ref.loss, rtol=1e-10, atol=1e-10)
+    for a, b in zip(_grads(ref.loss, params), _grads(got.loss, params)):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_feature_is_named_as_the_features(value):
+    """Issue 27: a NaN in the features was reported as a NaN in the logits."""
+    h, y, head, emb = _setup("full")
+    h = h.detach().clone()
+    h[2, 1] = value
+    with pytest.raises(ValueError, match="^features contain NaN or inf"):
+        chunked_label_embedding_loss(h, y, head, emb)
+    with pytest.raises(ValueError, match="^features contain NaN or inf"):
+        chunked_cross_entropy(h, y, head.fc)
+
+
+def test_chunked_cross_entropy_refuses_bad_smoothing_and_a_second_layer():
+    h, y, head, _ = _setup("full")
+    with pytest.raises(ValueError, match="smoothing"):
+        chunked_cross_entropy(h, y, head.fc, smoothing=1.0)
+    with pytest.raises(ValueError, match="one layer"):
+        chunked_cross_entropy(h, y, HeadLayers(head.fc, head.aux_fc))

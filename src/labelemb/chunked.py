@@ -24,24 +24,24 @@ at the end.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, distributed as dist, nn
 from torch.autograd.function import once_differentiable
-from torch.nn.utils.parametrize import is_parametrized
 from torch.profiler import record_function
 
-from .checks import check_inputs
-from .functional import (LossOptions, LossOutput, label_rows, masked_terms, term_divisors,
-                         term_weights, weighted_sum)
+from .checks import check_values
+from .chunked_inputs import HeadLayers, check_chunk_options, check_chunked
+from .functional import (LossOptions, LossOutput, _float, label_rows, masked_terms,
+                         term_divisors, term_weights, weighted_sum)
 from .normalizers import Normalizers, whole_batch_counts
 from .head import LabelEmbeddingHead
 from .loss import LabelEmbeddingLoss
 
-__all__ = ["chunked_label_embedding_loss", "ChunkedLabelEmbeddingLoss", "default_chunk_size",
-           "block_size"]
+__all__ = ["chunked_label_embedding_loss", "chunked_cross_entropy", "ChunkedLabelEmbeddingLoss",
+           "HeadLayers", "default_chunk_size", "block_size"]
 
 #: Elements of one ``chunk x C`` tensor when ``chunk_size`` is not given: 2M floats = 8 MiB. The
 #: chunk only holds the terms' elementwise tensors (the products run on blocks): 8 MiB chunks
@@ -72,7 +72,7 @@ def block_size(chunk_size: int) -> int:
 def chunked_label_embedding_loss(
     features: Tensor,
     target: Tensor,
-    head: LabelEmbeddingHead,
+    head: LabelEmbeddingHead | HeadLayers,
     embedding: nn.Module,
     *,
     chunk_size: int | None = None,
@@ -85,7 +85,8 @@ def chunked_label_embedding_loss(
     Args:
         features: the backbone's features ``h``, ``(*, F)``.
         target: class indices, ``(*)`` matching ``features.shape[:-1]``.
-        head: the :class:`~labelemb.LabelEmbeddingHead` whose layers make the logits; its
+        head: the :class:`~labelemb.LabelEmbeddingHead` whose layers make the logits, or
+            :class:`HeadLayers` (a language model's own LM head and a second layer); its
             parameters receive gradients as if ``head(features)`` had been called.
         embedding: a labelemb embedding (full, compressed or fixed).
         chunk_size: targets per chunk of the terms; default :func:`default_chunk_size` ``(C)``.
@@ -103,21 +104,69 @@ def chunked_label_embedding_loss(
                                 chunk_size, step, (normalizers, process_group))
 
 
-def compute_chunked_loss(features: Tensor, target: Tensor, head: LabelEmbeddingHead,
-                         embedding: nn.Module, options: LossOptions, chunk_size: int | None,
-                         step: int | Tensor | None, whole: tuple = (None, None)) -> LossOutput:
-    """:func:`chunked_label_embedding_loss` with its options already checked."""
-    _check_chunked(features, target, head, embedding, options, chunk_size)
-    size = chunk_size or default_chunk_size(head.num_classes)
-    weights = term_weights(options, step)
-    params = [p for p in (*head.parameters(), *embedding.parameters()) if p.requires_grad]
+def chunked_cross_entropy(
+    features: Tensor, target: Tensor, head: nn.Linear | HeadLayers, *, smoothing: float = 0.0,
+    chunk_size: int | None = None, normalizers: Normalizers | None = None,
+    process_group: dist.ProcessGroup | None = None, ignore_index: int = -100,
+    reduction: str = "mean", validate: bool = True,
+) -> LossOutput:
+    """``F.cross_entropy(head(features), target, label_smoothing=smoothing)`` the same way:
+    chunk by chunk, never an ``N x C`` tensor (the baselines of a large-vocabulary model).
+
+    Args:
+        features ``(*, F)``, target ``(*)``: as :func:`chunked_label_embedding_loss`.
+        head: the ``nn.Linear`` that makes the logits (a language model's LM head).
+        smoothing: label smoothing in ``[0, 1)``; 0 is cross-entropy.
+        normalizers, process_group: the whole batch's ``n_valid`` (:mod:`labelemb.normalizers`).
+
+    Returns:
+        :class:`~labelemb.functional.LossOutput` with one term, ``ce``.
+    """
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not (
+            0.0 <= smoothing < 1.0):
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
+    options = LossOptions(ignore_index=ignore_index, reduction=reduction, validate=validate)
+    layers = HeadLayers(head) if isinstance(head, nn.Linear) else head
+    if layers.aux:
+        raise ValueError("chunked_cross_entropy takes one layer; got a head with aux_fc")
+    return compute_chunked_loss(features, target, layers, None, options, chunk_size, None,
+                                (normalizers, process_group), float(smoothing))
+
+
+def compute_chunked_loss(features: Tensor, target: Tensor, head: LabelEmbeddingHead | HeadLayers,
+                         embedding: nn.Module | None, options: LossOptions,
+                         chunk_size: int | None, step: int | Tensor | None,
+                         whole: tuple = (None, None), smoothing: float = 0.0) -> LossOutput:
+    """:func:`chunked_label_embedding_loss` with its options already checked; without an
+    ``embedding``, :func:`chunked_cross_entropy`."""
+    layers = check_chunked(features, target, head, embedding, options, chunk_size)
+    weights = term_weights(options, step) if embedding is not None else {"ce": 1.0}
+    plan = _Plan(layers, embedding, options, weights,
+                 chunk_size or default_chunk_size(layers.num_classes), smoothing)
+    trained = (*layers.parameters(), *(() if embedding is None else embedding.parameters()))
+    params = [p for p in dict.fromkeys(trained) if p.requires_grad]  # a tied weight once
     if not torch.is_grad_enabled():  # evaluation: the same sums, no gradients
-        sums, _ = _walk(features, target, head, embedding, options, weights, size, [], whole)
+        sums, _ = _walk(features, target, plan, [], whole)
         return _output(sums, weights)
     names: list[str] = []  # forward fills in the terms' names (outputs must be tensors)
-    flat = _ChunkedLoss.apply(head, embedding, options, weights, size, names, whole, target,
-                              features, *params)
+    flat = _ChunkedLoss.apply(plan, names, whole, target, features, *params)
     return _output(dict(zip(names, flat[1:], strict=True)), weights, flat[0])
+
+
+class _Plan(NamedTuple):
+    """What one call computes: the layers, the terms (label embedding's, or cross-entropy's
+    when ``embedding`` is ``None``) and the chunk size."""
+
+    layers: HeadLayers
+    embedding: nn.Module | None
+    options: LossOptions
+    weights: dict[str, Any]
+    size: int
+    smoothing: float = 0.0
+
+    @property
+    def num_classes(self) -> int:
+        return self.layers.num_classes
 
 
 def _output(sums: dict[str, Tensor], weights: dict[str, Any], loss: Tensor | None = None
@@ -132,18 +181,16 @@ class _ChunkedLoss(torch.autograd.Function):
     the gradients out, scaled by the incoming one."""
 
     @staticmethod
-    def forward(ctx: Any, head: LabelEmbeddingHead, embedding: nn.Module,  # type: ignore[override]
-                options: LossOptions, weights: dict[str, Any], size: int, names: list[str],
+    def forward(ctx: Any, plan: _Plan, names: list[str],  # type: ignore[override]
                 whole: tuple, target: Tensor, features: Tensor, *params: Tensor
                 ) -> tuple[Tensor, ...]:
-        wants = [features] if ctx.needs_input_grad[8] else []
-        wants += [p for p, need in zip(params, ctx.needs_input_grad[9:]) if need]
+        wants = [features] if ctx.needs_input_grad[4] else []
+        wants += [p for p, need in zip(params, ctx.needs_input_grad[5:]) if need]
         with torch.enable_grad():
-            sums, grads = _walk(features, target, head, embedding, options, weights, size,
-                                wants, whole)
+            sums, grads = _walk(features, target, plan, wants, whole)
         ctx.grads = {id(t): g for t, g in zip(wants, grads)}
         ctx.order = [id(t) for t in (features, *params)]
-        loss = weighted_sum(sums, weights)
+        loss = weighted_sum(sums, plan.weights)
         terms = tuple(sums.values())
         names.extend(sums)
         ctx.mark_non_differentiable(*terms)
@@ -160,26 +207,28 @@ class _ChunkedLoss(torch.autograd.Function):
         out = [grads.get(key) for key in ctx.order]
         if float(grad_loss) != 1.0:  # loss.backward() passes 1: skip a pass over every grad
             out = [None if g is None else g.mul_(grad_loss.to(g.dtype)) for g in out]
-        return (None,) * 8 + tuple(out)
+        return (None,) * 4 + tuple(out)
 
 
-def _walk(features: Tensor, target: Tensor, head: LabelEmbeddingHead, embedding: nn.Module,
-          options: LossOptions, weights: dict[str, Any], size: int, wants: list[Tensor],
+def _walk(features: Tensor, target: Tensor, plan: _Plan, wants: list[Tensor],
           whole: tuple[Normalizers | None, Any]) -> tuple[dict[str, Tensor], list[Tensor]]:
     """The summed terms over all chunks and the loss's gradient for each tensor in ``wants``
     (``features``, the head's and embedding's parameters), with ``whole``'s counts."""
+    options = plan.options
     # Detached once: the walk computes the features' gradient itself.
     h_all, t_all = features.detach().reshape(-1, features.shape[-1]), target.reshape(-1)
+    if options.validate and not bool(torch.isfinite(h_all).all()):
+        # Named here: a NaN in the features would otherwise be reported in the logits.
+        raise ValueError("features contain NaN or inf (pass validate=False to skip this check)")
     local_valid = (t_all != options.ignore_index).sum()
     n_valid = whole_batch_counts(local_valid, local_valid, *whole)[0]
     # The embedding_ce divisor needs the whole batch: divide that term (and so the
     # embedding's gradient, which only it reaches) once at the end.
     divisors = {**term_divisors(n_valid, n_valid, options, _dtype(features)), "embedding_ce": 1.0}
-    block = block_size(size)
-    walk = _Walk(head, embedding, options, weights, divisors, size, wants, features,
-                 min(block, max(len(h_all), 1)))
+    block = block_size(plan.size)
+    walk = _Walk(plan, divisors, wants, features, min(block, max(len(h_all), 1)))
     # In label order a block embeds each of its labels once: e_y depends on the label alone.
-    y_sorted, order = label_rows(t_all, head.num_classes).sort(stable=True)
+    y_sorted, order = label_rows(t_all, plan.num_classes).sort(stable=True)
     for start in range(0, max(len(t_all), 1), block):  # an empty batch still makes its terms
         rows = order[start : start + block]
         walk.block(h_all[rows], t_all[rows], y_sorted[start : start + block], rows)
@@ -194,21 +243,22 @@ class _Walk:
     """The terms' sums and the loss's gradients of one call, filled in block by block of at most
     ``rows`` rows (the buffers' size)."""
 
-    def __init__(self, head: LabelEmbeddingHead, embedding: nn.Module, options: LossOptions,
-                 weights: dict[str, Any], divisors: dict[str, Any], size: int,
-                 wants: list[Tensor], features: Tensor, rows: int):
-        self.embedding, self.options, self.size = embedding, options, size
-        self.weights, self.divisors = weights, divisors
+    def __init__(self, plan: _Plan, divisors: dict[str, Any], wants: list[Tensor],
+                 features: Tensor, rows: int):
+        self.plan, self.embedding, self.options, self.size = (plan, plan.embedding, plan.options,
+                                                              plan.size)
+        self.weights, self.divisors = plan.weights, divisors
         self.grads = {id(t): torch.zeros_like(t, memory_format=torch.contiguous_format)
                       for t in wants}  # summed in place, block by block
         h_all = features.reshape(-1, features.shape[-1])
         grad_h = self.grads.get(id(features))
         self.grad_h = None if grad_h is None else grad_h.view_as(h_all)
-        self.layers = [_Linear(layer, h_all, rows, self.grads) for layer in (head.fc, head.aux_fc)
+        self.layers = [_Linear(layer, h_all, rows, self.grads) for layer in plan.layers
                        if layer is not None]
         # fc's output needs a gradient for the features too; aux_fc's input is detached.
         self.layers[0].trains |= self.grad_h is not None
-        self.emb_params = [p for p in embedding.parameters() if id(p) in self.grads]
+        self.emb_params = ([] if self.embedding is None else
+                           [p for p in self.embedding.parameters() if id(p) in self.grads])
         self.grad_e: Tensor | None = None  # (rows, C), reused by every block
         self.sums: dict[str, Tensor] = {}
         self.n_correct = torch.zeros((), dtype=torch.long, device=features.device)
@@ -219,17 +269,17 @@ class _Walk:
         with record_function("labelemb.chunked.forward"):  # the phases, named for profilers
             outputs = [linear.forward(h) for linear in self.layers]  # (rows, C) each
             labels, inverse = y.unique_consecutive(return_inverse=True)
-            e = self.embedding(labels)  # (distinct labels, C)
+            e = None if self.embedding is None else self.embedding(labels)  # (labels, C)
         grad_e = self._zero_grad_e(e) if self.emb_params else None
         # Per label row, the targets that train the embedding (only when it trains).
         fitted = None if grad_e is None else torch.zeros(len(labels), dtype=torch.long,
-                                                         device=e.device)
+                                                         device=h.device)
         starts = range(0, max(len(target), 1), self.size)
         # Chunk i uses rows [low_i, high_i) of e (labels are sorted): one device sync a block.
         last = [min(start + self.size, len(target)) - 1 for start in starts]
         ranges = (torch.stack([inverse[list(starts)], inverse[last] + 1]).tolist()
                   if len(target) else [[0], [0]])
-        e_values = e.detach()  # each chunk's leaves are slices of it
+        e_values = None if e is None else e.detach()  # each chunk's leaves are slices of it
         with record_function("labelemb.chunked.terms"):
             for start, low, high in zip(starts, *ranges):
                 self._chunk(outputs, e_values, grad_e, fitted,
@@ -251,24 +301,35 @@ class _Walk:
             self.grad_e = e.new_empty(len(self.layers[0].buffer), e.shape[1])
         return self.grad_e[: len(e)].zero_()
 
-    def _chunk(self, outputs: list[Tensor], e: Tensor, grad_e: Tensor | None,
-               fitted: Tensor | None, index: Tensor, target: Tensor, cut: slice, labels: slice) -> None:
-        """The terms of one chunk (``cut`` of the block) by the one definition, summed into
-        ``self.sums``; their gradients overwrite the chunk's rows of the trained ``outputs``
-        (no later chunk reads them) and are added into its ``labels`` rows of ``grad_e``;
-        target ``i`` of the chunk has label row ``index[i]`` of ``e[labels]``. ``fitted``
-        counts, per label row, the targets that train the embedding."""
+    def _terms(self, leaves: list[Tensor], target: Tensor, rows_e: Tensor | None,
+               index: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+        """One chunk's terms by the one definition: :func:`masked_terms`, or cross-entropy's
+        ``F.cross_entropy``; and the targets that train the embedding."""
+        if self.embedding is None:
+            return _cross_entropy_terms(leaves[0], target, self.plan), None
+        terms, _, correct = masked_terms(*leaves, *[None] * (2 - len(leaves)), target,
+                                         self.embedding, self.options, rows_e, index)
+        return terms, correct
+
+    def _chunk(self, outputs: list[Tensor], e: Tensor | None, grad_e: Tensor | None,
+               fitted: Tensor | None, index: Tensor, target: Tensor, cut: slice,
+               labels: slice) -> None:
+        """The terms of one chunk (``cut`` of the block), summed into ``self.sums``; their
+        gradients overwrite the chunk's rows of the trained ``outputs`` (no later chunk reads
+        them) and are added into its ``labels`` rows of ``grad_e``; target ``i`` of the chunk
+        has label row ``index[i]`` of ``e[labels]``. ``fitted`` counts, per label row, the
+        targets that train the embedding."""
         leaves = [out[cut].detach().requires_grad_(linear.trains)
                   for out, linear in zip(outputs, self.layers)]
-        rows_e = e[labels].requires_grad_(grad_e is not None)  # e is detached: a leaf
-        terms, _, correct = masked_terms(*leaves, *[None] * (2 - len(leaves)), target[cut],
-                                         self.embedding, self.options, rows_e, index)
-        self.n_correct += correct.sum()
+        rows_e = None if e is None else e[labels].requires_grad_(grad_e is not None)
+        terms, correct = self._terms(leaves, target[cut], rows_e, index)
+        if correct is not None:
+            self.n_correct += correct.sum()
         if fitted is not None:
             fitted[labels].index_add_(0, index, correct.long())
         chunk = {k: v.sum() for k, v in terms.items()}
         self.sums = {k: v.detach() + self.sums.get(k, 0) for k, v in chunk.items()}
-        inputs = [x for x in (*leaves, rows_e) if x.requires_grad]
+        inputs = [x for x in (*leaves, rows_e) if x is not None and x.requires_grad]
         if inputs:
             objective = sum(self.weights[k] * v / self.divisors[k] for k, v in chunk.items())
             found = torch.autograd.grad(objective, inputs, allow_unused=True)
@@ -277,6 +338,17 @@ class _Walk:
                 rows.zero_() if grad is None else rows.copy_(grad)
             if grad_e is not None and found[-1] is not None:
                 grad_e[labels] += found[-1]
+
+
+def _cross_entropy_terms(logits: Tensor, target: Tensor, plan: _Plan) -> dict[str, Tensor]:
+    """``{"ce": (M,)}``: ``F.cross_entropy`` per target with ``plan.smoothing``, 0 where
+    ignored; ``logits`` ``(M, C)``."""
+    options = plan.options
+    if options.validate:
+        check_values(target, target != options.ignore_index, logits=logits)
+    return {"ce": F.cross_entropy(_float(logits), target.long(), reduction="none",
+                                  ignore_index=options.ignore_index,
+                                  label_smoothing=plan.smoothing)}
 
 
 class _Linear:
@@ -336,65 +408,6 @@ def _dtype(features: Tensor) -> torch.dtype:
     return torch.float64 if features.dtype == torch.float64 else torch.float32
 
 
-def _check_chunk_options(options: LossOptions, chunk_size: int | None) -> None:
-    if options.reduction == "none":
-        raise ValueError("reduction must be 'mean' or 'sum' for the chunked loss, got 'none'; "
-                         "use label_embedding_loss for per-target losses")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
-                                   or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-
-
-def _check_chunked(features: Tensor, target: Tensor, head: LabelEmbeddingHead,
-                   embedding: nn.Module, options: LossOptions, chunk_size: int | None) -> None:
-    _check_chunk_options(options, chunk_size)
-    _check_head(head)
-    if not isinstance(features, Tensor) or not features.is_floating_point():
-        raise TypeError("features must be a floating Tensor")
-    if features.dim() < 1 or features.shape[-1] != head.in_features:
-        raise ValueError(f"features must be (*, {head.in_features}) for this head, got shape "
-                         f"{tuple(features.shape)}")
-    if getattr(embedding, "trainable", True) and not head.aux:
-        raise ValueError("the head has no second layer (aux=False) but the embedding is "
-                         "trainable: build LabelEmbeddingHead(..., aux=True) or use a "
-                         "FixedLabelEmbedding (eq. 17)")
-    # The logits' own checks on an empty (0, C) stand-in: target type, class count, devices.
-    probe = features.new_empty(0, head.num_classes)
-    check_inputs(probe, target.reshape(-1)[:0] if isinstance(target, Tensor) else target,
-                 aux_logits=probe if head.aux else None, embedding=embedding)
-    if tuple(target.shape) != tuple(features.shape[:-1]):
-        raise ValueError(f"target shape {tuple(target.shape)} does not match features shape "
-                         f"{tuple(features.shape)}: expected {tuple(features.shape[:-1])}")
-    autocast = torch.is_autocast_enabled(features.device.type)
-    for name, p in head.named_parameters():
-        if p.device != features.device or (p.dtype != features.dtype and not autocast):
-            raise ValueError(f"head parameter {name} is {p.dtype} on {p.device} but the "
-                             f"features are {features.dtype} on {features.device}")
-
-
-def _check_head(head: object) -> None:
-    """The chunked loss does the head's products itself, as ``nn.Linear`` does them, so the
-    head must be a :class:`LabelEmbeddingHead` whose layers are plain ``nn.Linear``: no
-    subclass, parametrization (``weight_norm``), hook or parameter but ``weight`` and ``bias``."""
-    if not isinstance(head, LabelEmbeddingHead):
-        raise TypeError(f"head must be a LabelEmbeddingHead, got {type(head).__name__}")
-    if type(head).forward is not LabelEmbeddingHead.forward:
-        raise TypeError(f"the chunked loss computes LabelEmbeddingHead's outputs itself; "
-                        f"{type(head).__name__} overrides forward")
-    for name, layer in (("fc", head.fc), ("aux_fc", head.aux_fc)):
-        if layer is None:
-            continue
-        extra = sorted({n for n, _ in layer.named_parameters()} - {"weight", "bias"})
-        hooked = layer._forward_pre_hooks or layer._forward_hooks or layer._backward_hooks
-        faults = [fault for fault, found in (
-            (f"is a {type(layer).__name__}", type(layer) is not nn.Linear),
-            ("has parametrizations", is_parametrized(layer)), ("has hooks", hooked),
-            (f"has parameters {extra}", extra)) if found]
-        if faults:
-            raise TypeError(f"the chunked loss needs plain nn.Linear head layers; head.{name} "
-                            + ", ".join(faults))
-
-
 class ChunkedLabelEmbeddingLoss(LabelEmbeddingLoss):
     """:class:`~labelemb.LabelEmbeddingLoss` that also applies the head, chunk by chunk.
 
@@ -419,7 +432,7 @@ class ChunkedLabelEmbeddingLoss(LabelEmbeddingLoss):
 
     def __init__(self, embedding: nn.Module, chunk_size: int | None = None, **options: Any):
         super().__init__(embedding, **options)
-        _check_chunk_options(self.options, chunk_size)
+        check_chunk_options(self.options, chunk_size)
         self.chunk_size = chunk_size
 
     def forward(self, features: Tensor, target: Tensor,  # type: ignore[override]

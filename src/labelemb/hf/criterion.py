@@ -30,7 +30,7 @@ from ..normalizers import Normalizers
 from ..runs.ranks import rank_and_world
 from .config import LabelEmbeddingConfig
 
-__all__ = ["build_criterion", "TrainerLoss"]
+__all__ = ["build_criterion", "TrainerLoss", "step_normalizers"]
 
 
 def build_criterion(config: LabelEmbeddingConfig) -> nn.Module:
@@ -44,6 +44,16 @@ def build_criterion(config: LabelEmbeddingConfig) -> nn.Module:
     if config.loss == "ols":
         return OnlineLabelSmoothingLoss(C, alpha=config.ols_alpha, smoothing=config.smoothing)
     return LabelSmoothingLoss(config.smoothing if config.loss == "ls" else 0.0)
+
+
+def step_normalizers(num_items_in_batch: Tensor | int | None, device: torch.device
+                     ) -> Normalizers | None:
+    """The Trainer's whole-step count as a part's :class:`~labelemb.normalizers.Normalizers`:
+    each term's sum is divided by ``num_items_in_batch`` (``None``: the part's own mean).
+    ``embedding_ce``'s count of correct targets is not known here (see :class:`TrainerLoss`)."""
+    if num_items_in_batch is None:
+        return None
+    return Normalizers(torch.as_tensor(num_items_in_batch, device=device), None)
 
 
 class _Scale(NamedTuple):
@@ -108,15 +118,14 @@ class TrainerLoss:
 
     def __call__(self, logits: Tensor, aux_logits: Tensor | None, labels: Tensor,
                  num_items_in_batch: Tensor | int | None = None) -> Tensor:
-        if num_items_in_batch is None:
+        normalizers = step_normalizers(num_items_in_batch, logits.device)
+        if normalizers is None:
             return self.criterion(logits, aux_logits, labels).loss
-        n_items = torch.as_tensor(num_items_in_batch, device=logits.device)
-        n_correct = None  # not a divisor of any term
         if self.exact and aux_logits is not None:  # (without, the criterion says what is wrong)
-            n_correct = self._embedding_divisor(aux_logits, labels, n_items)
+            normalizers = normalizers._replace(n_correct=self._embedding_divisor(
+                aux_logits, labels, normalizers.n_valid))
         try:
-            return self.criterion(logits, aux_logits, labels,
-                                  normalizers=Normalizers(n_items, n_correct)).loss
+            return self.criterion(logits, aux_logits, labels, normalizers=normalizers).loss
         finally:
             self._next = None
 

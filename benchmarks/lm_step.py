@@ -1,0 +1,152 @@
+"""One training step of a small causal LM: label embedding against Transformers' own loss.
+
+Setting (issue 28): a GPT-2 of 1 layer, 64 wide, batch 8 x 512 tokens drawn from a Zipf
+distribution over the vocabulary (``--vocab``, 32,000 and 128,000 in the issue), a compressed
+label embedding of size 100. Variants, each a forward and backward of the whole model:
+
+* ``transformers``: ``GPT2LMHeadModel(input_ids, labels=...)``, Transformers' own causal-LM
+  loss, which makes the float32 ``tokens x vocab`` logits;
+* ``emb``: :class:`labelemb.hf.LabelEmbeddingForCausalLM` with ``loss="emb"`` (the seq2seq
+  preset after its warm-up), the loss from the hidden states chunk by chunk;
+* ``ce``: the same model with ``loss="ce"``: cross-entropy through the chunked path.
+
+Memory: each variant runs in a fresh process; the figure is the peak resident set size minus
+the resident set size after setup (model, batch, one small warm-up step). Time: the variants'
+processes alternate (A B C, C B A, ...) for ``--rounds`` rounds of ``--steps`` timed steps;
+the median step time of each and its ratio to ``transformers`` are printed.
+
+    OMP_NUM_THREADS=1 python benchmarks/lm_step.py --vocab 32000
+    OMP_NUM_THREADS=1 python benchmarks/lm_step.py --vocab 128000
+    python benchmarks/lm_step.py --quick      # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+
+from _common import MIB, machine, median, peak_rss_bytes, rss_bytes, run_worker  # noqa: E402
+
+VARIANTS = ("transformers", "emb", "ce")
+TARGET_MEMORY_RATIO = 1.0
+TARGET_TIME_RATIO = 2.0
+
+
+def build(variant: str, args: argparse.Namespace) -> torch.nn.Module:
+    """The variant's model, seeded: the wrapped GPT-2 is the same in every variant."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from labelemb.hf import LabelEmbeddingForCausalLM
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=args.vocab, n_positions=args.seq, n_embd=args.width,
+                        n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    model = GPT2LMHeadModel(config)
+    if variant == "transformers":
+        return model
+    options = dict(warmup_steps=0, mask_wrong=args.fit == "correct") if variant == "emb" else {}
+    return LabelEmbeddingForCausalLM.from_model(model, loss=variant, label_dim=args.dim,
+                                                logits_with_loss=False,
+                                                chunk_size=args.chunk_size, **options)
+
+
+def zipf_tokens(args: argparse.Namespace, rows: int, seed: int) -> torch.Tensor:
+    """``(rows, seq)`` token ids, token ``k`` drawn with probability proportional to
+    ``1 / (k + 1)``: the repeats a real text has."""
+    weights = 1.0 / torch.arange(1, args.vocab + 1, dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    return torch.multinomial(weights, rows * args.seq, replacement=True, generator=g).view(
+        rows, args.seq)
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """One variant in this (fresh) process: the memory of its first step, each step's time."""
+    model = build(args.worker, args).train()
+
+    def step(ids: torch.Tensor) -> float:
+        model.zero_grad(set_to_none=True)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss.item()
+
+    step(zipf_tokens(args, 1, 1)[:, :16])  # load kernels and lazily allocated state
+    model.zero_grad(set_to_none=True)
+    ids = zipf_tokens(args, args.batch, 0)
+    rss_setup = rss_bytes()
+    times, losses = [], []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        losses.append(step(ids))
+        times.append(time.perf_counter() - t0)
+    return dict(variant=args.worker, peak_extra_mib=(peak_rss_bytes() - rss_setup) / MIB,
+                times=times, loss=losses[0], distinct=int(ids[:, 1:].unique().numel()))
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vocab", type=int, default=32_000)
+    parser.add_argument("--seq", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--width", type=int, default=64, help="the GPT-2's hidden size")
+    parser.add_argument("--dim", type=int, default=100, help="compressed embedding size")
+    parser.add_argument("--fit", choices=("all", "correct"), default="correct",
+                        help="the embedding learns from the targets the second head gets right "
+                             "(the preset; almost none at initialisation) or from all")
+    parser.add_argument("--chunk-size", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per process")
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.vocab, args.seq, args.batch, args.rounds, args.steps = 2000, 64, 2, 1, 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                   if k in ("vocab", "seq", "batch", "width", "dim", "fit", "steps", "chunk_size")
+                   and v is not None]
+    print(machine())
+    print(f"GPT-2 1 layer x {args.width}, vocab {args.vocab}, batch {args.batch} x {args.seq}, "
+          f"embedding dim {args.dim}, fit {args.fit}, chunk_size {args.chunk_size or 'default'}")
+    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    for r in range(args.rounds):
+        for v in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):
+            res = run_worker(__file__, [f"--worker={v}", *passthrough])
+            runs[v].append(res)
+            print(f"  round {r}: {v:12s} step {median(res['times']):7.3f} s  "
+                  f"peak +{res['peak_extra_mib']:7.1f} MiB  loss {res['loss']:.4f}", flush=True)
+    print(f"distinct target tokens: {runs['emb'][0]['distinct']} of {args.batch * (args.seq - 1)}")
+    summary = {v: dict(seconds=median([t for res in runs[v] for t in res["times"]]),
+                       peak_extra_mib=max(res["peak_extra_mib"] for res in runs[v]))
+               for v in VARIANTS}
+    base = summary["transformers"]
+    for v, s in summary.items():
+        print(f"{v:12s} step {s['seconds']:7.3f} s ({s['seconds'] / base['seconds']:.2f}x)  "
+              f"peak +{s['peak_extra_mib']:7.1f} MiB "
+              f"({s['peak_extra_mib'] / base['peak_extra_mib']:.2f}x)")
+    print(f"targets: time <= {TARGET_TIME_RATIO}x, memory <= {TARGET_MEMORY_RATIO}x "
+          "Transformers' own loss")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "args": vars(args), "summary": summary,
+                       "runs": runs}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

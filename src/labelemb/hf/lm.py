@@ -1,0 +1,131 @@
+"""What the two language models share: their settings, and the loss from hidden states.
+
+A language model's labels are its vocabulary, so :class:`LMLoss` never makes the
+``tokens x vocab`` logits: it computes the loss from the last hidden states, chunk by chunk
+(:mod:`labelemb.chunked`), through the model's own LM head and, for label embedding, a second
+head on the detached hidden states and the compressed label embedding ``ReLU(A[y] B)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from torch import Tensor, nn
+from transformers import PreTrainedConfig
+
+from ..chunked import ChunkedLabelEmbeddingLoss, HeadLayers, chunked_cross_entropy
+from ..embedding import CompressedLabelEmbedding
+from ..functional import PRESETS, LossOptions, divides_by_correct
+from .criterion import step_normalizers
+
+__all__ = ["LM_LOSSES", "LMLoss", "validate_lm_settings", "check_logits_are_the_head_s",
+           "lm_head_layer"]
+
+#: the training losses of the language models: ``emb`` label embedding (the ``seq2seq``
+#: preset plus ``loss_options``), ``ce`` cross-entropy, ``ls`` label smoothing
+LM_LOSSES = ("emb", "ce", "ls")
+#: config fields by which a model's logits are more than ``lm_head(hidden)``: the chunked
+#: loss applies the head itself and would silently leave them out
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def lm_options(config: PreTrainedConfig) -> LossOptions:
+    """The ``seq2seq`` preset with ``config.loss_options`` over it (a ``ValueError`` naming
+    the option when one is unknown or bad)."""
+    merged = {**asdict(PRESETS["seq2seq"]), **(config.loss_options or {})}
+    try:
+        return LossOptions(**merged)
+    except TypeError as err:  # an unknown field
+        raise ValueError(f"loss_options: {err}") from None
+
+
+def validate_lm_settings(config: PreTrainedConfig) -> None:
+    """The settings both language-model configs share; a ``ValueError`` naming the field."""
+    if config.loss not in LM_LOSSES:
+        raise ValueError(f"loss must be one of {LM_LOSSES}, got {config.loss!r}")
+    for name in ("label_dim", "chunk_size"):
+        value = getattr(config, name)
+        if (value is not None or name == "label_dim") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not 0.0 <= config.smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {config.smoothing!r}")
+    options = lm_options(config)
+    if options.reduction != "mean":
+        raise ValueError("loss_options: reduction must be 'mean' (the Trainer wants a scalar "
+                         "normalised by num_items_in_batch)")
+    if config.loss == "emb" and divides_by_correct(options):
+        raise ValueError(
+            "loss_options: embedding_normalizer='correct' (with mask_wrong) is not available "
+            "for language models: the chunked loss cannot divide by a whole step's count of "
+            "correct targets under gradient accumulation; use 'valid' (the seq2seq preset's)")
+
+
+def check_logits_are_the_head_s(config: PreTrainedConfig) -> None:
+    """A model whose logits are more than its LM head's output is refused: the loss would not
+    be its logits' loss."""
+    for name in _LOGIT_TRANSFORMS:
+        if getattr(config, name, None) not in (None, 1, 1.0):
+            raise ValueError(f"the model's logits are not lm_head(hidden states) ({name}="
+                             f"{getattr(config, name)!r}); labelemb cannot compute its loss "
+                             "from the hidden states")
+
+
+def lm_head_layer(model: nn.Module) -> nn.Linear:
+    """The model's own LM head (``get_output_embeddings()``), which must be an ``nn.Linear``."""
+    head = model.get_output_embeddings()
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"the model's output embedding is a {type(head).__name__}, not an "
+                         "nn.Linear: labelemb cannot apply it chunk by chunk")
+    return head
+
+
+class LMLoss(nn.Module):
+    """The training loss of a language model, from its hidden states.
+
+    Args:
+        config: a language-model config of labelemb (``loss``, ``label_dim``,
+            ``loss_options``, ``smoothing``, ``chunk_size``).
+        hidden_size, vocab_size: the model's.
+
+    For ``emb`` it owns the second head ``aux_head`` (no bias, as LM heads have none) and the
+    criterion with its compressed label embedding; ``ce`` and ``ls`` own nothing.
+
+    Shape:
+        ``hidden (*, H)``, ``labels (*)`` (already aligned: shifted for a causal LM), the LM
+        head -> a 0-dim loss. With ``num_items_in_batch`` (the Trainer's), the sums are divided
+        by it, as :class:`~labelemb.hf.TrainerLoss` does for classification.
+    """
+
+    def __init__(self, config: PreTrainedConfig, hidden_size: int, vocab_size: int) -> None:
+        super().__init__()
+        validate_lm_settings(config)
+        self.kind, self.smoothing = config.loss, float(config.smoothing)
+        self.chunk_size = config.chunk_size
+        self.aux_head: nn.Linear | None = None
+        self.criterion: ChunkedLabelEmbeddingLoss | None = None
+        if config.loss == "emb":
+            self.aux_head = nn.Linear(hidden_size, vocab_size, bias=False)
+            embedding = CompressedLabelEmbedding(vocab_size, config.label_dim)
+            self.criterion = ChunkedLabelEmbeddingLoss(embedding, config.chunk_size,
+                                                       **asdict(lm_options(config)))
+
+    @property
+    def label_embedding(self) -> nn.Module | None:
+        return None if self.criterion is None else self.criterion.embedding
+
+    def forward(self, hidden: Tensor, labels: Tensor, lm_head: nn.Linear,
+                num_items_in_batch: Tensor | int | None = None) -> Tensor:
+        normalizers = step_normalizers(num_items_in_batch, hidden.device)
+        if self.criterion is None:
+            return chunked_cross_entropy(hidden, labels, lm_head, chunk_size=self.chunk_size,
+                                         smoothing=self.smoothing if self.kind == "ls" else 0.0,
+                                         normalizers=normalizers).loss
+        head = HeadLayers(lm_head, self.aux_head)
+        return self.criterion(hidden, labels, head, normalizers=normalizers).loss
+
+    def extra_repr(self) -> str:
+        return f"loss={self.kind!r}" + (f", smoothing={self.smoothing}" if self.kind == "ls"
+                                         else "")
+

@@ -1,0 +1,111 @@
+"""What :class:`~labelemb.hf.LabelEmbeddingForCausalLM` and
+:class:`~labelemb.hf.LabelEmbeddingForSeq2SeqLM` share: a Transformers model (``model``)
+wrapped with :class:`~labelemb.hf.lm.LMLoss`, built ``from_model`` or ``from_pretrained``;
+inference and ``generate()`` are the wrapped model's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+from transformers import GenerationConfig, PreTrainedModel
+
+from ..loss import LabelEmbeddingLoss
+from .lm import LMLoss, check_logits_are_the_head_s, lm_head_layer
+from .lm_config import LabelEmbeddingLMConfig, build_config
+
+__all__ = ["LabelEmbeddingLMBase"]
+
+#: the special tokens' ids, copied from the wrapped model's config to the wrapper's
+_TOKEN_IDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
+
+
+class LabelEmbeddingLMBase(PreTrainedModel):
+    """The wrapped model ``model``, built from ``config.lm`` by ``auto_class`` unless given,
+    and the loss ``lm_loss`` (second head and label embedding for ``emb``)."""
+
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    # The wrapped model computes the attention: any implementation it supports.
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    # forward takes num_items_in_batch: the Trainer passes it and does not divide the loss.
+    accepts_loss_kwargs = True
+    #: the Transformers Auto class that builds the wrapped model from ``config.lm``
+    auto_class: Any = None
+
+    def __init__(self, config: LabelEmbeddingLMConfig, model: PreTrainedModel | None = None
+                 ) -> None:
+        super().__init__(config)
+        config.validate_labelemb()
+        self.model = model if model is not None else self.auto_class.from_config(config.lm)
+        config.lm = self.model.config  # one object: what is saved is what runs
+        for name in _TOKEN_IDS:  # read from the top-level config (Seq2SeqTrainer's padding)
+            if getattr(config, name, None) is None:
+                setattr(config, name, getattr(config.lm, name, None))
+        check_logits_are_the_head_s(self.model.config)
+        # The wrapped model's tied weights, under this model's names (as Transformers'
+        # composite models list their sub-models'): saving writes each once.
+        tied = self.model._tied_weights_keys or {}
+        self._tied_weights_keys = ({f"model.{k}": f"model.{v}" for k, v in tied.items()}
+                                   if isinstance(tied, dict) else [f"model.{k}" for k in tied])
+        head = lm_head_layer(self.model)
+        self.lm_loss = LMLoss(config, head.in_features, head.out_features)
+        self.post_init()
+
+    @classmethod
+    def from_model(cls, model: PreTrainedModel, loss: str = "emb", label_dim: int = 100,
+                   **settings: Any) -> "LabelEmbeddingLMBase":
+        """Wrap a built model (its weights kept). ``settings``: the other config fields
+        (``chunk_size``, ``logits_with_loss``, ...) and, as keywords, the
+        :class:`labelemb.LossOptions` fields (``warmup_steps=0``, ``tau=...``)."""
+        config = build_config(cls.config_class, model, loss=loss, label_dim=label_dim,
+                              **settings)
+        return cls(config, model=model)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """The wrapped model initialises its own modules (Transformers dispatches them to its
+        ``_init_weights``; pre-trained ones are left alone). Ours: the second head and ``B``
+        as ``nn.Linear`` draws, ``A`` N(0, 1) as the authors' code, the warm-up clock 0."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.reset_parameters()
+        elif isinstance(module, LabelEmbeddingLoss):
+            module.num_updates.zero_()
+
+    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(
+            "resizing the vocabulary would resize the second head and the label embedding too; "
+            "resize the wrapped model first, then wrap it (from_model)")
+
+    @property
+    def label_embedding(self) -> nn.Module | None:
+        """The learned ``ReLU(A[y] B)`` label embedding (``loss="emb"``), else ``None``."""
+        return self.lm_loss.label_embedding
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.model.get_output_embeddings()
+
+    def get_encoder(self, *args: Any, **kwargs: Any) -> nn.Module:
+        return self.model.get_encoder(*args, **kwargs)
+
+    @property
+    def generation_config(self) -> GenerationConfig:
+        """The wrapped model's (``Seq2SeqTrainer`` reads it); setting it sets the model's."""
+        return self.model.generation_config
+
+    @generation_config.setter
+    def generation_config(self, value: GenerationConfig) -> None:
+        self.model.generation_config = value
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """The wrapped model's ``generate()``, unchanged: the second head and the label
+        embedding only train."""
+        return self.model.generate(*args, **kwargs)
