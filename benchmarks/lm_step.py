@@ -32,7 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
-from _common import MIB, machine, median, peak_rss_bytes, rss_bytes, run_worker  # noqa: E402
+from _common import (MIB, format_phases, machine, median, peak_rss_bytes,  # noqa: E402
+                     profiled_phases, rss_bytes, run_worker)
 
 VARIANTS = ("transformers", "emb", "ce")
 TARGET_MEMORY_RATIO = 1.0
@@ -86,8 +87,13 @@ def worker(args: argparse.Namespace) -> dict:
         t0 = time.perf_counter()
         losses.append(step(ids))
         times.append(time.perf_counter() - t0)
-    return dict(variant=args.worker, peak_extra_mib=(peak_rss_bytes() - rss_setup) / MIB,
-                times=times, loss=losses[0], distinct=int(ids[:, 1:].unique().numel()))
+    peak_extra_mib = (peak_rss_bytes() - rss_setup) / MIB
+    profiled = {}
+    if args.profile:  # one more step under torch.profiler: the chunked loss's phases
+        seconds, phases = profiled_phases(lambda: step(ids))
+        profiled = dict(profiled_seconds=seconds, phases=phases)
+    return dict(variant=args.worker, peak_extra_mib=peak_extra_mib, times=times,
+                loss=losses[0], distinct=int(ids[:, 1:].unique().numel()), **profiled)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -105,6 +111,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per process")
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one step: the chunked loss's phases")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -119,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
                    if k in ("vocab", "seq", "batch", "width", "dim", "fit", "steps", "chunk_size")
-                   and v is not None]
+                   and v is not None] + (["--profile"] if args.profile else [])
     print(machine())
     print(f"GPT-2 1 layer x {args.width}, vocab {args.vocab}, batch {args.batch} x {args.seq}, "
           f"embedding dim {args.dim}, fit {args.fit}, chunk_size {args.chunk_size or 'default'}")
@@ -130,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             runs[v].append(res)
             print(f"  round {r}: {v:12s} step {median(res['times']):7.3f} s  "
                   f"peak +{res['peak_extra_mib']:7.1f} MiB  loss {res['loss']:.4f}", flush=True)
+            if res.get("phases"):
+                print("    " + format_phases(res["profiled_seconds"], res["phases"]))
     print(f"distinct target tokens: {runs['emb'][0]['distinct']} of {args.batch * (args.seq - 1)}")
     summary = {v: dict(seconds=median([t for res in runs[v] for t in res["times"]]),
                        peak_extra_mib=max(res["peak_extra_mib"] for res in runs[v]))
