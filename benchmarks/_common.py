@@ -91,3 +91,11 @@ def format_phases(seconds: float, phases: dict[str, float]) -> str:
     """``a profiled step: S s; phases forward F s, terms T s, ...`` (the phases if any)."""
     named = ", ".join(f"{k.rsplit('.', 1)[1]} {t:.3f} s" for k, t in phases.items())
     return f"a profiled step: {seconds:.3f} s" + (f"; phases {named}" if named else "")
+
+
+def write_json(path: str | None, args: object, summary: dict, runs: object) -> None:
+    """``--json PATH``: the machine, the arguments, the summary and every run, for the docs."""
+    if path:
+        with open(path, "w") as f:
+            json.dump({"machine": machine(), "args": vars(args), "summary": summary,
+                       "runs": runs}, f, indent=2)

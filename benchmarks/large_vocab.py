@@ -41,7 +41,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from _common import (MIB, format_phases, machine, median, peak_rss_bytes,  # noqa: E402
-                     profiled_phases, rss_bytes, run_worker)
+                     profiled_phases, rss_bytes, run_worker, write_json)
 from labelemb import CompressedLabelEmbedding, LabelEmbeddingHead, LabelEmbeddingLoss  # noqa: E402
 from labelemb.chunked import ChunkedLabelEmbeddingLoss  # noqa: E402
 
@@ -219,10 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         if diff > 1e-4 * max(1.0, abs(ch["loss"])):
             print("ERROR: the chunked loss differs from the unchunked one", file=sys.stderr)
             return 1
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "args": vars(args), "summary": summary,
-                       "runs": runs}, f, indent=2)
+    write_json(args.json, args, summary, runs)
     return 0
 
 

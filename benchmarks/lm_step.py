@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
 from _common import (MIB, format_phases, machine, median, peak_rss_bytes,  # noqa: E402
-                     profiled_phases, rss_bytes, run_worker)
+                     profiled_phases, rss_bytes, run_worker, write_json)
 
 VARIANTS = ("transformers", "emb", "ce")
 TARGET_MEMORY_RATIO = 1.0
@@ -151,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({s['peak_extra_mib'] / base['peak_extra_mib']:.2f}x)")
     print(f"targets: time <= {TARGET_TIME_RATIO}x, memory <= {TARGET_MEMORY_RATIO}x "
           "Transformers' own loss")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "args": vars(args), "summary": summary,
-                       "runs": runs}, f, indent=2)
+    write_json(args.json, args, summary, runs)
     return 0
 
 

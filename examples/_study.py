@@ -56,12 +56,13 @@ class LMRecipe:
                     disable_tqdm=True)
 
 
-def study_parser(description: str, out: str, modes: str) -> argparse.ArgumentParser:
-    """The flags every example takes; it adds its own (``--data`` first)."""
+def study_parser(description: str, out: str, modes: str, losses: str = "ce, ls, emb"
+                 ) -> argparse.ArgumentParser:
+    """The flags every example takes (the text classifier's too); it adds its own."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--data", required=True, help="the data folder")
     p.add_argument("--out", default=out, help="where the runs go")
-    p.add_argument("--modes", default=modes, help="comma-separated: ce, ls, emb")
+    p.add_argument("--modes", default=modes, help=f"comma-separated: {losses}")
     p.add_argument("--seeds", default="0", help="e.g. 0 or 0-2 or 0,3")
     p.add_argument("--smoke", action="store_true", help="tiny model and data, 1 epoch")
     p.add_argument("--epochs", type=float, default=None, help="override the recipe's epochs")

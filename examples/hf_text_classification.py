@@ -39,6 +39,8 @@ from labelemb.hf import (LabelEmbeddingConfig, LabelEmbeddingForSequenceClassifi
 from labelemb.hf.text import encode, train_tokenizer
 from labelemb.report.nearest import nearest_labels, resolve_classes
 
+from _study import study_parser  # noqa: E402  (beside this script)
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -67,14 +69,7 @@ SHOWN = ("linux", "love", "startrek", "medicine", "politics")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="a folder from `labelemb data prepare`")
-    p.add_argument("--out", default="runs/hf-text", help="where the runs go")
-    p.add_argument("--modes", default="ce,emb", help="comma-separated: ce, ls, ols, emb")
-    p.add_argument("--seeds", default="0", help="e.g. 0 or 0-2 or 0,3")
-    p.add_argument("--smoke", action="store_true", help="tiny model, 2,000 texts, 1 epoch")
-    p.add_argument("--epochs", type=float, default=None, help="override the recipe's epochs")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p = study_parser(__doc__.split("\n\n")[0], "runs/hf-text", "ce,emb", "ce, ls, ols, emb")
     p.add_argument("--soft-target-temperature", type=float, default=None,
                    help="emb: a sharper soft target softmax(e / T) (default: the preset's 1)")
     return p.parse_args(argv)
