@@ -62,8 +62,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise FileNotFoundError(f"missing {path.name} in {path.parent}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:  # both are ValueErrors
+        raise ValueError(f"{path} is not valid UTF-8 JSON: {err}") from err
 
 
 class MetricsWriter:
