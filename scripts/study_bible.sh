@@ -34,5 +34,8 @@ words=(blanco padre madre hermano hija lluvia viento nube fuego pan)
 source "$(dirname "$0")/study_lib.sh"
 IFS=, read -r -a each <<< "$(expand_seeds "$seeds")"
 for s in "${each[@]}"; do
-  labelemb seq2seq neighbours "$out/emb/seed-$s" "${words[@]}" -k 5 > "$out/neighbours-seed-$s.txt"
+  # written whole or not at all; a seed whose weights a later session no longer has keeps its file
+  [ -f "$out/neighbours-seed-$s.txt" ] && [ ! -f "$out/emb/seed-$s/best.pt" ] && continue
+  labelemb seq2seq neighbours "$out/emb/seed-$s" "${words[@]}" -k 5 > "$out/neighbours-seed-$s.tmp"
+  mv "$out/neighbours-seed-$s.tmp" "$out/neighbours-seed-$s.txt"
 done

@@ -328,3 +328,23 @@ def test_runs_without_their_primary_measure_are_shown_not_compared(tmp_path, cap
     bad.write_text(json.dumps({"test_bleu": "high"}))
     assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 2
     assert str(bad) in capsys.readouterr().err
+
+
+def test_the_same_seed_in_two_folders_is_refused_not_pooled_as_two(tmp_path):
+    """Copies of one run in two study folders have the same settings (``out`` is where a run
+    ran): pooling them would count one seed twice."""
+    for folder in ("a", "b"):
+        write_run(tmp_path / folder, "classification", "baseline", 0, 0.1)
+        write_run(tmp_path / folder, "classification", "emb", 0, 0.09)
+    write_run(tmp_path / "a", "classification", "baseline", 1, 0.12)
+    done = labelemb("report", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "rep")
+    assert_user_error(done, "seed 0", str(tmp_path / "a"), str(tmp_path / "b"), alone=False)
+
+
+def test_forest_with_nothing_to_plot_is_an_error_not_a_stale_figure(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path / "runs", "classification", "baseline", seed, 0.1 + seed / 100)
+    figure = tmp_path / "figures" / "forest.png"
+    done = labelemb("report", tmp_path / "runs", "--out", tmp_path / "rep", "--forest", figure)
+    assert_user_error(done, "--forest", "no effect to plot", alone=False)
+    assert not figure.exists()

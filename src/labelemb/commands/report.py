@@ -91,6 +91,9 @@ def _write_forest(effects: list, out: Path, forest: Path | None) -> tuple[list[P
     from ..report.forest import plot_forest
 
     if not effects:
+        if forest is not None:  # else an older figure at that path would look current
+            raise ValueError(f"--forest {forest}: no effect to plot (no cross-entropy group of "
+                             "the same recipe, or fewer than 2 seeds, or no primary measure)")
         return [], ""
     fig = plot_forest(effects)
     paths = save_figure(fig, out / "forest")

@@ -335,4 +335,11 @@ def group_runs(runs: Iterable[Run]) -> dict[GroupKey, list[Run]]:
         is_int = isinstance(s, int) and not isinstance(s, bool)
         return (not is_int, s if is_int else 0, str(s), str(r.path))
 
+    for members in groups.values():  # a seed twice in a group would count as two seeds
+        seen: dict[Any, Path] = {}
+        for run in members:
+            if run.seed in seen:
+                raise ValueError(f"seed {run.seed} of {run.label} is in {seen[run.seed]} and in "
+                                 f"{run.path} with the same settings: report one of them")
+            seen[run.seed] = run.path
     return {k: sorted(groups[k], key=by_seed) for k in sorted(groups, key=order)}

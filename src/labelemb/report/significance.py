@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 from .summary import Summary, scale_of
+from ..runs.progress import log
 
 __all__ = ["Comparison", "compare", "holm", "effects_vs_baseline", "compare_label_embedding",
            "format_comparisons", "format_effects", "LABEL_EMBEDDING_MODES", "LEVEL"]
@@ -67,7 +68,7 @@ class Comparison:
 
 
 def _seeds_pair(a: Summary, b: Summary) -> bool:
-    return len(set(a.seeds)) == a.n and set(a.seeds) == set(b.seeds)
+    return len(set(a.seeds)) == a.n and len(set(b.seeds)) == b.n and set(a.seeds) == set(b.seeds)
 
 
 def compare(a: Summary, b: Summary) -> Comparison | None:
@@ -111,15 +112,22 @@ def effects_vs_baseline(summaries: Sequence[Summary]) -> list[Comparison]:
     over all the summaries given (every task of the report), the other losses another."""
     found = []
     for s in summaries:
-        if s.is_baseline or s.baseline is None:
+        if s.is_baseline:
             continue
-        c = compare(s, s.baseline)
-        if c is not None:
-            family = FAMILIES[0] if s.base_mode in LABEL_EMBEDDING_MODES else FAMILIES[1]
-            found.append(replace(c, family=family))
+        c = None if s.baseline is None else compare(s, s.baseline)
+        if c is None:  # said, so that a family smaller than declared is seen
+            why = "no cross-entropy group of its recipe" if s.baseline is None else \
+                "fewer than 2 seeds on one side"
+            log(f"warning: {s.dataset}/{s.model}/{s.mode} is left out of the effects: {why}")
+            continue
+        family = FAMILIES[0] if s.base_mode in LABEL_EMBEDDING_MODES else FAMILIES[1]
+        found.append(replace(c, family=family))
     out = list(found)
     for family in FAMILIES:
         idx = [i for i, c in enumerate(found) if c.family == family]
+        if idx:
+            log(f"Holm family {family!r}: {sum(found[i].p == found[i].p for i in idx)} "
+                "comparisons")
         for i, adjusted in zip(idx, holm([found[i].p for i in idx])):
             out[i] = replace(found[i], p_holm=adjusted)
     return out
