@@ -315,3 +315,25 @@ def test_lm_step_benchmark_quick_reports_each_variant(tmp_path):
     runs = report["runs"]
     assert runs["ce"][0]["loss"] == pytest.approx(runs["transformers"][0]["loss"], rel=1e-5)
     assert runs["emb"][0]["loss"] > runs["ce"][0]["loss"]  # the extra terms are there
+
+
+def test_a_head_with_more_layers_than_its_linear_is_refused():
+    """BertLMHeadModel's logits pass a dense layer, GELU and LayerNorm before the Linear that
+    get_output_embeddings() returns: a loss from the hidden states would not be its own."""
+    from transformers import BertConfig
+
+    bert = AutoModelForCausalLM.from_config(BertConfig(
+        is_decoder=True, num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
+        intermediate_size=64, vocab_size=V))
+    with pytest.raises(ValueError, match="BertLMHeadModel's logits are not its LM head's"):
+        LabelEmbeddingForCausalLM.from_model(bert)
+
+
+def test_the_generation_settings_survive_save_and_load(tmp_path):
+    model = tiny()
+    model.generation_config.max_new_tokens = 3
+    model.generation_config.repetition_penalty = 1.7
+    model.save_pretrained(tmp_path)
+    loaded = LabelEmbeddingForCausalLM.from_pretrained(tmp_path)
+    assert (loaded.generation_config.max_new_tokens,
+            loaded.generation_config.repetition_penalty) == (3, 1.7)

@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from torch import Tensor
-from transformers import AutoModelForCausalLM
+import torch
+from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .lm import lm_head_layer
@@ -49,6 +50,15 @@ class LabelEmbeddingForCausalLM(LabelEmbeddingLMBase):
     config_class = LabelEmbeddingCausalLMConfig
     auto_class = AutoModelForCausalLM
 
+    @classmethod
+    def from_model(cls, model: PreTrainedModel, loss: str = "emb", label_dim: int = 100,
+                   **settings: Any) -> "LabelEmbeddingForCausalLM":
+        """Wrap a built causal LM, after checking on a few tokens that its logits are its LM
+        head's output on its base model's last hidden states (the loss is computed from those:
+        a head with more layers, a logit cap, an added router loss would be left out)."""
+        check_logits_from_hidden_states(model)
+        return super().from_model(model, loss=loss, label_dim=label_dim, **settings)
+
     def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
                 labels: Tensor | None = None, num_items_in_batch: Tensor | int | None = None,
                 return_logits: bool | None = None, **kwargs: Any
@@ -68,3 +78,27 @@ class LabelEmbeddingForCausalLM(LabelEmbeddingLMBase):
                                         hidden_states=getattr(out, "hidden_states", None),
                                         attentions=getattr(out, "attentions", None))
         return output.to_tuple() if tuples else output
+
+
+@torch.no_grad()
+def check_logits_from_hidden_states(model: PreTrainedModel) -> None:
+    """A ``ValueError`` unless ``model(ids).logits == lm_head(base_model(ids) hidden states)``
+    on four tokens and the model adds no loss of its own (MoE router losses)."""
+    name = type(model).__name__
+    if getattr(model.config, "output_router_logits", False):
+        raise ValueError(f"{name} adds a router load-balancing loss (output_router_logits=True) "
+                         "that a loss from the hidden states leaves out; set it to False to wrap")
+    vocab = model.get_output_embeddings().out_features
+    ids = (torch.arange(1, 5) % vocab).unsqueeze(0).to(model.device)
+    was = model.training
+    model.eval()
+    try:
+        logits = model(input_ids=ids).logits.float()
+        hidden = model.base_model(input_ids=ids).last_hidden_state
+        head = lm_head_layer(model)(hidden).float()
+    finally:
+        model.train(was)
+    if head.shape != logits.shape or not torch.allclose(head, logits, rtol=1e-4, atol=1e-4):
+        raise ValueError(f"{name}'s logits are not its LM head's output on its base model's "
+                         "hidden states (a head with more layers, a scale or a cap): labelemb "
+                         "computes the loss from those and would not train this model's logits")

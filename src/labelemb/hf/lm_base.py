@@ -103,7 +103,32 @@ class LabelEmbeddingLMBase(PreTrainedModel):
 
     @generation_config.setter
     def generation_config(self, value: GenerationConfig) -> None:
-        self.model.generation_config = value
+        if "model" in self._modules:  # PreTrainedModel sets one before the model is built
+            self.model.generation_config = value
+
+    def adjust_generation_fn(self, generation_config: GenerationConfig | None,
+                             from_auto_class: bool, from_pipeline: Any,
+                             pretrained_model_name_or_path: Any, **kwargs: Any) -> None:
+        """``from_pretrained``'s hook (``GenerationMixin``'s, which the wrapper is not): the
+        saved ``generation_config.json`` goes to the wrapped model."""
+        if generation_config is not None:
+            self.generation_config = generation_config
+            return
+        if pretrained_model_name_or_path is None:
+            return
+        hub = ("cache_dir", "force_download", "proxies", "local_files_only", "token",
+               "revision", "subfolder")
+        try:
+            self.generation_config = GenerationConfig.from_pretrained(
+                pretrained_model_name_or_path, **{k: kwargs[k] for k in hub if k in kwargs})
+        except OSError:
+            pass  # saved without one: the wrapped model's own stays
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """Yes (by the wrapped model): ``save_pretrained`` then writes its generation config,
+        and pipelines and ``Seq2SeqTrainer`` treat the wrapper as a generating model."""
+        return True
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """The wrapped model's ``generate()``, unchanged: the second head and the label
