@@ -5,10 +5,13 @@ what the commands work on."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from cli_process import env, labelemb
@@ -22,7 +25,10 @@ EARLY = [
     ("labelemb.cli", ["train", "--dataset", "mnist"]),  # main() is about to start
     ("argparse", ["seq2seq", "translate", "run"]),
     ("torch._C", ["inspect", "run"]),  # in the middle of torch's import
-    ("torch", ["data", "info", "mnist"]),  # torch is in, the command modules follow
+    # torch is in, the command modules follow; a command that then works for seconds without a
+    # word (reading the KJV), so that the signal lands before it can end on its own
+    ("torch", ["data", "prepare", "bible-lm", "--out",
+               str(Path(tempfile.gettempdir()) / f"labelemb-ctrl-c-{os.getpid()}")]),
 ]
 
 
