@@ -99,12 +99,14 @@ def save_run(out: Path, model, tokenizer, result: dict) -> None:
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
-def study_tokenizer(out: Path, texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+def study_tokenizer(out: Path, texts: list[str], vocab_size: int, max_length: int
+                    ) -> PreTrainedTokenizerFast:
     """The byte-level BPE tokenizer every run under ``out`` uses: trained once on ``texts``,
-    kept in ``out/tokenizer`` (training is not reproducible across processes)."""
+    kept in ``out/tokenizer`` (training is not reproducible across processes); it cuts at the
+    model's ``max_length`` positions."""
     folder = Path(out) / "tokenizer"
     if (folder / "tokenizer.json").is_file():
         return PreTrainedTokenizerFast.from_pretrained(folder)
-    tokenizer = train_bpe_tokenizer(texts, vocab_size)
+    tokenizer = train_bpe_tokenizer(texts, vocab_size, model_max_length=max_length)
     tokenizer.save_pretrained(folder)
     return tokenizer

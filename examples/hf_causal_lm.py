@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     data["train"] = data["train"][:recipe.train_subset]
     if args.smoke:
         data = {s: lines[:500] if s != "train" else lines for s, lines in data.items()}
-    tokenizer = study_tokenizer(Path(args.out), data["train"], recipe.vocab_size)
+    tokenizer = study_tokenizer(Path(args.out), data["train"], recipe.vocab_size,
+                                recipe.max_length)
     report(run_study(args, lambda mode, seed, out: run_one(data, recipe, tokenizer, mode, seed,
                                                            out)))
 

@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     data["train"] = data["train"][:recipe.train_subset]
     data["test"] = data["test"][:recipe.eval_subset]
     texts = [text for pair in data["train"] for text in pair]  # one vocabulary, both sides
-    tokenizer = study_tokenizer(Path(args.out), texts, recipe.vocab_size)
+    tokenizer = study_tokenizer(Path(args.out), texts, recipe.vocab_size,
+                                recipe.max_length)
     results = run_study(args, lambda mode, seed, out: run_one(data, recipe, tokenizer, mode,
                                                               seed, out))
     print(f"\n{'mode':>5} {'seed':>4} {'test BLEU':>10}")

@@ -337,3 +337,22 @@ def test_the_generation_settings_survive_save_and_load(tmp_path):
     loaded = LabelEmbeddingForCausalLM.from_pretrained(tmp_path)
     assert (loaded.generation_config.max_new_tokens,
             loaded.generation_config.repetition_penalty) == (3, 1.7)
+
+
+def test_gradient_checkpointing_passes_through_and_gives_the_same_gradients():
+    ids, labels = batch()
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny().train()
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert model.model.is_gradient_checkpointing
+        model(input_ids=ids, labels=labels).loss.backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters()
+                      if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-6, msg=k)

@@ -33,6 +33,8 @@ class LabelEmbeddingLMBase(PreTrainedModel):
     _supports_attention_backend = True
     # forward takes num_items_in_batch: the Trainer passes it and does not divide the loss.
     accepts_loss_kwargs = True
+    # the wrapped model's layers checkpoint (ours are one layer each)
+    supports_gradient_checkpointing = True
     #: the Transformers Auto class that builds the wrapped model from ``config.lm``
     auto_class: Any = None
 
@@ -123,6 +125,13 @@ class LabelEmbeddingLMBase(PreTrainedModel):
                 pretrained_model_name_or_path, **{k: kwargs[k] for k in hub if k in kwargs})
         except OSError:
             pass  # saved without one: the wrapped model's own stays
+
+    def gradient_checkpointing_enable(self, *args: Any, **kwargs: Any) -> None:
+        """The wrapped model's layers checkpoint; refused, naming it, where they cannot."""
+        if not getattr(self.model, "supports_gradient_checkpointing", False):
+            raise ValueError(f"gradient checkpointing: {type(self.model).__name__} does not "
+                             "support it")
+        super().gradient_checkpointing_enable(*args, **kwargs)
 
     @classmethod
     def can_generate(cls) -> bool:

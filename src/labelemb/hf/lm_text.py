@@ -15,8 +15,11 @@ __all__ = ["EOS", "PAD", "train_bpe_tokenizer", "encode_lines"]
 EOS, PAD = "<|endoftext|>", "<pad>"
 
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer of ``vocab_size`` tokens learned from ``texts``.
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 8000,
+                        model_max_length: int | None = None) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer of ``vocab_size`` tokens learned from ``texts``; give it the
+    model's positions as ``model_max_length`` so that ``truncation=True`` (and a pipeline) cuts
+    there.
 
     Like the WordPiece one of :mod:`labelemb.hf.text` it is not reproducible across processes
     (ties between equally frequent pairs are broken in hash-map order): train once and
@@ -28,8 +31,9 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 8000) -> PreTrai
     trainer = BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD], show_progress=False,
                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer=trainer)
+    extra = {} if model_max_length is None else {"model_max_length": model_max_length}
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS,
-                                   pad_token=PAD)
+                                   pad_token=PAD, **extra)
 
 
 def encode_lines(tokenizer: PreTrainedTokenizerFast, lines: Sequence[str], max_length: int
