@@ -356,3 +356,20 @@ def test_gradient_checkpointing_passes_through_and_gives_the_same_gradients():
     assert grads[0].keys() == grads[1].keys()
     for k in grads[0]:
         torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_a_saved_folder_loads_in_a_process_that_never_imported_labelemb(tmp_path):
+    import subprocess
+    import sys
+
+    from cli_process import env
+
+    tiny().save_pretrained(tmp_path)
+    code = ("import sys\nfrom transformers import AutoModelForCausalLM\n"
+            f"m = AutoModelForCausalLM.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)\n"
+            "assert 'labelemb.hf' in sys.modules  # by the folder's loader, not by this code\n"
+            "print(type(m).__name__, m.label_embedding is not None)")
+    done = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["LabelEmbeddingForCausalLM", "True"]

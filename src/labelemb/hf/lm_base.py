@@ -5,12 +5,14 @@ inference and ``generate()`` are the wrapped model's."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from torch import nn
 from transformers import GenerationConfig, PreTrainedModel
 
 from ..loss import LabelEmbeddingLoss
+from .autoload import write_loader
 from .lm import LMLoss, check_logits_are_the_head_s, lm_head_layer
 from .lm_config import LabelEmbeddingLMConfig, build_config
 
@@ -125,6 +127,16 @@ class LabelEmbeddingLMBase(PreTrainedModel):
                 pretrained_model_name_or_path, **{k: kwargs[k] for k in hub if k in kwargs})
         except OSError:
             pass  # saved without one: the wrapped model's own stays
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any
+                        ) -> None:
+        """``PreTrainedModel.save_pretrained``; ``config.json`` names the loader module it
+        writes beside, so the Auto classes load the folder without ``import labelemb.hf``
+        (with ``trust_remote_code=True``)."""
+        if kwargs.get("is_main_process", True):
+            self.config.auto_map = write_loader(save_directory, {
+                "AutoConfig": self.config_class, self.auto_class.__name__: type(self)})
+        super().save_pretrained(save_directory, *args, **kwargs)
 
     def gradient_checkpointing_enable(self, *args: Any, **kwargs: Any) -> None:
         """The wrapped model's layers checkpoint; refused, naming it, where they cannot."""
