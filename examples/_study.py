@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -78,17 +78,26 @@ def seeds_of(text: str) -> list[int]:
     return out
 
 
-def run_study(args: argparse.Namespace, run_one: Callable[[str, int, Path], dict]) -> list[dict]:
-    """``run_one(mode, seed, out)`` for each seed and mode, or its saved ``result.json``."""
+def run_study(args: argparse.Namespace, recipe: LMRecipe,
+              run_one: Callable[[str, int, Path], dict]) -> list[dict]:
+    """``run_one(mode, seed, out)`` for each seed and mode, or its saved ``result.json`` when
+    that run had this ``recipe`` (another recipe in the same ``--out`` is refused)."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    wanted = json.loads(json.dumps(asdict(recipe)))  # as result.json holds it
     results = []
     for seed in seeds_of(args.seeds):
         for mode in args.modes.split(","):
             out = Path(args.out) / mode / f"seed-{seed}"
             done = out / "result.json"
-            results.append(json.loads(done.read_text()) if done.is_file() else
-                           run_one(mode, seed, out))
+            if not done.is_file():
+                results.append(run_one(mode, seed, out))
+                continue
+            saved = json.loads(done.read_text())
+            if saved.get("recipe") != wanted:
+                raise SystemExit(f"{out} was trained with another recipe (--smoke or "
+                                 "--epochs?): give another --out, or delete it")
+            results.append(saved)
     return results
 
 

@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         data = {s: lines[:500] if s != "train" else lines for s, lines in data.items()}
     tokenizer = study_tokenizer(Path(args.out), data["train"], recipe.vocab_size,
                                 recipe.max_length)
-    report(run_study(args, lambda mode, seed, out: run_one(data, recipe, tokenizer, mode, seed,
-                                                           out)))
+    report(run_study(args, recipe, lambda mode, seed, out: run_one(data, recipe, tokenizer,
+                                                                   mode, seed, out)))
 
 
 if __name__ == "__main__":

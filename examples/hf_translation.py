@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     texts = [text for pair in data["train"] for text in pair]  # one vocabulary, both sides
     tokenizer = study_tokenizer(Path(args.out), texts, recipe.vocab_size,
                                 recipe.max_length)
-    results = run_study(args, lambda mode, seed, out: run_one(data, recipe, tokenizer, mode,
-                                                              seed, out))
+    results = run_study(args, recipe, lambda mode, seed, out: run_one(data, recipe, tokenizer,
+                                                                      mode, seed, out))
     print(f"\n{'mode':>5} {'seed':>4} {'test BLEU':>10}")
     for r in results:
         print(f"{r['mode']:>5} {r['seed']:>4} {r['test_bleu']:10.2f}")
