@@ -101,6 +101,15 @@ def run_study(args: argparse.Namespace, recipe: LMRecipe,
     return results
 
 
+def report_fields(data: str, model: str, primary_metric: str, higher_is_better: bool,
+                  recipe: LMRecipe) -> dict:
+    """What ``labelemb report`` reads from a run's ``result.json`` to group and compare it:
+    the data set (the data folder's name), the model, the primary measure and the settings."""
+    return {"task": "language-model", "dataset": Path(data).resolve().name, "model": model,
+            "primary_metric": primary_metric, "higher_is_better": higher_is_better,
+            "settings": asdict(recipe)}
+
+
 def save_run(out: Path, model, tokenizer, result: dict) -> None:
     """The model and its tokenizer in ``out/model``, then ``result.json`` (last: "done")."""
     model.save_pretrained(out / "model")

@@ -30,7 +30,8 @@ import torch
 from transformers import (DataCollatorForLanguageModeling, GPT2Config, GPT2LMHeadModel,
                           Trainer, TrainingArguments, set_seed)
 
-from _study import LMRecipe, run_study, save_run, study_parser, study_tokenizer
+from _study import (LMRecipe, report_fields, run_study, save_run, study_parser,
+                    study_tokenizer)
 from labelemb.calibration import calibration_metrics, fit_temperature
 from labelemb.chunked import chunked_cross_entropy
 from labelemb.hf import LabelEmbeddingForCausalLM
@@ -128,7 +129,8 @@ def samples(model: LabelEmbeddingForCausalLM, tokenizer, seed: int) -> list[str]
     return out
 
 
-def run_one(data: dict, recipe: Recipe, tokenizer, mode: str, seed: int, out: Path) -> dict:
+def run_one(data: dict, recipe: Recipe, tokenizer, mode: str, seed: int, out: Path,
+            source: str) -> dict:
     """Train one mode and seed with the Trainer; write and return its result."""
     sets = {s: encode_lines(tokenizer, lines, recipe.max_length) for s, lines in data.items()}
     collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
@@ -145,7 +147,8 @@ def run_one(data: dict, recipe: Recipe, tokenizer, mode: str, seed: int, out: Pa
     temperature = fit_temperature(*scored["dev"])
     raw = calibration_metrics(*scored["test"])
     calibrated = calibration_metrics(*scored["test"], temperature=temperature)
-    result = {"mode": mode, "seed": seed, "recipe": asdict(recipe),
+    result = {**report_fields(source, "gpt2-small", "test_perplexity", False, recipe),
+              "mode": mode, "seed": seed, "recipe": asdict(recipe),
               "train_seconds": round(seconds, 1), "train_lines": len(sets["train"]),
               "threads": torch.get_num_threads(), "dev_perplexity": math.exp(nll["dev"]),
               "test_perplexity": math.exp(nll["test"]), "test_ece": raw["ece"],
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = study_tokenizer(Path(args.out), data["train"], recipe.vocab_size,
                                 recipe.max_length)
     report(run_study(args, recipe, lambda mode, seed, out: run_one(data, recipe, tokenizer,
-                                                                   mode, seed, out)))
+                                                                   mode, seed, out, args.data)))
 
 
 if __name__ == "__main__":

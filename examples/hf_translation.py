@@ -27,7 +27,8 @@ import torch
 from transformers import (DataCollatorForSeq2Seq, MarianConfig, MarianMTModel, Seq2SeqTrainer,
                           Seq2SeqTrainingArguments, set_seed)
 
-from _study import LMRecipe, run_study, save_run, study_parser, study_tokenizer
+from _study import (LMRecipe, report_fields, run_study, save_run, study_parser,
+                    study_tokenizer)
 from labelemb.hf import LabelEmbeddingForSeq2SeqLM
 
 
@@ -93,7 +94,8 @@ def training_args(recipe: Recipe, out: Path, seed: int) -> Seq2SeqTrainingArgume
         generation_num_beams=recipe.beams)
 
 
-def run_one(data: dict, recipe: Recipe, tokenizer, mode: str, seed: int, out: Path) -> dict:
+def run_one(data: dict, recipe: Recipe, tokenizer, mode: str, seed: int, out: Path,
+            source: str) -> dict:
     """Train one mode and seed with the Seq2SeqTrainer; write and return its result."""
     sets = {s: encode(tokenizer, pairs, recipe.max_length) for s, pairs in data.items()}
     model = build_model(recipe, tokenizer, mode, seed, len(sets["train"]))
@@ -108,7 +110,8 @@ def run_one(data: dict, recipe: Recipe, tokenizer, mode: str, seed: int, out: Pa
     hypotheses = [t.strip() for t in tokenizer.batch_decode(tokens, skip_special_tokens=True)]
     references = [t for _, t in data["test"]]
     bleu = sacrebleu.corpus_bleu(hypotheses, [references])
-    result = {"mode": mode, "seed": seed, "recipe": asdict(recipe),
+    result = {**report_fields(source, "marian-small", "test_bleu", True, recipe),
+              "mode": mode, "seed": seed, "recipe": asdict(recipe),
               "train_seconds": round(seconds, 1), "train_pairs": len(sets["train"]),
               "threads": torch.get_num_threads(), "test_bleu": bleu.score,
               "test_loss": predicted.metrics["test_loss"],
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = study_tokenizer(Path(args.out), texts, recipe.vocab_size,
                                 recipe.max_length)
     results = run_study(args, recipe, lambda mode, seed, out: run_one(data, recipe, tokenizer,
-                                                                      mode, seed, out))
+                                                                      mode, seed, out, args.data))
     print(f"\n{'mode':>5} {'seed':>4} {'test BLEU':>10}")
     for r in results:
         print(f"{r['mode']:>5} {r['seed']:>4} {r['test_bleu']:10.2f}")

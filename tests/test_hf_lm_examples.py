@@ -73,6 +73,12 @@ def test_causal_lm_smoke_trains_each_loss_and_saves_a_model_that_generates(tmp_p
             assert math.isfinite(float(model(input_ids=ids, labels=ids).loss))
         assert model.generate(ids, max_new_tokens=3, do_sample=False).shape[1] == ids.shape[1] + 3
     assert (out / "tokenizer" / "tokenizer.json").is_file()
+    # labelemb report reads the runs (one seed: groups, no test) and names the primary measure
+    shown = labelemb("report", out, "--out", tmp_path / "report")
+    assert shown.returncode == 0, shown.stderr
+    rows = [line for line in shown.stdout.splitlines() if "| kjv | gpt2-small |" in line]
+    assert [r.split("|")[3].strip() for r in rows] == ["ce", "emb"]
+    assert all("test_perplexity" in r for r in rows)
 
 
 @pytest.mark.slow
