@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from .. import __version__
 from ..embedding import save_embedding
 from ..functional import term_weights
+from ..loss import LabelEmbeddingLoss
 from ..normalizers import Normalizers, defers_embedding_ce, finish_deferred_embedding_ce
 from ..runs import rundir
 from ..runs.checkpoint import (load_checkpoint, restore_training_state, rng_state,
@@ -121,10 +122,6 @@ class _State:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
 
-    @property
-    def params(self) -> list[nn.Parameter]:
-        return [p for group in self.optimizer.param_groups for p in group["params"]]
-
     def checkpoint(self, record: dict[str, Any]) -> dict[str, Any]:
         """Everything an exact resume needs, and the record of this evaluation."""
         return {
@@ -162,32 +159,40 @@ def step_gradients(task: Task, model: nn.Module, criterion: nn.Module, batch: An
     rank, world = rank_and_world()
     parts, n_valid = task.parts(batch, rank, world, task.cfg.accumulate)
     whole = None if len(parts) == 1 and world == 1 else Normalizers(n_valid)
-    deferred = whole is not None and defers_embedding_ce(criterion)
     # The warm-up clock counts updates: every micro-batch of this one reads the same value.
-    clock = getattr(criterion, "num_updates", None)
-    start = None if clock is None else clock.clone()
-    shares: dict[str, Tensor] = {}
+    warm = _with_warmup(criterion)
+    clock = None if warm is None else (warm.num_updates, warm.num_updates.clone())  # now, start
+    shares: dict[str, Tensor] = {}  # "loss" and the terms: this rank's shares of the batch's
+    counts: dict[str, Tensor] = {}
     for part in parts:
-        if start is not None:
-            clock.copy_(start)
+        if clock is not None:
+            clock[0].copy_(clock[1])
         out = task.loss(model, criterion, part, whole)
         out.loss.backward()
-        named = {"loss": out.loss, **{f"term/{k}": v for k, v in out.terms.items()},
-                 **{f"count/{k}": v for k, v in out.counts.items()}}
-        for k, v in named.items():
-            shares[k] = shares.get(k, 0.0) + v.detach()
-    if start is not None and criterion.training:
-        clock.copy_(start + 1)
-    params = [p for p in [*model.parameters(), *criterion.parameters()] if p.requires_grad]
-    sum_gradients(params)
-    n_correct = shares.pop("count/n_correct", None)
-    if deferred:
-        terms = {"loss": shares["loss"], "embedding_ce": shares["term/embedding_ce"]}
-        finish_deferred_embedding_ce([p for p in criterion.parameters() if p.requires_grad],
-                                     n_valid, _summed(n_correct), criterion.options, terms)
-        shares["loss"], shares["term/embedding_ce"] = terms["loss"], terms["embedding_ce"]
+        for into, new in ((shares, {"loss": out.loss, **out.terms}), (counts, out.counts)):
+            for k, v in new.items():
+                into[k] = into.get(k, 0.0) + v.detach()
+    if clock is not None and criterion.training:
+        clock[0].copy_(clock[1] + 1)
+    sum_gradients(_trained(model, criterion))
+    n_correct = counts.pop("n_correct", None)
+    if whole is not None and defers_embedding_ce(criterion):
+        finish_deferred_embedding_ce([p.grad for p in _trained(criterion) if p.grad is not None],
+                                     n_valid, _summed(n_correct), criterion.options, shares)
     n = float(n_valid)  # shares -> sums over the batch's targets
-    return {k: v if k.startswith("count/") else v * n for k, v in shares.items()}, n_valid
+    return {"loss": shares.pop("loss") * n, **{f"term/{k}": v * n for k, v in shares.items()},
+            **{f"count/{k}": v for k, v in counts.items()}}, n_valid
+
+
+def _trained(*modules: nn.Module) -> list[nn.Parameter]:
+    """The parameters an update changes: the modules' (model, criterion) that need a gradient."""
+    return [p for m in modules for p in m.parameters() if p.requires_grad]
+
+
+def _with_warmup(criterion: nn.Module) -> LabelEmbeddingLoss | None:
+    """The loss if it keeps a warm-up clock (``num_updates``: the updates done, against
+    ``options.warmup_steps``), ``None`` for one without (the baselines)."""
+    return criterion if isinstance(criterion, LabelEmbeddingLoss) else None
 
 
 def _summed(t: Tensor) -> Tensor:
@@ -208,12 +213,11 @@ def _train_step(task: Task, s: _State, idx: Tensor, sums: dict[str, Any]) -> Non
     s.optimizer.zero_grad(set_to_none=True)
     stats, n_valid = step_gradients(task, s.model, s.criterion, task.batch(idx, s.data_rng))
     if cfg.clip_norm:
-        nn.utils.clip_grad_norm_(s.params, cfg.clip_norm)
+        nn.utils.clip_grad_norm_(_trained(s.model, s.criterion), cfg.clip_norm)
     sums["lr"] = s.optimizer.param_groups[0]["lr"]  # the lr this interval trained with
-    options = getattr(s.criterion, "options", None)
-    if options is not None and hasattr(s.criterion, "num_updates"):  # and soft_ce's weight
-        sums["soft_ce_weight"] = float(term_weights(options, s.criterion.num_updates - 1)
-                                       ["soft_ce"])  # the clock has ticked for this update
+    warm = _with_warmup(s.criterion)
+    if warm is not None:  # and soft_ce's weight (the clock has ticked for this update)
+        sums["soft_ce_weight"] = float(term_weights(warm.options, warm.num_updates - 1)["soft_ce"])
     s.optimizer.step()
     s.step += 1
     for k, v in stats.items():
@@ -319,8 +323,7 @@ def _build(task: Task, mode: str, seed: int) -> _State:
     # Same seed -> same backbone/main-head init and same data order in every mode.
     g = seed_everything(seed)
     model, criterion = task.build(mode, seed)
-    params = [p for p in [*model.parameters(), *criterion.parameters()] if p.requires_grad]
-    optimizer = adam(params, task.cfg.lr)
+    optimizer = adam(_trained(model, criterion), task.cfg.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, task.cfg.lr_milestones or [],
                                                      task.cfg.lr_gamma)
     return _State(model, criterion, optimizer, scheduler, g, mode, seed)
@@ -362,8 +365,8 @@ def _resume(run: RunDir, s: _State) -> None:
 
 def _warn_warmup(task: Task, s: _State) -> None:
     """A run that ends before the warm-up never trains with the soft target: say so."""
-    options = getattr(s.criterion, "options", None)
-    warmup = getattr(options, "warmup_steps", 0)
+    warm = _with_warmup(s.criterion)
+    warmup = 0 if warm is None else warm.options.warmup_steps
     if not warmup or not MODES[s.mode].uses_loss_options:
         return
     per_epoch = len(task.epoch_batches(1, torch.Generator().set_state(s.data_rng.get_state())))
