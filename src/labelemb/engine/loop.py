@@ -25,7 +25,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -333,17 +333,6 @@ def _finished(cfg: RunSettings, step: int, epoch: int) -> bool:
     return epoch >= cfg.epochs or (cfg.max_steps is not None and step >= cfg.max_steps)
 
 
-def _finished_result(run: RunDir) -> dict[str, Any] | None:
-    """The ``result.json`` of a finished run: enough to skip it on ``--resume``, also where
-    its checkpoints were not kept (a study's folder keeps only the small files)."""
-    if not rundir.is_complete(run.path):
-        return None
-    result = rundir.read_json(run / rundir.RESULT)
-    if not isinstance(result, dict) or not {"steps", "epochs"} <= set(result):
-        raise ValueError(f"{run / rundir.RESULT} is not a labelemb result; use --overwrite")
-    return result
-
-
 def _resume(run: RunDir, s: _State) -> None:
     """Continue from the checkpoint (restored already): the log cut back to its records, or
     the last record re-appended when a kill came between the checkpoint and the log; a
@@ -423,7 +412,7 @@ def fit(task: Task, mode: str, seed: int, run_dir: Path) -> Path:
     run = RunDir.open(run_dir, cfg.run_settings(mode, seed), may_change=may_change_on_resume(
         type(cfg)), resume=cfg.resume, overwrite=cfg.overwrite, writer=is_main_process(),
         extra_files=task.extra_files)
-    end = _finished_result(run) if cfg.resume else None
+    end = run.finished_result() if cfg.resume else None
     if end is not None and _finished(cfg, end["steps"], end["epochs"]):
         log(f"[{mode} seed {seed}] complete ({end['steps']} updates), skipped")
         return run.path
@@ -438,7 +427,7 @@ def fit(task: Task, mode: str, seed: int, run_dir: Path) -> Path:
               "parameters": sum(p.numel() for p in s.model.parameters()),
               "world_size": rank_and_world()[1], "torch_version": torch.__version__}
     if run.resumed:
-        _check_same_data(task, run, config)
+        run.check_same_data(config, task.data_identity)
         s.restore(run.checkpoint, run / rundir.CHECKPOINT)  # refuses one that does not fit
     run.start(config)
     task.start(run)
@@ -456,16 +445,6 @@ def fit(task: Task, mode: str, seed: int, run_dir: Path) -> Path:
     return run.path
 
 
-def _check_same_data(task: Task, run: RunDir, config: dict[str, Any]) -> None:
-    """A run resumes on the data it started with: the task's identity keys of config.json
-    (vocabularies, class names, split sizes) must be unchanged."""
-    saved = rundir.read_json(run / rundir.CONFIG)
-    changed = [k for k in task.data_identity if saved.get(k) != config.get(k)]
-    if changed:
-        raise ValueError(f"{run.path}: the data changed since the run started ({', '.join(changed)}"
-                         "); resume it on its own data, or use --overwrite or another --out")
-
-
 def _write_result(task: Task, s: _State, run: RunDir, n_params: int) -> None:
     history = rundir.read_metrics(run / rundir.METRICS)
     result = task.finish(run, s.model, s.criterion, s.mode, history)
@@ -479,13 +458,15 @@ def _write_result(task: Task, s: _State, run: RunDir, n_params: int) -> None:
     })
 
 
-def run_all(task: Task, out: Path, modes: Sequence[str], seeds: Sequence[int]) -> list[Path]:
-    """Every ``(mode, seed)`` run into ``OUT/<mode>/seed-<k>/``, seed by seed."""
-    parts = rank_and_world()[1] * task.cfg.accumulate
-    if task.cfg.batch_size < parts:  # else every batch would be skipped: no update at all
-        raise ValueError(f"--batch-size {task.cfg.batch_size} is smaller than --accumulate "
-                         f"{task.cfg.accumulate} x {parts // task.cfg.accumulate} rank(s): each "
-                         "part of a batch needs an example")
+def run_all(task: Task) -> list[Path]:
+    """Every ``(mode, seed)`` run of ``task.cfg`` into ``OUT/<mode>/seed-<k>/``, seed by seed."""
+    cfg, out = task.cfg, Path(str(task.cfg.out))
+    parts = rank_and_world()[1] * cfg.accumulate
+    if cfg.batch_size < parts:  # else every batch would be skipped: no update at all
+        raise ValueError(f"--batch-size {cfg.batch_size} is smaller than --accumulate "
+                         f"{cfg.accumulate} x {parts // cfg.accumulate} rank(s): each part of a "
+                         "batch needs an example")
     if is_main_process():
         rundir.make_folder(out)  # a file in the way or no write permission: said before training
-    return [fit(task, mode, seed, out / mode / f"seed-{seed}") for seed in seeds for mode in modes]
+    return [fit(task, mode, seed, out / mode / f"seed-{seed}") for seed in cfg.seeds
+            for mode in cfg.modes]
