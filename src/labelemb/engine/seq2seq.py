@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from functools import partial
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
