@@ -95,6 +95,24 @@ def test_search_order_prefers_data_dir_then_env(tmp_path, monkeypatch):
         load_dataset("mnist")
 
 
+def test_a_data_dir_without_the_dataset_is_refused_not_passed_over(tmp_path, monkeypatch):
+    d = tmp_path / "b" / "fashion-mnist"
+    d.mkdir(parents=True)
+    for stem, arr in (("train-images-idx3-ubyte", np.zeros((3, 2, 2), np.uint8)),
+                      ("train-labels-idx1-ubyte", np.zeros(3, np.uint8)),
+                      ("t10k-images-idx3-ubyte", np.zeros((1, 2, 2), np.uint8)),
+                      ("t10k-labels-idx1-ubyte", np.zeros(1, np.uint8))):
+        _write_idx(d / stem, arr)
+    monkeypatch.setenv("LABELEMB_DATA", str(tmp_path / "b"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"--data-dir .*empty: no fashion-mnist files "
+                       r"there .*a copy is in .*b/fashion-mnist: drop --data-dir"):
+        load_dataset("fashion-mnist", tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match=r"--data-dir .*nowhere: no such folder"):
+        load_dataset("fashion-mnist", tmp_path / "nowhere")
+    assert load_dataset("fashion-mnist").source == str(d)  # without --data-dir: found
+
+
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist")
 def test_real_fashion_mnist_has_55k_5k_10k():
     ds = load_dataset("fashion-mnist", data_dir=FASHION)
