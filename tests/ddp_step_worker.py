@@ -25,6 +25,7 @@ import torch.distributed as dist
 
 from labelemb.data.parallel_text import ParallelCorpus
 from labelemb.data.registry import ImageDataset
+from labelemb.data.seq2seq_data import Seq2SeqData
 from labelemb.data.vocab import Vocab
 from labelemb.engine import seq2seq
 from labelemb.engine.classification import Classification, TrainConfig
@@ -73,7 +74,7 @@ def seq2seq_step(mode: str, chunked: bool) -> dict:
     cfg = seq2seq.TrainConfig(task="parallel", data_dir=".", emb_dim=8, hidden=16, layers=1,
                               dropout=0.0, label_dim=6, warmup_steps=0,
                               chunked_loss=chunked).resolved()
-    task = seq2seq.Seq2SeqTask(cfg, seq2seq._Data(corpus, corpus, None, vocab, vocab),
+    task = seq2seq.Seq2SeqTask(cfg, Seq2SeqData(corpus, corpus, None, vocab, vocab),
                                torch.device("cpu"))
     torch.manual_seed(0)
     model, criterion = task.build(mode, 0)

@@ -77,15 +77,20 @@ def test_mnist_like_folder_gets_the_papers_split(tmp_path):
     assert ds.test_x.shape[0] == 4 and ds.class_names == [str(i) for i in range(10)]
 
 
+def _fake_fashion_mnist(d: Path, n_train: int = 5001) -> Path:
+    """A tiny Fashion-MNIST (all zeros) in the folder ``d``."""
+    d.mkdir(parents=True)
+    for stem, arr in (("train-images-idx3-ubyte", np.zeros((n_train, 2, 2), np.uint8)),
+                      ("train-labels-idx1-ubyte", np.zeros(n_train, np.uint8)),
+                      ("t10k-images-idx3-ubyte", np.zeros((1, 2, 2), np.uint8)),
+                      ("t10k-labels-idx1-ubyte", np.zeros(1, np.uint8))):
+        _write_idx(d / stem, arr)
+    return d
+
+
 def test_search_order_prefers_data_dir_then_env(tmp_path, monkeypatch):
     for where in ("a", "b"):
-        d = tmp_path / where / "fashion-mnist"
-        d.mkdir(parents=True)
-        for stem, arr in (("train-images-idx3-ubyte", np.zeros((5001, 2, 2), np.uint8)),
-                          ("train-labels-idx1-ubyte", np.zeros(5001, np.uint8)),
-                          ("t10k-images-idx3-ubyte", np.zeros((1, 2, 2), np.uint8)),
-                          ("t10k-labels-idx1-ubyte", np.zeros(1, np.uint8))):
-            _write_idx(d / stem, arr)
+        _fake_fashion_mnist(tmp_path / where / "fashion-mnist")
     monkeypatch.setenv("LABELEMB_DATA", str(tmp_path / "b"))
     assert load_dataset("fashion-mnist").source == str(tmp_path / "b" / "fashion-mnist")
     assert load_dataset("fashion-mnist", tmp_path / "a").source == str(tmp_path / "a" / "fashion-mnist")
@@ -93,6 +98,18 @@ def test_search_order_prefers_data_dir_then_env(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     with pytest.raises(FileNotFoundError, match="labelemb data download mnist"):
         load_dataset("mnist")
+
+
+def test_a_data_dir_without_the_dataset_is_refused_not_passed_over(tmp_path, monkeypatch):
+    d = _fake_fashion_mnist(tmp_path / "b" / "fashion-mnist", n_train=3)
+    monkeypatch.setenv("LABELEMB_DATA", str(tmp_path / "b"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"--data-dir .*empty: no fashion-mnist files "
+                       r"there .*a copy is in .*b/fashion-mnist: drop --data-dir"):
+        load_dataset("fashion-mnist", tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match=r"--data-dir .*nowhere: no such folder"):
+        load_dataset("fashion-mnist", tmp_path / "nowhere")
+    assert load_dataset("fashion-mnist").source == str(d)  # without --data-dir: found
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dataset-fashion-mnist")

@@ -2,7 +2,7 @@
 
 The main head of a label embedding network is under-confident: it is trained towards soft
 targets that keep probability on similar labels, so its softmax spreads mass that its accuracy
-does not justify (ECE 16-33 % on Fashion-MNIST, docs/RESULTS.md). Temperature scaling (Guo et
+does not justify (docs/RESULTS.md measures how much, per mode). Temperature scaling (Guo et
 al., 2017, "On Calibration of Modern Neural Networks") divides the logits by one scalar
 ``T > 0`` fitted on held-out data by minimising the negative log-likelihood. Dividing by a
 positive scalar keeps the order of the logits, so no prediction changes.

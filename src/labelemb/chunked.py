@@ -36,7 +36,7 @@ from .checks import check_values
 from .chunked_inputs import HeadLayers, check_chunk_options, check_chunked
 from .functional import (LossOptions, LossOutput, _float, label_rows, masked_terms,
                          term_divisors, term_weights, weighted_sum)
-from .normalizers import Normalizers, whole_batch_counts
+from .normalizers import Normalizers, finish_deferred_embedding_ce, whole_batch_counts
 from .head import LabelEmbeddingHead
 from .loss import LabelEmbeddingLoss
 
@@ -233,10 +233,10 @@ def _walk(features: Tensor, target: Tensor, plan: _Plan, wants: list[Tensor],
         rows = order[start : start + block]
         walk.block(h_all[rows], t_all[rows], y_sorted[start : start + block], rows)
     n_correct = whole_batch_counts(local_valid, walk.n_correct, *whole)[1]
-    final = term_divisors(n_valid, n_correct, options, _dtype(features))
-    for p in walk.emb_params:
-        walk.grads[id(p)].div_(final["embedding_ce"])
-    return {k: v / final[k] for k, v in walk.sums.items()}, [walk.grads[id(t)] for t in wants]
+    sums = {k: v / divisors[k] for k, v in walk.sums.items()}  # embedding_ce's still summed
+    finish_deferred_embedding_ce([walk.grads[id(p)] for p in walk.emb_params], n_valid,
+                                 n_correct, options, sums, _dtype(features))
+    return sums, [walk.grads[id(t)] for t in wants]
 
 
 class _Walk:

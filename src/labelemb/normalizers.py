@@ -30,7 +30,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 __all__ = ["Normalizers", "whole_batch_counts", "per_target", "term_divisors",
-           "divides_by_correct", "defers_embedding_ce", "finish_deferred_embedding_ce"]
+           "divides_by_correct", "defers_embedding_ce", "embedding_ce_divisor",
+           "finish_deferred_embedding_ce"]
 
 
 class Normalizers(NamedTuple):
@@ -42,8 +43,8 @@ class Normalizers(NamedTuple):
             under the classification preset). ``None``: not known yet (it depends on every
             part's forward). ``embedding_ce`` is then returned summed, not divided; its
             gradient reaches the embedding and nothing else, so the caller divides the
-            embedding's accumulated gradient (and the summed term) once, after the last part,
-            by ``term_divisors(n_valid, n_correct, options, dtype)["embedding_ce"]``.
+            embedding's accumulated gradient (and the summed term) once, after the last part:
+            :func:`finish_deferred_embedding_ce`.
     """
 
     n_valid: int | Tensor
@@ -114,20 +115,30 @@ def defers_embedding_ce(criterion: nn.Module) -> bool:
             and options.reduction == "mean" and divides_by_correct(options))
 
 
-def finish_deferred_embedding_ce(params: Iterable[Tensor], n_valid: int | Tensor,
-                                 n_correct: Tensor, options: Any,
-                                 terms: dict[str, Tensor] | None = None) -> Tensor:
+def embedding_ce_divisor(n_valid: int | Tensor, n_correct: Tensor | None, options: Any,
+                         dtype: torch.dtype = torch.float32) -> Tensor:
+    """What the summed ``embedding_ce`` of a whole batch is divided by, as a 0-dim tensor:
+    :func:`term_divisors`' rule, for every caller that applies that division itself (the
+    deferred division below, :class:`~labelemb.hf.TrainerLoss`'s rescaling in backward).
+    ``n_correct=None``: not known, 1 under the classification preset."""
+    device = None if n_correct is None else n_correct.device
+    divisors = term_divisors(torch.as_tensor(n_valid, device=device), n_correct, options, dtype)
+    return torch.as_tensor(divisors["embedding_ce"])
+
+
+def finish_deferred_embedding_ce(grads: Iterable[Tensor], n_valid: int | Tensor,
+                                 n_correct: Tensor | None, options: Any,
+                                 terms: dict[str, Tensor] | None = None,
+                                 dtype: torch.dtype = torch.float32) -> Tensor:
     """The deferred division, after the last part of a batch: each part left ``embedding_ce``
-    summed (:class:`Normalizers` without ``n_correct``); divide the gradients it reached (the
-    embedding's, ``params``: nothing else sees that term) and its logged value in ``terms``
-    (with ``terms["loss"]``, where it weighs 1) by the whole batch's divisor. ``n_correct``
-    is the whole batch's count (summed over parts and ranks). Returns the divisor."""
-    dtype = n_correct.dtype if n_correct.is_floating_point() else torch.float32
-    divisor = torch.as_tensor(term_divisors(torch.as_tensor(n_valid, device=n_correct.device),
-                                            n_correct, options, dtype)["embedding_ce"])
-    for p in params:
-        if p.grad is not None:
-            p.grad.div_(divisor.to(p.grad.dtype))
+    summed (:class:`Normalizers` without ``n_correct``); divide the gradients it reached
+    (``grads``: the embedding's, nothing else sees that term) and its value in ``terms`` (with
+    ``terms["loss"]`` where present: it weighs 1 there) by :func:`embedding_ce_divisor` of the
+    whole batch's counts (summed over parts and ranks). The loop and the chunked loss finish
+    with it. Returns the divisor."""
+    divisor = embedding_ce_divisor(n_valid, n_correct, options, dtype)
+    for g in grads:
+        g.div_(divisor.to(g.dtype))
     if terms is not None and "embedding_ce" in terms:
         summed = terms["embedding_ce"]
         terms["embedding_ce"] = summed / divisor

@@ -156,7 +156,7 @@ def _translate(args) -> int:
 def _evaluate(args) -> int:
     from ..data.parallel_text import read_parallel
     from ..engine.decoding import decode_corpus, decoding_settings, load_run, score
-    from ..engine.seq2seq import load_task
+    from ..data.seq2seq_data import load_task
 
     opts, device = _options(EvaluateOptions, args)
     if bool(opts.src) != bool(opts.ref):

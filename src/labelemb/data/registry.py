@@ -29,8 +29,8 @@ from .publish import created_folders
 from .splits import SPLIT_SEED, stratified_pick
 
 __all__ = [
-    "DatasetSpec", "DATASETS", "ImageDataset", "search_dirs", "find_data_dir", "load_dataset",
-    "download_dataset",
+    "DatasetSpec", "DATASETS", "ImageDataset", "search_dirs", "find_data_dir", "check_data_dir",
+    "load_dataset", "download_dataset",
 ]
 
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -230,6 +230,20 @@ def find_data_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     )
 
 
+def check_data_dir(name: str, data_dir: str | os.PathLike) -> None:
+    """A ``--data-dir`` that does not hold dataset ``name`` is an error, never a silent
+    fall-back to another copy found elsewhere."""
+    given = Path(data_dir)
+    if not given.is_dir():
+        raise FileNotFoundError(f"--data-dir {given}: no such folder")
+    if name in DATASETS:
+        found = find_data_dir(name, given)
+        if found not in search_dirs(name, given)[:2]:
+            raise FileNotFoundError(
+                f"--data-dir {given}: no {name} files there or in {given / name} (a copy is in "
+                f"{found}: drop --data-dir to use it)")
+
+
 def _spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose from {sorted(DATASETS)} or give a "
@@ -253,8 +267,11 @@ def load_dataset(
     cifar100_labels: str = "fine",
 ) -> ImageDataset:
     """Load a named dataset (``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``) with the
-    paper's split, or your own data from a folder of class folders or an ``.npz``."""
+    paper's split, or your own data from a folder of class folders or an ``.npz``. A
+    ``data_dir`` given must hold a named dataset's files (:func:`check_data_dir`)."""
     key = str(name_or_path)
+    if data_dir is not None:
+        check_data_dir(key, data_dir)
     if key not in DATASETS:
         p = Path(key)
         if p.suffix == ".npz" or p.is_file():

@@ -17,30 +17,26 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..calibration import calibration_metrics, expected_calibration_error, fit_temperature
-from ..data.registry import DATASETS, ImageDataset, find_data_dir, load_dataset, search_dirs
+from ..data.registry import DATASETS, ImageDataset, load_dataset
 from ..data.transforms import random_crop_flip, to_float
 from ..embedding import FixedLabelEmbedding, LabelEmbedding
 from ..functional import trains_embedding
 from ..loss import LabelEmbeddingLoss
-from ..models.classifier import MODELS, build_model
+from ..models.classifier import MODELS, build_model, calibrate, evaluate
 from ..normalizers import Normalizers, defers_embedding_ce
 from ..runs import rundir
 from ..runs.rundir import RunDir
 from ..runs.progress import log
 from ..runs.ranks import rank_and_world
 from ..runs.settings import setting
-from ..runs.device import device_of_rank, join_torchrun
+from ..runs.device import rank_device
 from .loop import Part, run_all
 from ..baselines import baseline_criterion
 from ..runs.config import MODES, RunSettings
 
-__all__ = ["RECIPES", "TrainConfig", "Classification", "run_training", "evaluate", "calibrate",
-           "predict_logits", "load_fixed_embedding"]
+__all__ = ["RECIPES", "TrainConfig", "Classification", "run_training", "load_fixed_embedding"]
 
 #: The paper's recipes, as the authors' code runs them (docs/TRAINING.md). Adam without
 #: weight decay in every case; an evaluation and a checkpoint after each epoch.
@@ -127,25 +123,10 @@ class TrainConfig(RunSettings):
 # --------------------------------------------------------------------------- pieces
 
 
-def _resolve_embedding_path(template: str, seed: int) -> Path:
-    p = Path(template.replace("{seed}", str(seed)))
-    if p.is_dir():
-        for cand in (p / rundir.EMBEDDING, p / "emb" / f"seed-{seed}" / rundir.EMBEDDING,
-                     p / f"seed-{seed}" / rundir.EMBEDDING):
-            if cand.is_file():
-                return cand
-        raise FileNotFoundError(f"--embedding: no {rundir.EMBEDDING} in {p} (looked in {p}, "
-                                f"{p}/emb/seed-{seed}, {p}/seed-{seed})")
-    if not p.is_file():
-        raise FileNotFoundError(f"--embedding: no file {p}; give an earlier emb run's "
-                                f"{rundir.EMBEDDING} or its output folder")
-    return p
-
-
 def load_fixed_embedding(ds: ImageDataset, cfg: TrainConfig, seed: int) -> FixedLabelEmbedding:
     """The frozen embedding ``emb-fixed`` uses for ``seed``, checked against the dataset: its
     class count and names must match."""
-    path = _resolve_embedding_path(str(cfg.embedding), seed)
+    path = rundir.find_embedding(str(cfg.embedding), seed)
     emb = FixedLabelEmbedding.from_file(path)
     if emb.num_classes != ds.num_classes:
         raise ValueError(f"--embedding {path}: embedding has {emb.num_classes} classes, "
@@ -154,39 +135,6 @@ def load_fixed_embedding(ds: ImageDataset, cfg: TrainConfig, seed: int) -> Fixed
         raise ValueError(f"--embedding {path}: embedding class names {emb.class_names[:3]}... "
                          f"do not match {ds.name}'s {ds.class_names[:3]}...")
     return emb
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: Tensor, ds: ImageDataset,
-                   batch_size: int = 1000) -> Tensor:
-    """The main head's float32 logits ``(N, C)`` on the CPU for images ``x``, in eval mode.
-    On the CPU because CUDA's scatter-adds (in the calibration measures) sum in a
-    nondeterministic order."""
-    model.eval()
-    return torch.cat([model(to_float(x[i:i + batch_size], ds.mean, ds.std))[0].float().cpu()
-                      for i in range(0, len(x), batch_size)])
-
-
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, ds: ImageDataset,
-             batch_size: int = 1000) -> dict[str, float]:
-    """Error, mean cross-entropy and ECE of the main head."""
-    logits, y = predict_logits(model, x, ds, batch_size), y.cpu()
-    return {"error": float((logits.argmax(1) != y).float().mean()),
-            "loss": float(F.cross_entropy(logits, y)),
-            "ece": expected_calibration_error(logits.softmax(1), y)}
-
-
-def calibrate(model: nn.Module, held_out: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
-              ds: ImageDataset, batch_size: int = 1000) -> dict[str, Any]:
-    """Temperature scaling of the main head fitted on ``held_out`` (images, labels), and the
-    test set's calibration measures and reliability bins before and after it."""
-    temperature = fit_temperature(predict_logits(model, held_out[0], ds, batch_size),
-                                  held_out[1].cpu())
-    logits, y = predict_logits(model, test[0], ds, batch_size), test[1].cpu()
-    out: dict[str, Any] = {"temperature": temperature}
-    for name, t in (("raw", 1.0), ("calibrated", temperature)):
-        out[name] = calibration_metrics(logits, y, temperature=t, bins=True)
-    return out
 
 
 # --------------------------------------------------------------------------- the task
@@ -294,22 +242,6 @@ class Classification:
 # --------------------------------------------------------------------------- many runs
 
 
-def _load_data(cfg: TrainConfig) -> ImageDataset:
-    """The dataset of ``cfg``; a ``--data-dir`` that does not hold it is an error, never a
-    silent fall-back to another copy found elsewhere."""
-    if cfg.data_dir is not None:
-        given = Path(cfg.data_dir)
-        if not given.is_dir():
-            raise FileNotFoundError(f"--data-dir {given}: no such folder")
-        if cfg.dataset in DATASETS:
-            found = find_data_dir(cfg.dataset, given)
-            if found not in search_dirs(cfg.dataset, given)[:2]:
-                raise FileNotFoundError(
-                    f"--data-dir {given}: no {cfg.dataset} files there or in "
-                    f"{given / cfg.dataset} (a copy is in {found}: drop --data-dir to use it)")
-    return load_dataset(cfg.dataset, cfg.data_dir, cfg.cifar100_labels)
-
-
 def run_training(config: "TrainConfig | argparse.Namespace | dict",
                  dataset: ImageDataset | None = None) -> list[Path]:
     """Train every ``(mode, seed)`` of ``config``; returns the run folders.
@@ -319,20 +251,13 @@ def run_training(config: "TrainConfig | argparse.Namespace | dict",
     ``emb-fixed`` embedding are checked before the first run folder is made.
     """
     cfg = TrainConfig.from_any(config)
-    started_dist = join_torchrun(cfg.device)
-    try:
-        return _run_training(cfg, dataset)
-    finally:
-        if started_dist:
-            dist.destroy_process_group()
+    with rank_device(cfg.device, cfg.threads) as device:
+        ds = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir,
+                                                              cfg.cifar100_labels)
+        return _run_training(cfg.resolved(ds), ds, device)
 
 
-def _run_training(cfg: TrainConfig, dataset: ImageDataset | None) -> list[Path]:
-    device = device_of_rank(cfg.device)
-    ds = dataset if dataset is not None else _load_data(cfg)
-    cfg = cfg.resolved(ds)
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+def _run_training(cfg: TrainConfig, ds: ImageDataset, device: torch.device) -> list[Path]:
     ds = dataclasses.replace(ds.subset_train(cfg.train_subset).hold_out_dev(cfg.held_out))
     for mode in cfg.modes:  # every emb-fixed file checked before the first run starts
         if MODES[mode].fixed_embedding:
@@ -350,4 +275,4 @@ def _run_training(cfg: TrainConfig, dataset: ImageDataset | None) -> list[Path]:
         f"{' x' + str(cfg.lr_gamma) + ' at ' + str(cfg.lr_milestones) if cfg.lr_milestones else ''}"
         f"{', crop+flip' if cfg.augment else ''}; device {device}"
         f"{f', {world} ranks' if world > 1 else ''}; out {cfg.out}")
-    return run_all(task, Path(str(cfg.out)), cfg.modes, cfg.seeds)
+    return run_all(task)

@@ -25,7 +25,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from .. import __version__
 from ..embedding import save_embedding
 from ..functional import term_weights
+from ..loss import LabelEmbeddingLoss
 from ..normalizers import Normalizers, defers_embedding_ce, finish_deferred_embedding_ce
 from ..runs import rundir
 from ..runs.checkpoint import (load_checkpoint, restore_training_state, rng_state,
@@ -121,10 +122,6 @@ class _State:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
 
-    @property
-    def params(self) -> list[nn.Parameter]:
-        return [p for group in self.optimizer.param_groups for p in group["params"]]
-
     def checkpoint(self, record: dict[str, Any]) -> dict[str, Any]:
         """Everything an exact resume needs, and the record of this evaluation."""
         return {
@@ -162,32 +159,40 @@ def step_gradients(task: Task, model: nn.Module, criterion: nn.Module, batch: An
     rank, world = rank_and_world()
     parts, n_valid = task.parts(batch, rank, world, task.cfg.accumulate)
     whole = None if len(parts) == 1 and world == 1 else Normalizers(n_valid)
-    deferred = whole is not None and defers_embedding_ce(criterion)
     # The warm-up clock counts updates: every micro-batch of this one reads the same value.
-    clock = getattr(criterion, "num_updates", None)
-    start = None if clock is None else clock.clone()
-    shares: dict[str, Tensor] = {}
+    warm = _with_warmup(criterion)
+    clock = None if warm is None else (warm.num_updates, warm.num_updates.clone())  # now, start
+    shares: dict[str, Tensor] = {}  # "loss" and the terms: this rank's shares of the batch's
+    counts: dict[str, Tensor] = {}
     for part in parts:
-        if start is not None:
-            clock.copy_(start)
+        if clock is not None:
+            clock[0].copy_(clock[1])
         out = task.loss(model, criterion, part, whole)
         out.loss.backward()
-        named = {"loss": out.loss, **{f"term/{k}": v for k, v in out.terms.items()},
-                 **{f"count/{k}": v for k, v in out.counts.items()}}
-        for k, v in named.items():
-            shares[k] = shares.get(k, 0.0) + v.detach()
-    if start is not None and criterion.training:
-        clock.copy_(start + 1)
-    params = [p for p in [*model.parameters(), *criterion.parameters()] if p.requires_grad]
-    sum_gradients(params)
-    n_correct = shares.pop("count/n_correct", None)
-    if deferred:
-        terms = {"loss": shares["loss"], "embedding_ce": shares["term/embedding_ce"]}
-        finish_deferred_embedding_ce([p for p in criterion.parameters() if p.requires_grad],
-                                     n_valid, _summed(n_correct), criterion.options, terms)
-        shares["loss"], shares["term/embedding_ce"] = terms["loss"], terms["embedding_ce"]
+        for into, new in ((shares, {"loss": out.loss, **out.terms}), (counts, out.counts)):
+            for k, v in new.items():
+                into[k] = into.get(k, 0.0) + v.detach()
+    if clock is not None and criterion.training:
+        clock[0].copy_(clock[1] + 1)
+    sum_gradients(_trained(model, criterion))
+    n_correct = counts.pop("n_correct", None)
+    if whole is not None and defers_embedding_ce(criterion):
+        finish_deferred_embedding_ce([p.grad for p in _trained(criterion) if p.grad is not None],
+                                     n_valid, _summed(n_correct), criterion.options, shares)
     n = float(n_valid)  # shares -> sums over the batch's targets
-    return {k: v if k.startswith("count/") else v * n for k, v in shares.items()}, n_valid
+    return {"loss": shares.pop("loss") * n, **{f"term/{k}": v * n for k, v in shares.items()},
+            **{f"count/{k}": v for k, v in counts.items()}}, n_valid
+
+
+def _trained(*modules: nn.Module) -> list[nn.Parameter]:
+    """The parameters an update changes: the modules' (model, criterion) that need a gradient."""
+    return [p for m in modules for p in m.parameters() if p.requires_grad]
+
+
+def _with_warmup(criterion: nn.Module) -> LabelEmbeddingLoss | None:
+    """The loss if it keeps a warm-up clock (``num_updates``: the updates done, against
+    ``options.warmup_steps``), ``None`` for one without (the baselines)."""
+    return criterion if isinstance(criterion, LabelEmbeddingLoss) else None
 
 
 def _summed(t: Tensor) -> Tensor:
@@ -208,12 +213,11 @@ def _train_step(task: Task, s: _State, idx: Tensor, sums: dict[str, Any]) -> Non
     s.optimizer.zero_grad(set_to_none=True)
     stats, n_valid = step_gradients(task, s.model, s.criterion, task.batch(idx, s.data_rng))
     if cfg.clip_norm:
-        nn.utils.clip_grad_norm_(s.params, cfg.clip_norm)
+        nn.utils.clip_grad_norm_(_trained(s.model, s.criterion), cfg.clip_norm)
     sums["lr"] = s.optimizer.param_groups[0]["lr"]  # the lr this interval trained with
-    options = getattr(s.criterion, "options", None)
-    if options is not None and hasattr(s.criterion, "num_updates"):  # and soft_ce's weight
-        sums["soft_ce_weight"] = float(term_weights(options, s.criterion.num_updates - 1)
-                                       ["soft_ce"])  # the clock has ticked for this update
+    warm = _with_warmup(s.criterion)
+    if warm is not None:  # and soft_ce's weight (the clock has ticked for this update)
+        sums["soft_ce_weight"] = float(term_weights(warm.options, warm.num_updates - 1)["soft_ce"])
     s.optimizer.step()
     s.step += 1
     for k, v in stats.items():
@@ -319,8 +323,7 @@ def _build(task: Task, mode: str, seed: int) -> _State:
     # Same seed -> same backbone/main-head init and same data order in every mode.
     g = seed_everything(seed)
     model, criterion = task.build(mode, seed)
-    params = [p for p in [*model.parameters(), *criterion.parameters()] if p.requires_grad]
-    optimizer = adam(params, task.cfg.lr)
+    optimizer = adam(_trained(model, criterion), task.cfg.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, task.cfg.lr_milestones or [],
                                                      task.cfg.lr_gamma)
     return _State(model, criterion, optimizer, scheduler, g, mode, seed)
@@ -328,17 +331,6 @@ def _build(task: Task, mode: str, seed: int) -> _State:
 
 def _finished(cfg: RunSettings, step: int, epoch: int) -> bool:
     return epoch >= cfg.epochs or (cfg.max_steps is not None and step >= cfg.max_steps)
-
-
-def _finished_result(run: RunDir) -> dict[str, Any] | None:
-    """The ``result.json`` of a finished run: enough to skip it on ``--resume``, also where
-    its checkpoints were not kept (a study's folder keeps only the small files)."""
-    if not rundir.is_complete(run.path):
-        return None
-    result = rundir.read_json(run / rundir.RESULT)
-    if not isinstance(result, dict) or not {"steps", "epochs"} <= set(result):
-        raise ValueError(f"{run / rundir.RESULT} is not a labelemb result; use --overwrite")
-    return result
 
 
 def _resume(run: RunDir, s: _State) -> None:
@@ -362,8 +354,8 @@ def _resume(run: RunDir, s: _State) -> None:
 
 def _warn_warmup(task: Task, s: _State) -> None:
     """A run that ends before the warm-up never trains with the soft target: say so."""
-    options = getattr(s.criterion, "options", None)
-    warmup = getattr(options, "warmup_steps", 0)
+    warm = _with_warmup(s.criterion)
+    warmup = 0 if warm is None else warm.options.warmup_steps
     if not warmup or not MODES[s.mode].uses_loss_options:
         return
     per_epoch = len(task.epoch_batches(1, torch.Generator().set_state(s.data_rng.get_state())))
@@ -420,7 +412,7 @@ def fit(task: Task, mode: str, seed: int, run_dir: Path) -> Path:
     run = RunDir.open(run_dir, cfg.run_settings(mode, seed), may_change=may_change_on_resume(
         type(cfg)), resume=cfg.resume, overwrite=cfg.overwrite, writer=is_main_process(),
         extra_files=task.extra_files)
-    end = _finished_result(run) if cfg.resume else None
+    end = run.finished_result() if cfg.resume else None
     if end is not None and _finished(cfg, end["steps"], end["epochs"]):
         log(f"[{mode} seed {seed}] complete ({end['steps']} updates), skipped")
         return run.path
@@ -435,7 +427,7 @@ def fit(task: Task, mode: str, seed: int, run_dir: Path) -> Path:
               "parameters": sum(p.numel() for p in s.model.parameters()),
               "world_size": rank_and_world()[1], "torch_version": torch.__version__}
     if run.resumed:
-        _check_same_data(task, run, config)
+        run.check_same_data(config, task.data_identity)
         s.restore(run.checkpoint, run / rundir.CHECKPOINT)  # refuses one that does not fit
     run.start(config)
     task.start(run)
@@ -453,16 +445,6 @@ def fit(task: Task, mode: str, seed: int, run_dir: Path) -> Path:
     return run.path
 
 
-def _check_same_data(task: Task, run: RunDir, config: dict[str, Any]) -> None:
-    """A run resumes on the data it started with: the task's identity keys of config.json
-    (vocabularies, class names, split sizes) must be unchanged."""
-    saved = rundir.read_json(run / rundir.CONFIG)
-    changed = [k for k in task.data_identity if saved.get(k) != config.get(k)]
-    if changed:
-        raise ValueError(f"{run.path}: the data changed since the run started ({', '.join(changed)}"
-                         "); resume it on its own data, or use --overwrite or another --out")
-
-
 def _write_result(task: Task, s: _State, run: RunDir, n_params: int) -> None:
     history = rundir.read_metrics(run / rundir.METRICS)
     result = task.finish(run, s.model, s.criterion, s.mode, history)
@@ -476,13 +458,15 @@ def _write_result(task: Task, s: _State, run: RunDir, n_params: int) -> None:
     })
 
 
-def run_all(task: Task, out: Path, modes: Sequence[str], seeds: Sequence[int]) -> list[Path]:
-    """Every ``(mode, seed)`` run into ``OUT/<mode>/seed-<k>/``, seed by seed."""
-    parts = rank_and_world()[1] * task.cfg.accumulate
-    if task.cfg.batch_size < parts:  # else every batch would be skipped: no update at all
-        raise ValueError(f"--batch-size {task.cfg.batch_size} is smaller than --accumulate "
-                         f"{task.cfg.accumulate} x {parts // task.cfg.accumulate} rank(s): each "
-                         "part of a batch needs an example")
+def run_all(task: Task) -> list[Path]:
+    """Every ``(mode, seed)`` run of ``task.cfg`` into ``OUT/<mode>/seed-<k>/``, seed by seed."""
+    cfg, out = task.cfg, Path(str(task.cfg.out))
+    parts = rank_and_world()[1] * cfg.accumulate
+    if cfg.batch_size < parts:  # else every batch would be skipped: no update at all
+        raise ValueError(f"--batch-size {cfg.batch_size} is smaller than --accumulate "
+                         f"{cfg.accumulate} x {parts // cfg.accumulate} rank(s): each part of a "
+                         "batch needs an example")
     if is_main_process():
         rundir.make_folder(out)  # a file in the way or no write permission: said before training
-    return [fit(task, mode, seed, out / mode / f"seed-{seed}") for seed in seeds for mode in modes]
+    return [fit(task, mode, seed, out / mode / f"seed-{seed}") for seed in cfg.seeds
+            for mode in cfg.modes]

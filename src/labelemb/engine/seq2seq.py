@@ -17,17 +17,17 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..atomic import atomic_write_text
 from ..chunked import ChunkedLabelEmbeddingLoss
 from ..data.parallel_text import Batch, ParallelCorpus, batch_indices, collate, encode_corpus
-from ..data.vocab import PAD, Vocab
+from ..data.seq2seq_data import TASKS, Seq2SeqData, read_data
 from ..models.beam import DEFAULT_LENGTH_NORM, DEFAULT_MIN_LEN
 from ..models.seq2seq import SIZES
 from ..models.seq2seq import Seq2Seq, Seq2SeqConfig
@@ -36,18 +36,17 @@ from ..normalizers import Normalizers
 from ..runs.checkpoint import load_checkpoint
 from ..runs.progress import log
 from ..runs.rundir import BEST, EMBEDDING, RunDir
-from ..runs.settings import setting
+from ..runs.settings import parse_optional, per_key_text, setting
 from ..embedding import save_embedding
 from .decoding import (SRC_VOCAB, TEST_OUTPUT, TGT_VOCAB, corpus_loss, decode_corpus,
                        decoding_settings, score, seq2seq_criterion)
-from ..runs.device import device_of_rank, join_torchrun
+from ..runs.device import rank_device
 from .loop import Part, run_all
 from ..runs.config import MODES, RunSettings
 
-__all__ = ["TASKS", "TASK_DEFAULTS", "SUPPORTED_MODES", "TrainConfig", "Seq2SeqTask",
-           "load_task", "build_vocabs", "sequence_loss", "run_training"]
+__all__ = ["TASK_DEFAULTS", "SUPPORTED_MODES", "TrainConfig", "Seq2SeqTask", "sequence_loss",
+           "run_training"]
 
-TASKS = ("iwslt15", "lcsts", "parallel")
 SUPPORTED_MODES = ("baseline", "emb", "ls")  # ols would keep a V x V table of soft labels
 
 _TRAINING = dict(batch_size=64, lr=1e-3, clip_norm=5.0, eval_every=500, lr_milestones=[])
@@ -64,22 +63,7 @@ _LCSTS = dict(
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "iwslt15": _IWSLT, "lcsts": _LCSTS, "parallel": dict(_IWSLT, src_lang="src", tgt_lang="tgt"),
 }
-
-
-def _per_task(key: str) -> str:
-    """The help's default of a setting that depends on --task, read from TASK_DEFAULTS:
-    "iwslt15, parallel: 512; lcsts: 400"."""
-    by_value: dict[str, list[str]] = {}
-    for task in (t for t in TASKS if key in TASK_DEFAULTS[t]):
-        value = TASK_DEFAULTS[task][key]
-        text = ("on" if value else "off") if isinstance(value, bool) else str(value)
-        by_value.setdefault(text, []).append(task)
-    return "; ".join(f"{', '.join(tasks)}: {text}" for text, tasks in by_value.items())
-
-
-def _optional_prefix(text: str) -> str | None:
-    """``--test-prefix none`` (or empty): the task has no test set."""
-    return None if text.strip().lower() in ("", "none") else text
+_per_task = partial(per_key_text, TASK_DEFAULTS)  # a --task-dependent default, for the help
 
 
 @dataclass(kw_only=True)
@@ -89,8 +73,8 @@ class TrainConfig(RunSettings):
 
     #: the help's defaults of the shared settings that this task's recipe fills in
     SHOWN_DEFAULTS: ClassVar[dict[str, str]] = {
-        **{k: _per_task(k) for k in ("epochs", "batch_size", "lr", "clip_norm", "eval_every")},
-        "lr_milestones": _per_task("lr_milestones"), "out": "runs/seq2seq-<task>"}
+        **{k: _per_task(k) for k in ("epochs", "batch_size", "lr", "clip_norm", "eval_every",
+                                     "lr_milestones")}, "out": "runs/seq2seq-<task>"}
 
     task: str = setting(help="which data: iwslt15, lcsts, or parallel (any folder of "
                         "<prefix>.<lang> files, e.g. from `labelemb data prepare bible-en-es`)",
@@ -103,7 +87,7 @@ class TrainConfig(RunSettings):
     train_prefix: str = setting("train", "parallel: training files <prefix>.<lang>")
     dev_prefix: str = setting("dev", "parallel: dev files")
     test_prefix: str | None = setting("test", "parallel: test files; 'none' for no test set",
-                                      parse=_optional_prefix)
+                                      parse=parse_optional)
     tokenize: str | None = setting(None, "words or chars", choices=("words", "chars"),
                                    default_text=_per_task("tokenize"))
     lcsts_min_score: int | None = setting(None, "lcsts: keep dev/test pairs with human_label "
@@ -165,62 +149,6 @@ class TrainConfig(RunSettings):
         return c
 
 
-# --------------------------------------------------------------------------- data
-
-
-def load_task(cfg: TrainConfig) -> dict[str, ParallelCorpus | None]:
-    """``{"train", "dev", "test"}`` corpora of a resolved config (test may be None)."""
-    if cfg.task == "iwslt15":
-        from ..data.iwslt import load_iwslt15
-
-        return load_iwslt15(cfg.data_dir, str(cfg.src_lang), str(cfg.tgt_lang))
-    if cfg.task == "lcsts":
-        from ..data.lcsts import load_lcsts
-
-        return load_lcsts(cfg.data_dir, cfg.lcsts_min_score)
-    from ..data.parallel_text import load_parallel_dir
-
-    if cfg.src_lang == "src" and not (Path(cfg.data_dir) / f"{cfg.train_prefix}.src").is_file():
-        raise FileNotFoundError(f"--data-dir {cfg.data_dir}: no {cfg.train_prefix}.src; name "
-                                "the files' extensions with --src-lang and --tgt-lang (e.g. "
-                                "en and es for `labelemb data prepare bible-en-es`)")
-    return load_parallel_dir(
-        cfg.data_dir, str(cfg.src_lang), str(cfg.tgt_lang),
-        {"train": cfg.train_prefix, "dev": cfg.dev_prefix, "test": cfg.test_prefix},
-        "chars" if cfg.tokenize == "chars" else "words")
-
-
-def build_vocabs(train: ParallelCorpus, cfg: TrainConfig) -> tuple[Vocab, Vocab]:
-    if cfg.share_vocab:
-        v = Vocab.build(train.iter_tokens("both"), cfg.vocab_size, cfg.min_count)
-        return v, v
-    return (Vocab.build(train.iter_tokens("src"), cfg.vocab_size, cfg.min_count),
-            Vocab.build(train.iter_tokens("tgt"), cfg.vocab_size, cfg.min_count))
-
-
-@dataclass
-class _Data:
-    """A study's corpora and vocabularies, read and checked before anything is written."""
-
-    train: ParallelCorpus
-    dev: ParallelCorpus
-    test: ParallelCorpus | None
-    src_vocab: Vocab
-    tgt_vocab: Vocab
-
-
-def _read_data(cfg: TrainConfig) -> _Data:
-    splits = load_task(cfg)
-    train = splits["train"]
-    assert train is not None and splits["dev"] is not None
-    train = train.filter(cfg.max_train_len).head(cfg.max_train_pairs)
-    if len(train) == 0:
-        raise ValueError(f"no training pairs left after filtering (--max-train-len "
-                         f"{cfg.max_train_len})")
-    return _Data(train, splits["dev"].head(cfg.dev_max_pairs), splits.get("test"),
-                 *build_vocabs(train, cfg))
-
-
 # --------------------------------------------------------------------------- the task
 
 
@@ -246,7 +174,7 @@ class Seq2SeqTask:
     extra_files = (SRC_VOCAB, TGT_VOCAB, TEST_OUTPUT)
     data_identity = ("dataset", "num_pairs", "vocab_fingerprints")
 
-    def __init__(self, cfg: TrainConfig, data: _Data, device: torch.device) -> None:
+    def __init__(self, cfg: TrainConfig, data: Seq2SeqData, device: torch.device) -> None:
         self.cfg, self.data, self.device = cfg, data, device
         self.select, self.primary_metric = f"dev_{cfg.select}", f"test_{cfg.select}"
         self.higher_is_better = True
@@ -348,16 +276,8 @@ def run_training(config: "TrainConfig | argparse.Namespace | dict") -> list[Path
     run folders. Every setting, the device and the data are checked before the first run
     folder is made; under ``torchrun`` the ranks train shards of each batch."""
     cfg = TrainConfig.from_any(config).resolved()
-    joined = join_torchrun(cfg.device)
-    try:
-        device = device_of_rank(cfg.device)
-        if cfg.threads is not None:
-            torch.set_num_threads(cfg.threads)
-        data = _read_data(cfg)
-        task = Seq2SeqTask(cfg, data, device)
+    with rank_device(cfg.device, cfg.threads) as device:
+        data = read_data(cfg)
         log(f"seq2seq {cfg.task}: {len(data.train)} train pairs, {len(data.dev)} dev, vocab "
             f"{len(data.src_vocab)}/{len(data.tgt_vocab)}, device {device}; out {cfg.out}")
-        return run_all(task, Path(str(cfg.out)), cfg.modes, cfg.seeds)
-    finally:
-        if joined:
-            dist.destroy_process_group()
+        return run_all(Seq2SeqTask(cfg, data, device))

@@ -24,9 +24,9 @@ from torch import Tensor, distributed as dist, nn
 
 from ..baselines import LabelSmoothingLoss, OnlineLabelSmoothingLoss
 from ..embedding import LabelEmbedding
-from ..functional import PRESETS, divides_by_correct, term_divisors, trains_embedding
+from ..functional import PRESETS, divides_by_correct, trains_embedding
 from ..loss import LabelEmbeddingLoss
-from ..normalizers import Normalizers
+from ..normalizers import Normalizers, embedding_ce_divisor
 from ..runs.ranks import rank_and_world
 from .config import LabelEmbeddingConfig
 
@@ -100,6 +100,12 @@ class TrainerLoss:
       backpropagated counts nothing. Each forward's backward must come before the next
       forward's (the Trainer's order).
 
+    This is the deferred division of :func:`~labelemb.normalizers.finish_deferred_embedding_ce`
+    (the training loop's and the chunked loss's), spread over the backward passes: the Trainer
+    offers no hook between the last backward and the clipping, so it cannot divide once at the
+    end. The divisors of ``S_{k-1}``, ``S_k`` and ``d_k`` are all the one rule,
+    :func:`~labelemb.normalizers.embedding_ce_divisor`.
+
     The factors are ratios of counts, so any constant on the loss (the Trainer's world size, a
     loss scale) or on the reduction (DDP's average) passes through them. Under DDP the other
     terms are exact only with ``average_tokens_across_devices`` (the default; without it the
@@ -164,7 +170,7 @@ class TrainerLoss:
         options = self.criterion.options
 
         def divisor(n_correct: Tensor) -> Tensor:  # embedding_ce's, as the loss applies it
-            return term_divisors(scale.n_items, n_correct, options, torch.float32)["embedding_ce"]
+            return embedding_ce_divisor(scale.n_items, n_correct, options)
 
         new = divisor(total)
         for p in self.criterion.embedding.parameters():

@@ -1,6 +1,6 @@
 """Calibration across seeds: the raw and temperature-scaled measures of each mode, and the
 reliability diagram (one panel per mode), from the ``calibration`` entry of ``result.json``
-(:func:`labelemb.engine.classification.calibrate`)."""
+(:func:`labelemb.models.classifier.calibrate`)."""
 
 from __future__ import annotations
 

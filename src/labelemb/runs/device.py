@@ -4,13 +4,15 @@ group of a ``torchrun`` launch."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
 
 from .ranks import rank_and_world
 
-__all__ = ["pick_device", "device_of_rank", "join_torchrun"]
+__all__ = ["pick_device", "device_of_rank", "join_torchrun", "rank_device"]
 
 
 def pick_device(name: str | None) -> torch.device:
@@ -53,3 +55,18 @@ def join_torchrun(device: str | None) -> bool:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend="nccl" if cuda else "gloo")
     return True
+
+
+@contextmanager
+def rank_device(name: str | None, threads: int | None = None) -> Iterator[torch.device]:
+    """Where this process trains: under ``torchrun`` the process group joined first (and
+    destroyed on leaving), then this rank's device (:func:`device_of_rank`); ``threads``: CPU
+    threads for torch (``None``: torch's default)."""
+    joined = join_torchrun(name)
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        yield device_of_rank(name)
+    finally:
+        if joined:
+            dist.destroy_process_group()

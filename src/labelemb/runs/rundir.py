@@ -38,7 +38,7 @@ from .progress import log
 __all__ = [
     "RUN_FORMAT", "CONFIG", "METRICS", "EMBEDDING", "CHECKPOINT", "BEST", "RESULT",
     "write_json", "read_json", "MetricsWriter", "read_metrics", "is_complete", "iter_run_dirs",
-    "RunDir", "changed_settings", "make_folder",
+    "RunDir", "changed_settings", "make_folder", "find_embedding",
 ]
 
 RUN_FORMAT = 2
@@ -125,6 +125,23 @@ def iter_run_dirs(root: str | os.PathLike) -> Iterator[Path]:
     for p in sorted(root.rglob(CONFIG)):
         if p.parent != root:
             yield p.parent
+
+
+def find_embedding(template: str, seed: int) -> Path:
+    """The ``embedding.safetensors`` that ``template`` names for ``seed`` (``{seed}`` in it is
+    replaced): the file itself, or a run folder, its ``emb/seed-<k>/`` or its ``seed-<k>/``."""
+    p = Path(template.replace("{seed}", str(seed)))
+    if p.is_dir():
+        for cand in (p / EMBEDDING, p / "emb" / f"seed-{seed}" / EMBEDDING,
+                     p / f"seed-{seed}" / EMBEDDING):
+            if cand.is_file():
+                return cand
+        raise FileNotFoundError(f"--embedding: no {EMBEDDING} in {p} (looked in {p}, "
+                                f"{p}/emb/seed-{seed}, {p}/seed-{seed})")
+    if not p.is_file():
+        raise FileNotFoundError(f"--embedding: no file {p}; give an earlier emb run's "
+                                f"{EMBEDDING} or its output folder")
+    return p
 
 
 # --------------------------------------------------------------------------- the owner
@@ -231,6 +248,27 @@ class RunDir:
         else:
             (self.path / RESULT).unlink(missing_ok=True)
         write_json(self.path / CONFIG, config)
+
+    def check_same_data(self, config: dict[str, Any], keys: Iterable[str]) -> None:
+        """A run resumes on the data it started with: ``config.json``'s ``keys`` (the task's
+        vocabularies, class names, split sizes) must equal ``config``'s."""
+        saved = read_json(self.path / CONFIG)
+        changed = [k for k in keys if saved.get(k) != config.get(k)]
+        if changed:
+            raise ValueError(f"{self.path}: the data changed since the run started "
+                             f"({', '.join(changed)}); resume it on its own data, or use "
+                             "--overwrite or another --out")
+
+    def finished_result(self) -> dict[str, Any] | None:
+        """The ``result.json`` of a finished run (``None`` if unfinished): enough to skip it
+        on ``--resume``, also where its checkpoints were not kept (a study keeps only the
+        small files)."""
+        if not is_complete(self.path):
+            return None
+        result = read_json(self.path / RESULT)
+        if not isinstance(result, dict) or not {"steps", "epochs"} <= set(result):
+            raise ValueError(f"{self.path / RESULT} is not a labelemb result; use --overwrite")
+        return result
 
     @property
     def resumed(self) -> bool:

@@ -13,7 +13,8 @@ import dataclasses
 from typing import Any, Callable
 
 __all__ = ["setting", "may_change_on_resume", "flag_of", "default_of", "kind_of",
-           "check_ranges", "range_text", "parse_seeds", "parse_int_list", "parse_names"]
+           "check_ranges", "range_text", "parse_seeds", "parse_int_list", "parse_names",
+           "parse_optional", "per_key_text"]
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *,
@@ -129,9 +130,14 @@ def parse_seeds(text: str | int | list[int]) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+def parse_optional(text: str) -> str | None:
+    """``"none"`` or ``""`` -> ``None`` (the setting is off); anything else as given."""
+    return None if text.strip().lower() in ("", "none") else text
+
+
 def parse_int_list(text: str) -> list[int]:
     """``"40,80"`` -> ``[40, 80]``; ``"none"`` or ``""`` -> ``[]``."""
-    if text.strip().lower() in ("", "none"):
+    if parse_optional(text) is None:
         return []
     try:
         return [int(t) for t in text.split(",") if t.strip()]
@@ -148,3 +154,16 @@ def parse_names(text: str | list[str], allowed: Any, flag: str) -> list[str]:
         raise ValueError(f"{flag}: unknown {bad or repr(text)}; choose from "
                          f"{', '.join(allowed)}")
     return list(dict.fromkeys(names))
+
+
+def per_key_text(table: dict[str, dict[str, Any]], key: str) -> str:
+    """The help's default of a setting that depends on another one (``--task``, the dataset),
+    read from ``table`` (that one's value -> its defaults): ``"iwslt15, parallel: 512; lcsts:
+    400"``; booleans read on / off."""
+    by_value: dict[str, list[str]] = {}
+    for name, defaults in table.items():
+        if key in defaults:
+            value = defaults[key]
+            text = ("on" if value else "off") if isinstance(value, bool) else str(value)
+            by_value.setdefault(text, []).append(name)
+    return "; ".join(f"{', '.join(names)}: {text}" for text, names in by_value.items())
