@@ -72,12 +72,7 @@ class LabelEmbeddingForCausalLM(LabelEmbeddingLMBase):
         hidden, head = out.last_hidden_state, lm_head_layer(self.model)
         loss = self.lm_loss(hidden[:, :-1], labels[:, 1:].to(hidden.device), head,
                             num_items_in_batch)
-        wanted = self.config.logits_with_loss if return_logits is None else return_logits
-        output = CausalLMOutputWithPast(loss=loss, logits=head(hidden) if wanted else None,
-                                        past_key_values=getattr(out, "past_key_values", None),
-                                        hidden_states=getattr(out, "hidden_states", None),
-                                        attentions=getattr(out, "attentions", None))
-        return output.to_tuple() if tuples else output
+        return self._output(CausalLMOutputWithPast, out, loss, head, return_logits, tuples)
 
 
 @torch.no_grad()

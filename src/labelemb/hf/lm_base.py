@@ -5,11 +5,13 @@ inference and ``generate()`` are the wrapped model's."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 from transformers import GenerationConfig, PreTrainedModel
+from transformers.utils import ModelOutput
 
 from ..loss import LabelEmbeddingLoss
 from .autoload import write_loader
@@ -68,6 +70,18 @@ class LabelEmbeddingLMBase(PreTrainedModel):
         config = build_config(cls.config_class, model, loss=loss, label_dim=label_dim,
                               **settings)
         return cls(config, model=model)
+
+    def _output(self, output_class: type[ModelOutput], out: ModelOutput, loss: Tensor,
+                head: nn.Module, return_logits: bool | None, tuples: bool) -> ModelOutput | tuple:
+        """The standard ``output_class`` of a forward given labels: the ``loss``, the logits
+        ``head(out.last_hidden_state)`` when asked for, and the base model's other outputs
+        (its cache, hidden states, attentions) under the names ``output_class`` gives them
+        in the installed Transformers (the cache is ``past_key_values`` or ``cache``)."""
+        fields = {f.name for f in dataclasses.fields(output_class)} - {"loss", "logits"}
+        wanted = self.config.logits_with_loss if return_logits is None else return_logits
+        output = output_class(loss=loss, logits=head(out.last_hidden_state) if wanted else None,
+                              **{k: v for k, v in out.items() if k in fields})
+        return output.to_tuple() if tuples else output
 
     def _init_weights(self, module: nn.Module) -> None:
         """The wrapped model initialises its own modules (Transformers dispatches them to its

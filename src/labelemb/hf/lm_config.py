@@ -47,7 +47,9 @@ class LabelEmbeddingLMConfig(PreTrainedConfig):
     smoothing: float = 0.1
     chunk_size: int | None = None
     logits_with_loss: bool = True
-    keys_to_ignore_at_inference = ["past_key_values"]
+    # what the Trainer leaves out of the predictions it gathers: the KV cache, under its name
+    # in Transformers 5.0 and in later 5.x releases
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]
 
     def validate_labelemb(self) -> None:
         """Bad settings raise a ``ValueError`` naming the field (run on construction)."""

@@ -64,16 +64,7 @@ class LabelEmbeddingForSeq2SeqLM(LabelEmbeddingLMBase):
                                     **kwargs)
         hidden, head = out.last_hidden_state, self._head()
         loss = self.lm_loss(hidden, labels.to(hidden.device), head, num_items_in_batch)
-        wanted = self.config.logits_with_loss if return_logits is None else return_logits
-        output = Seq2SeqLMOutput(
-            loss=loss, logits=head(hidden) if wanted else None,
-            past_key_values=out.past_key_values,
-            decoder_hidden_states=out.decoder_hidden_states,
-            decoder_attentions=out.decoder_attentions, cross_attentions=out.cross_attentions,
-            encoder_last_hidden_state=out.encoder_last_hidden_state,
-            encoder_hidden_states=out.encoder_hidden_states,
-            encoder_attentions=out.encoder_attentions)
-        return output.to_tuple() if tuples else output
+        return self._output(Seq2SeqLMOutput, out, loss, head, return_logits, tuples)
 
     def _head(self) -> nn.Linear:
         """The LM head as the logits see it: BART and Marian add a ``final_logits_bias``

