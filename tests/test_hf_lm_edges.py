@@ -8,6 +8,7 @@ import pytest
 transformers = pytest.importorskip("transformers")  # the [hf] extra
 
 import torch  # noqa: E402
+from huggingface_hub.errors import StrictDataclassError  # noqa: E402
 from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM,  # noqa: E402
                           Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer,
                           TrainingArguments)
@@ -51,3 +52,36 @@ def test_seq2seq_trainer_predict_without_generate_gives_the_logits(tmp_path):
                          ).predict(data)
     logits, encoded = out.predictions  # as for a plain Marian: the encoder's states too
     assert logits.shape == (*labels.shape, V) and encoded.shape[:2] == ids.shape
+
+
+# --- settings as they come from a config file or a command line -----------------------------
+
+@pytest.mark.parametrize("settings, match", [
+    (dict(loss="ls", smoothing="0.1"), "smoothing must be a number in"),
+    (dict(loss="ls", smoothing=True), "smoothing must be a number in"),
+    (dict(loss="ls", smoothing=1.0), "smoothing must be a number in"),
+    (dict(label_dim="100"), "label_dim must be a positive int"),
+    (dict(label_dim=0), "label_dim must be a positive int"),
+    (dict(chunk_size=64.0), "chunk_size must be a positive int"),
+    (dict(loss="cross_entropy"), "loss must be one of"),
+    (dict(logits_with_loss="no"), "logits_with_loss must be"),
+    (dict(loss_options="warmup_steps=0"), "loss_options must be a dict"),
+    (dict(loss_options={"bogus": 1}), "unknown loss option 'bogus'"),
+    (dict(label_dims=50), "unknown loss option 'label_dims'"),
+    (dict(mask_wrong="no"), "mask_wrong must be a bool"),
+    (dict(warmup_steps="10"), "warmup_steps must be an int"),
+])
+def test_a_bad_setting_is_one_value_error_naming_it(settings, match):
+    inner = AutoModelForCausalLM.from_config(causal.CONFIGS["gpt2"]())
+    with pytest.raises(ValueError, match=match) as raised:
+        LabelEmbeddingForCausalLM.from_model(inner, **settings)
+    assert "\n" not in str(raised.value)  # one line, not the strict dataclass's report
+
+
+def test_a_bad_setting_in_a_config_is_a_value_error_naming_it():
+    """Built directly (or read from a config.json), the config raises as every strict
+    Transformers config does (huggingface_hub's error around the validator's): the validator's
+    is a ValueError naming the field, not a comparison's TypeError."""
+    with pytest.raises(StrictDataclassError, match="smoothing must be a number in") as raised:
+        LabelEmbeddingCausalLMConfig(loss="ls", smoothing="0.1")
+    assert isinstance(raised.value.__cause__, ValueError)

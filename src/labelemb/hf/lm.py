@@ -8,7 +8,7 @@ head on the detached hidden states and the compressed label embedding ``ReLU(A[y
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from torch import Tensor, nn
@@ -33,24 +33,43 @@ _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 def lm_options(config: PreTrainedConfig) -> LossOptions:
     """The ``seq2seq`` preset with ``config.loss_options`` over it (a ``ValueError`` naming
     the option when one is unknown or bad)."""
-    merged = {**asdict(PRESETS["seq2seq"]), **(config.loss_options or {})}
-    try:
-        return LossOptions(**merged)
-    except TypeError as err:  # an unknown field
-        raise ValueError(f"loss_options: {err}") from None
+    given = config.loss_options or {}
+    if not isinstance(given, dict):
+        raise ValueError(f"loss_options must be a dict of labelemb.LossOptions fields, got "
+                         f"{given!r}")
+    known = [f.name for f in fields(LossOptions)]
+    for name in given:
+        if name not in known:
+            raise ValueError(f"unknown loss option {name!r} (labelemb.LossOptions has "
+                             f"{', '.join(known)})")
+    return LossOptions(**{**asdict(PRESETS["seq2seq"]), **given})
 
 
-def validate_lm_settings(config: PreTrainedConfig) -> None:
-    """The settings both language-model configs share; a ``ValueError`` naming the field."""
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_types(config: PreTrainedConfig) -> None:
+    """The fields' types first, so that a string from a config file or a command line is named
+    and not compared (``"0.1" < 1.0`` is a ``TypeError``)."""
     if config.loss not in LM_LOSSES:
         raise ValueError(f"loss must be one of {LM_LOSSES}, got {config.loss!r}")
     for name in ("label_dim", "chunk_size"):
         value = getattr(config, name)
-        if (value is not None or name == "label_dim") and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if (value is not None or name == "label_dim") and not (_is_int(value) and value >= 1):
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not 0.0 <= config.smoothing < 1.0:
-        raise ValueError(f"smoothing must be in [0, 1), got {config.smoothing!r}")
+    smoothing = config.smoothing
+    if not (isinstance(smoothing, (int, float)) and not isinstance(smoothing, bool)
+            and 0.0 <= smoothing < 1.0):
+        raise ValueError(f"smoothing must be a number in [0, 1), got {smoothing!r}")
+    if not isinstance(config.logits_with_loss, bool):
+        raise ValueError(f"logits_with_loss must be True or False, got "
+                         f"{config.logits_with_loss!r}")
+
+
+def validate_lm_settings(config: PreTrainedConfig) -> None:
+    """The settings both language-model configs share; a ``ValueError`` naming the field."""
+    _check_types(config)
     options = lm_options(config)
     if options.reduction != "mean":
         raise ValueError("loss_options: reduction must be 'mean' (the Trainer wants a scalar "
