@@ -31,9 +31,6 @@ NO_GENERATION_SUITE = ("the source package has no tests/generation/: GenerationT
 #: why resizing is not tested
 NO_RESIZE = ("resize_token_embeddings is refused (NotImplementedError): the second head and the "
              "label embedding would need resizing too; resize the model, then wrap it")
-#: why loading a plain model's checkpoint is not tested
-PLAIN_CHECKPOINT = ("the test loads the base model's checkpoint (a plain Transformers LM) into "
-                    "the wrapper; the wrapper wraps a loaded model with from_model instead")
 
 
 class TinyLMTester:
@@ -107,10 +104,6 @@ class _LMCommonTests(suite.ModelTesterMixin):
 
     @unittest.skip(NO_RESIZE)
     def test_resize_embeddings_untied(self):
-        pass
-
-    @unittest.skip(PLAIN_CHECKPOINT)
-    def test_correct_missing_keys(self):
         pass
 
 

@@ -85,3 +85,73 @@ def test_a_bad_setting_in_a_config_is_a_value_error_naming_it():
     with pytest.raises(StrictDataclassError, match="smoothing must be a number in") as raised:
         LabelEmbeddingCausalLMConfig(loss="ls", smoothing="0.1")
     assert isinstance(raised.value.__cause__, ValueError)
+
+
+# --- from_pretrained of a plain Transformers checkpoint ------------------------------------
+
+PLAIN = {  # wrapper class, the Auto class of the plain model, its tiny config
+    "causal": (LabelEmbeddingForCausalLM, AutoModelForCausalLM, causal.CONFIGS["llama"]),
+    "seq2seq": (LabelEmbeddingForSeq2SeqLM, AutoModelForSeq2SeqLM, seq2seq.CONFIGS["marian"]),
+}
+
+
+@pytest.mark.parametrize("kind", list(PLAIN))
+def test_from_pretrained_of_a_plain_checkpoint_wraps_it(kind, tmp_path):
+    """As ``BertForSequenceClassification.from_pretrained(a BERT)``: the checkpoint's model
+    with its weights (here shifted away from any initialisation), the new parts initialised
+    and reported missing, the keywords that are labelemb settings taken as ``from_model``'s,
+    the others (``dtype``) as the plain model's loader's."""
+    wrapper_class, auto_class, config = PLAIN[kind]
+    plain = auto_class.from_config(config())
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(0.75)
+    plain.save_pretrained(tmp_path)
+    model, info = wrapper_class.from_pretrained(tmp_path, loss="emb", label_dim=6,
+                                                warmup_steps=7, dtype=torch.float64,
+                                                output_loading_info=True)
+    assert type(model.model) is type(plain) and not model.training
+    assert model.config.label_dim == 6 and model.config.loss_options == {"warmup_steps": 7}
+    recipe = auto_class.from_pretrained(tmp_path, dtype=torch.float64).state_dict()
+    for name, value in recipe.items():  # loaded as the plain model loads itself
+        assert torch.equal(model.model.state_dict()[name], value), name
+    weight = plain.get_input_embeddings().weight.double()  # loaded, not initialised
+    assert torch.equal(model.get_input_embeddings().weight, weight)
+    assert model.label_embedding.A.weight.dtype == torch.float64  # follows the loaded model
+    new = {k for k in model.state_dict() if not k.startswith("model.")}
+    assert new and set(info["missing_keys"]) == new
+    assert not info["unexpected_keys"] and not info["mismatched_keys"]
+
+
+def test_from_pretrained_of_the_other_label_embedding_model_names_its_class(tmp_path):
+    seq2seq.tiny().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="LabelEmbeddingForSeq2SeqLM"):
+        LabelEmbeddingForCausalLM.from_pretrained(tmp_path)
+
+
+# --- dtypes ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("loss", ["emb", "ce"])
+def test_a_bfloat16_model_wrapped_trains(loss):
+    """A model loaded in bfloat16 (``from_pretrained(..., dtype=torch.bfloat16)``): the second
+    head and the label embedding are made in its dtype, and a step runs."""
+    inner = AutoModelForCausalLM.from_config(causal.CONFIGS["gpt2"]()).to(torch.bfloat16)
+    settings = {"warmup_steps": 0} if loss == "emb" else {}
+    model = LabelEmbeddingForCausalLM.from_model(inner, loss=loss, **settings)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    ids, labels = causal.batch()
+    loss_value = model.train()(input_ids=ids, labels=labels).loss
+    loss_value.backward()
+    assert torch.isfinite(loss_value) and inner.lm_head.weight.grad is not None
+
+
+def test_bfloat16_autocast_on_cpu_gives_the_float32_loss_closely():
+    """Under ``torch.autocast("cpu", torch.bfloat16)`` the step runs and its loss is the
+    float32 one to bfloat16's precision."""
+    model = causal.tiny().train()
+    ids, labels = causal.batch()
+    exact = model(input_ids=ids, labels=labels).loss
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model(input_ids=ids, labels=labels).loss
+    mixed.backward()
+    torch.testing.assert_close(mixed.float(), exact, rtol=2e-2, atol=0.0)

@@ -19,12 +19,14 @@ from ..embedding import CompressedLabelEmbedding
 from ..functional import PRESETS, LossOptions, divides_by_correct
 from .criterion import step_normalizers
 
-__all__ = ["LM_LOSSES", "LMLoss", "validate_lm_settings", "check_logits_are_the_head_s",
+__all__ = ["LM_LOSSES", "LOSS_OPTIONS", "LMLoss", "validate_lm_settings", "check_logits_are_the_head_s",
            "lm_head_layer"]
 
 #: the training losses of the language models: ``emb`` label embedding (the ``seq2seq``
 #: preset plus ``loss_options``), ``ce`` cross-entropy, ``ls`` label smoothing
 LM_LOSSES = ("emb", "ce", "ls")
+#: the names of :class:`labelemb.LossOptions`' fields, which the LMs take as keywords
+LOSS_OPTIONS = tuple(f.name for f in fields(LossOptions))
 #: config fields by which a model's logits are more than ``lm_head(hidden)``: the chunked
 #: loss applies the head itself and would silently leave them out
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -37,11 +39,10 @@ def lm_options(config: PreTrainedConfig) -> LossOptions:
     if not isinstance(given, dict):
         raise ValueError(f"loss_options must be a dict of labelemb.LossOptions fields, got "
                          f"{given!r}")
-    known = [f.name for f in fields(LossOptions)]
     for name in given:
-        if name not in known:
+        if name not in LOSS_OPTIONS:
             raise ValueError(f"unknown loss option {name!r} (labelemb.LossOptions has "
-                             f"{', '.join(known)})")
+                             f"{', '.join(LOSS_OPTIONS)})")
     return LossOptions(**{**asdict(PRESETS["seq2seq"]), **given})
 
 

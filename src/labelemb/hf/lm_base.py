@@ -10,18 +10,23 @@ import os
 from typing import Any
 
 from torch import Tensor, nn
-from transformers import GenerationConfig, PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers import GenerationConfig, PreTrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput, logging
 
 from ..loss import LabelEmbeddingLoss
 from .autoload import write_loader
-from .lm import LMLoss, check_logits_are_the_head_s, lm_head_layer
-from .lm_config import LabelEmbeddingLMConfig, build_config
+from .lm import LOSS_OPTIONS, LMLoss, check_logits_are_the_head_s, lm_head_layer
+from .lm_config import LM_SETTINGS, LabelEmbeddingLMConfig, build_config
 
 __all__ = ["LabelEmbeddingLMBase"]
 
+logger = logging.get_logger(__name__)
+
 #: the special tokens' ids, copied from the wrapped model's config to the wrapper's
 _TOKEN_IDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
+#: ``from_pretrained``'s keywords that say where a folder is (for reading its config alone)
+_HUB = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision",
+        "subfolder")
 
 
 class LabelEmbeddingLMBase(PreTrainedModel):
@@ -60,6 +65,8 @@ class LabelEmbeddingLMBase(PreTrainedModel):
         head = lm_head_layer(self.model)
         self.lm_loss = LMLoss(config, head.in_features, head.out_features)
         self.post_init()
+        if model is not None:  # a built (maybe bfloat16, on a GPU) model: ours follow it
+            self.lm_loss.to(head.weight.device, head.weight.dtype)
 
     @classmethod
     def from_model(cls, model: PreTrainedModel, loss: str = "emb", label_dim: int = 100,
@@ -70,6 +77,48 @@ class LabelEmbeddingLMBase(PreTrainedModel):
         config = build_config(cls.config_class, model, loss=loss, label_dim=label_dim,
                               **settings)
         return cls(config, model=model)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None,
+                        *model_args: Any, **kwargs: Any) -> Any:
+        """``PreTrainedModel.from_pretrained`` of a folder (or Hub name) this class saved.
+
+        One that holds a plain Transformers LM (``GPT2LMHeadModel.save_pretrained(DIR)``, a
+        Hub checkpoint) is wrapped, as a ``...ForSequenceClassification`` is built on its base
+        model's checkpoint: ``from_model(auto_class.from_pretrained(DIR, **rest), **settings)``,
+        where ``settings`` are the keywords that are labelemb settings (``loss``,
+        ``label_dim``, ``logits_with_loss``, ..., the ``LossOptions`` fields) and ``rest``
+        the others (``dtype``, ``device_map``, ...). The second head and the label embedding
+        start from their initialisation and are the ``missing_keys`` of
+        ``output_loading_info``."""
+        if kwargs.get("config") is None and pretrained_model_name_or_path is not None:
+            model_type = _saved_model_type(pretrained_model_name_or_path, kwargs)
+            if model_type is not None and model_type != cls.config_class.model_type:
+                _refuse_other_labelemb_model(cls, model_type)
+                return cls._wrap_pretrained(pretrained_model_name_or_path, *model_args,
+                                            **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    @classmethod
+    def _wrap_pretrained(cls, path: str | os.PathLike, *model_args: Any, **kwargs: Any) -> Any:
+        """:meth:`from_pretrained` of a plain model's checkpoint."""
+        settings = {k: kwargs.pop(k) for k in list(kwargs)
+                    if k in LM_SETTINGS or k in LOSS_OPTIONS}
+        with_info = kwargs.get("output_loading_info", False)
+        loaded = cls.auto_class.from_pretrained(path, *model_args, **kwargs)
+        model, info = loaded if with_info else (loaded, None)
+        wrapper = cls.from_model(model, **settings).eval()  # eval, as from_pretrained's
+        new = [k for k in wrapper.state_dict() if not k.startswith(f"{cls.base_model_prefix}.")]
+        logger.warning(f"{cls.__name__}: {path} holds a plain {type(model).__name__}: wrapped "
+                       f"it; newly initialised: {', '.join(new)}")
+        if info is None:
+            return wrapper
+        prefix = f"{cls.base_model_prefix}."
+        return wrapper, {
+            "missing_keys": {prefix + k for k in info["missing_keys"]} | set(new),
+            "unexpected_keys": {prefix + k for k in info["unexpected_keys"]},
+            "mismatched_keys": {(prefix + k, *rest) for k, *rest in info["mismatched_keys"]},
+            "error_msgs": info["error_msgs"]}
 
     def _output(self, output_class: type[ModelOutput], out: ModelOutput, loss: Tensor,
                 head: nn.Module, return_logits: bool | None, tuples: bool) -> ModelOutput | tuple:
@@ -134,11 +183,9 @@ class LabelEmbeddingLMBase(PreTrainedModel):
             return
         if pretrained_model_name_or_path is None:
             return
-        hub = ("cache_dir", "force_download", "proxies", "local_files_only", "token",
-               "revision", "subfolder")
         try:
             self.generation_config = GenerationConfig.from_pretrained(
-                pretrained_model_name_or_path, **{k: kwargs[k] for k in hub if k in kwargs})
+                pretrained_model_name_or_path, **{k: kwargs[k] for k in _HUB if k in kwargs})
         except OSError:
             pass  # saved without one: the wrapped model's own stays
 
@@ -169,3 +216,25 @@ class LabelEmbeddingLMBase(PreTrainedModel):
         """The wrapped model's ``generate()``, unchanged: the second head and the label
         embedding only train."""
         return self.model.generate(*args, **kwargs)
+
+
+def _saved_model_type(path: str | os.PathLike, kwargs: dict[str, Any]) -> str | None:
+    """The ``model_type`` in the folder's ``config.json`` (``None`` where there is none:
+    ``from_pretrained`` then says what is missing)."""
+    try:
+        config, _ = PreTrainedConfig.get_config_dict(
+            path, **{k: kwargs[k] for k in _HUB if k in kwargs})
+    except OSError:
+        return None
+    return config.get("model_type")
+
+
+def _refuse_other_labelemb_model(cls: type[LabelEmbeddingLMBase], model_type: str) -> None:
+    """A folder another labelemb class saved is that class's to load, not a plain model."""
+    if not model_type.startswith("labelemb"):
+        return
+    owners = [c.__name__ for c in LabelEmbeddingLMBase.__subclasses__()
+              if c.config_class.model_type == model_type]
+    raise ValueError(f"the folder holds a {model_type!r} model, not a "
+                     f"{cls.config_class.model_type!r} one: load it with "
+                     f"{owners[0] if owners else 'its own labelemb class'}")

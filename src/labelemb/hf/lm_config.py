@@ -16,7 +16,7 @@ from transformers.configuration_utils import SubConfigSpec
 
 from .lm import validate_lm_settings
 
-__all__ = ["LabelEmbeddingLMConfig", "LabelEmbeddingCausalLMConfig",
+__all__ = ["LM_SETTINGS", "LabelEmbeddingLMConfig", "LabelEmbeddingCausalLMConfig",
            "LabelEmbeddingSeq2SeqLMConfig", "build_config"]
 
 
@@ -63,6 +63,10 @@ class LabelEmbeddingLMConfig(PreTrainedConfig):
         if self.lm is None:
             return super().get_text_config(decoder=decoder, encoder=encoder)
         return self.lm.get_text_config()
+
+
+#: the settings labelemb adds to the wrapped model's config (the loss's)
+LM_SETTINGS = tuple(name for name in LabelEmbeddingLMConfig.__annotations__ if name != "lm")
 
 
 @strict
