@@ -22,7 +22,8 @@ V = causal.V
 
 
 def eval_args(tmp_path, cls=TrainingArguments, **more):
-    return cls(output_dir=str(tmp_path), report_to=[], per_device_eval_batch_size=2,
+    more.setdefault("per_device_eval_batch_size", 2)
+    return cls(output_dir=str(tmp_path), report_to=[],
                use_cpu=True, disable_tqdm=True, **more)
 
 
@@ -155,3 +156,35 @@ def test_bfloat16_autocast_on_cpu_gives_the_float32_loss_closely():
         mixed = model(input_ids=ids, labels=labels).loss
     mixed.backward()
     torch.testing.assert_close(mixed.float(), exact, rtol=2e-2, atol=0.0)
+
+
+# --- the logits beside the loss ---------------------------------------------------------------
+
+def test_by_default_a_training_forward_makes_no_logits_and_evaluation_returns_them():
+    """``logits_with_loss=None`` (the default): a forward given labels in training mode (the
+    Trainer's training step, which reads only the loss) makes no tokens x vocab tensor; in
+    eval mode it returns the logits, as Transformers' own models do."""
+    model = causal.tiny(chunk_size=4).train()
+    assert model.config.logits_with_loss is None
+    ids = torch.randint(3, V, (24, 30))
+    with causal.WidestRows() as rows:
+        out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+    assert out.logits is None and 0 < rows.largest <= 512 < ids.numel()
+    assert model(input_ids=ids, labels=ids, return_logits=True).logits.shape == (24, 30, V)
+    model.eval()
+    torch.testing.assert_close(model(input_ids=ids, labels=ids).logits,
+                               model(input_ids=ids).logits)
+
+
+def test_trainer_evaluation_of_the_loss_alone_makes_no_logits_with_logits_with_loss_false(
+        tmp_path):
+    """``Trainer.evaluate()`` without ``compute_metrics`` (``prediction_loss_only``) and
+    ``logits_with_loss=False``: no V-wide tensor larger than one chunk's block."""
+    model = causal.tiny(chunk_size=4, logits_with_loss=False)
+    ids = torch.randint(3, V, (24, 30))
+    data = [{"input_ids": i, "labels": i} for i in ids]
+    trainer = Trainer(model=model, args=eval_args(tmp_path, per_device_eval_batch_size=24))
+    with causal.WidestRows() as rows:
+        metrics = trainer.evaluate(data)
+    assert metrics["eval_loss"] > 0 and 0 < rows.largest <= 512 < ids.numel()

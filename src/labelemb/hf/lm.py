@@ -63,8 +63,8 @@ def _check_types(config: PreTrainedConfig) -> None:
     if not (isinstance(smoothing, (int, float)) and not isinstance(smoothing, bool)
             and 0.0 <= smoothing < 1.0):
         raise ValueError(f"smoothing must be a number in [0, 1), got {smoothing!r}")
-    if not isinstance(config.logits_with_loss, bool):
-        raise ValueError(f"logits_with_loss must be True or False, got "
+    if not (config.logits_with_loss is None or isinstance(config.logits_with_loss, bool)):
+        raise ValueError(f"logits_with_loss must be True, False or None, got "
                          f"{config.logits_with_loss!r}")
 
 

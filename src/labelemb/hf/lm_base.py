@@ -123,11 +123,13 @@ class LabelEmbeddingLMBase(PreTrainedModel):
     def _output(self, output_class: type[ModelOutput], out: ModelOutput, loss: Tensor,
                 head: nn.Module, return_logits: bool | None, tuples: bool) -> ModelOutput | tuple:
         """The standard ``output_class`` of a forward given labels: the ``loss``, the logits
-        ``head(out.last_hidden_state)`` when asked for, and the base model's other outputs
-        (its cache, hidden states, attentions) under the names ``output_class`` gives them
-        in the installed Transformers (the cache is ``past_key_values`` or ``cache``)."""
+        ``head(out.last_hidden_state)`` when wanted (``return_logits``, else
+        ``config.logits_with_loss``, else in eval mode only), and the base model's other
+        outputs (its cache, hidden states, attentions) under the names ``output_class`` gives
+        them in the installed Transformers (the cache is ``past_key_values`` or ``cache``)."""
         fields = {f.name for f in dataclasses.fields(output_class)} - {"loss", "logits"}
-        wanted = self.config.logits_with_loss if return_logits is None else return_logits
+        wanted = next((w for w in (return_logits, self.config.logits_with_loss)
+                       if w is not None), not self.training)
         output = output_class(loss=loss, logits=head(out.last_hidden_state) if wanted else None,
                               **{k: v for k, v in out.items() if k in fields})
         return output.to_tuple() if tuples else output

@@ -36,8 +36,10 @@ class LabelEmbeddingLMConfig(PreTrainedConfig):
         chunk_size: targets per chunk of the loss (``None``: labelemb's default for the
             vocabulary).
         logits_with_loss: whether a forward given ``labels`` also returns the ``tokens x vocab``
-            logits; ``False`` for training and evaluation at a large vocabulary (the loss
-            never needs them).
+            logits. ``None`` (default): not in training mode (the Trainer's training step
+            reads only the loss), yes in eval mode (Transformers' contract, for
+            ``compute_metrics`` and ``predict``). ``False``: never, also in evaluation
+            (``prediction_loss_only``, perplexity); ``True``: always.
     """
 
     lm: PreTrainedConfig | dict | None = None
@@ -46,7 +48,7 @@ class LabelEmbeddingLMConfig(PreTrainedConfig):
     loss_options: dict[str, Any] | None = None
     smoothing: float = 0.1
     chunk_size: int | None = None
-    logits_with_loss: bool = True
+    logits_with_loss: bool | None = None
     # what the Trainer leaves out of the predictions it gathers: the KV cache, under its name
     # in Transformers 5.0 and in later 5.x releases
     keys_to_ignore_at_inference = ["past_key_values", "cache"]

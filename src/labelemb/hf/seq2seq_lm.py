@@ -35,7 +35,8 @@ class LabelEmbeddingForSeq2SeqLM(LabelEmbeddingLMBase):
         ``input_ids``, ``attention_mask`` ``(N, S)``; ``labels`` ``(N, T)``, not shifted: the
         decoder's inputs are the labels shifted right (the model's own
         ``prepare_decoder_input_ids_from_labels``) unless ``decoder_input_ids`` are given;
-        ``-100`` ignored. Returns ``Seq2SeqLMOutput``.
+        ``-100`` ignored. Returns ``Seq2SeqLMOutput``, its ``logits`` ``(N, T, V)`` as the
+        causal LM's (none in a training step given labels, by default).
     """
 
     config_class = LabelEmbeddingSeq2SeqLMConfig
