@@ -188,3 +188,40 @@ def test_trainer_evaluation_of_the_loss_alone_makes_no_logits_with_logits_with_l
     with causal.WidestRows() as rows:
         metrics = trainer.evaluate(data)
     assert metrics["eval_loss"] > 0 and 0 < rows.largest <= 512 < ids.numel()
+
+
+# --- labels ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("length", [7, 11])
+def test_labels_of_another_length_than_the_inputs_are_refused_in_the_user_s_terms(length):
+    """The causal LM shifts the labels itself: they must be the inputs' shape, and the
+    message says so in those terms (not the shifted tensors' shapes of the loss inside)."""
+    model = causal.tiny()
+    ids, _ = causal.batch()  # (4, 9)
+    expected = r"labels must have input_ids' shape \(4, 9\), got \(4, %d\)" % length
+    with pytest.raises(ValueError, match=expected):
+        model(input_ids=ids, labels=torch.randint(3, V, (4, length)))
+
+
+def test_seq2seq_labels_of_another_length_than_the_decoder_inputs_are_refused():
+    model = seq2seq.tiny()
+    ids, labels = seq2seq.batch()  # labels (4, 6)
+    with pytest.raises(ValueError, match=r"decoder_input_ids' shape \(4, 5\), got \(4, 6\)"):
+        model(input_ids=ids, decoder_input_ids=labels[:, :5].clamp(min=0), labels=labels)
+
+
+@pytest.mark.parametrize("loss", ["emb", "ce", "ls"])
+def test_a_batch_with_nothing_to_learn_gives_a_zero_loss_and_no_gradient(loss):
+    """Labels all -100, or one token (nothing left after the shift): loss 0 and zero
+    gradients, where Transformers' own mean over no tokens is NaN (a NaN step would spoil the
+    model); with the Trainer's ``num_items_in_batch`` of 0 too."""
+    model = causal.tiny(loss=loss).train()
+    ids, _ = causal.batch()
+    for inputs, labels, count in [(ids, torch.full_like(ids, -100), None),
+                                  (ids, torch.full_like(ids, -100), 0),
+                                  (ids[:1, :1], ids[:1, :1], None)]:
+        model.zero_grad()
+        out = model(input_ids=inputs, labels=labels, num_items_in_batch=count)
+        out.loss.backward()
+        assert out.loss.item() == 0.0
+        assert all(p.grad is None or not p.grad.any() for p in model.parameters())

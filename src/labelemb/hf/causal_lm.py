@@ -72,6 +72,7 @@ class LabelEmbeddingForCausalLM(LabelEmbeddingLMBase):
         out = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                     return_dict=True, **kwargs)
         hidden, head = out.last_hidden_state, lm_head_layer(self.model)
+        self._check_labels(labels, hidden, "input_ids")
         loss = self.lm_loss(hidden[:, :-1], labels[:, 1:].to(hidden.device), head,
                             num_items_in_batch)
         return self._output(CausalLMOutputWithPast, out, loss, head, return_logits, tuples)

@@ -19,8 +19,8 @@ from ..embedding import CompressedLabelEmbedding
 from ..functional import PRESETS, LossOptions, divides_by_correct
 from .criterion import step_normalizers
 
-__all__ = ["LM_LOSSES", "LOSS_OPTIONS", "LMLoss", "validate_lm_settings", "check_logits_are_the_head_s",
-           "lm_head_layer"]
+__all__ = ["LM_LOSSES", "LOSS_OPTIONS", "LMLoss", "validate_lm_settings",
+           "check_logits_are_the_head_s", "lm_head_layer"]
 
 #: the training losses of the language models: ``emb`` label embedding (the ``seq2seq``
 #: preset plus ``loss_options``), ``ce`` cross-entropy, ``ls`` label smoothing

@@ -120,6 +120,14 @@ class LabelEmbeddingLMBase(PreTrainedModel):
             "mismatched_keys": {(prefix + k, *rest) for k, *rest in info["mismatched_keys"]},
             "error_msgs": info["error_msgs"]}
 
+    @staticmethod
+    def _check_labels(labels: Tensor, hidden: Tensor, inputs: str) -> None:
+        """``labels`` must be the (decoder) inputs' ``(N, T)``: the loss shifts or aligns them
+        itself, and its own message would give the shifted shapes."""
+        if labels.shape != hidden.shape[:-1]:
+            raise ValueError(f"labels must have {inputs}' shape {tuple(hidden.shape[:-1])}, got "
+                             f"{tuple(labels.shape)}")
+
     def _output(self, output_class: type[ModelOutput], out: ModelOutput, loss: Tensor,
                 head: nn.Module, return_logits: bool | None, tuples: bool) -> ModelOutput | tuple:
         """The standard ``output_class`` of a forward given labels: the ``loss``, the logits

@@ -64,6 +64,7 @@ class LabelEmbeddingForSeq2SeqLM(LabelEmbeddingLMBase):
                                     decoder_input_ids=decoder_input_ids, return_dict=True,
                                     **kwargs)
         hidden, head = out.last_hidden_state, self._head()
+        self._check_labels(labels, hidden, "decoder_input_ids")
         loss = self.lm_loss(hidden, labels.to(hidden.device), head, num_items_in_batch)
         return self._output(Seq2SeqLMOutput, out, loss, head, return_logits, tuples)
 
