@@ -28,9 +28,6 @@ NO_GENERATION_SUITE = ("the source package has no tests/generation/: GenerationT
                        "is not available (generate() is the wrapped model's, tested in "
                        "tests/test_hf_lm*.py)")
 
-#: why resizing is not tested
-NO_RESIZE = ("resize_token_embeddings is refused (NotImplementedError): the second head and the "
-             "label embedding would need resizing too; resize the model, then wrap it")
 
 
 class TinyLMTester:
@@ -98,13 +95,6 @@ class _LMCommonTests(suite.ModelTesterMixin):
     def test_generation_tester_mixin_inheritance(self):
         pass
 
-    @unittest.skip(NO_RESIZE)
-    def test_resize_tokens_embeddings(self):
-        pass
-
-    @unittest.skip(NO_RESIZE)
-    def test_resize_embeddings_untied(self):
-        pass
 
 
 class CausalLMCommonTest(_LMCommonTests, unittest.TestCase):

@@ -225,3 +225,43 @@ def test_a_batch_with_nothing_to_learn_gives_a_zero_loss_and_no_gradient(loss):
         out.loss.backward()
         assert out.loss.item() == 0.0
         assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+
+
+# --- resizing the vocabulary ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["causal", "seq2seq"])
+def test_resize_token_embeddings_resizes_the_second_head_and_the_label_embedding(kind,
+                                                                                 tmp_path):
+    """Adding tokens (a pad token to GPT-2, say) to a trained model: the wrapped model resizes
+    as Transformers does, and the second head's and the label embedding's rows follow, the
+    kept tokens' rows unchanged; the new tokens train and the model saves and loads."""
+    settings = {"mask_wrong": False}  # the embedding learns from every token
+    model = (causal.tiny("gpt2", **settings) if kind == "causal"
+             else seq2seq.tiny(**settings)).train()
+    before = {k: v.clone() for k, v in model.lm_loss.state_dict().items()}
+    embeddings = model.resize_token_embeddings(V + 5)
+    assert embeddings.num_embeddings == V + 5 and model.config.lm.vocab_size == V + 5
+    for name, value in model.lm_loss.state_dict().items():
+        if value.dim():
+            assert value.shape[0] == V + 5, name
+            assert torch.equal(value[:V], before[name]), name
+    ids = torch.randint(3, V + 5, (4, 7))
+    labels = torch.full_like(ids, V + 4)  # a new token
+    model(input_ids=ids, labels=labels).loss.backward()
+    assert model.label_embedding.A.weight.grad[V + 4].any()
+    model.save_pretrained(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path)
+    assert torch.equal(loaded.label_embedding.A.weight, model.label_embedding.A.weight)
+    shrunk = model.resize_token_embeddings(V - 4)
+    assert shrunk.num_embeddings == model.lm_loss.aux_head.out_features == V - 4
+
+
+def test_a_model_resized_before_wrapping_is_wrapped_at_its_new_size():
+    """Marian's resize ties the new weight into its LM head but leaves the head's
+    ``out_features`` at the old size: the wrapper sizes its parts by the weight."""
+    inner = AutoModelForSeq2SeqLM.from_config(seq2seq.CONFIGS["marian"]())
+    inner.resize_token_embeddings(V + 5)
+    model = LabelEmbeddingForSeq2SeqLM.from_model(inner, warmup_steps=0)
+    assert model.label_embedding.num_classes == V + 5
+    ids = torch.randint(3, V + 5, (2, 6))
+    assert torch.isfinite(model(input_ids=ids, labels=ids).loss)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from transformers import PreTrainedConfig
 
@@ -135,6 +136,17 @@ class LMLoss(nn.Module):
     def label_embedding(self) -> nn.Module | None:
         return None if self.criterion is None else self.criterion.embedding
 
+    def resize(self, vocab_size: int) -> None:
+        """The second head and the label embedding to ``vocab_size`` tokens: the kept tokens'
+        rows stay, new tokens' rows are a new module's (``nn.Linear``'s draw, ``A`` N(0, 1))."""
+        if self.aux_head is None or self.criterion is None:
+            return  # ce, ls: nothing of the vocabulary's own
+        self.aux_head = _with_rows_of(
+            self.aux_head, nn.Linear(self.aux_head.in_features, vocab_size, bias=False))
+        old = self.criterion.embedding
+        self.criterion.embedding = _with_rows_of(
+            old, CompressedLabelEmbedding(vocab_size, old.dim, bias=old.B.bias is not None))
+
     def forward(self, hidden: Tensor, labels: Tensor, lm_head: nn.Linear,
                 num_items_in_batch: Tensor | int | None = None) -> Tensor:
         normalizers = step_normalizers(num_items_in_batch, hidden.device)
@@ -149,3 +161,14 @@ class LMLoss(nn.Module):
         return f"loss={self.kind!r}" + (f", smoothing={self.smoothing}" if self.kind == "ls"
                                          else "")
 
+
+
+@torch.no_grad()
+def _with_rows_of(old: nn.Module, new: nn.Module) -> nn.Module:
+    """``new``, in ``old``'s dtype and on its device, with the first rows of each of ``old``'s
+    parameters (their first dimension is the vocabulary) copied into the same of ``new``'s."""
+    new.to(next(old.parameters()))
+    for before, after in zip(old.parameters(), new.parameters()):
+        rows = min(before.shape[0], after.shape[0])
+        after[:rows].copy_(before[:rows])
+    return new

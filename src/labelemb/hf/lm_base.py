@@ -63,7 +63,8 @@ class LabelEmbeddingLMBase(PreTrainedModel):
         self._tied_weights_keys = ({f"model.{k}": f"model.{v}" for k, v in tied.items()}
                                    if isinstance(tied, dict) else [f"model.{k}" for k in tied])
         head = lm_head_layer(self.model)
-        self.lm_loss = LMLoss(config, head.in_features, head.out_features)
+        vocab_size, hidden_size = head.weight.shape  # a resized tied head's out_features is stale
+        self.lm_loss = LMLoss(config, hidden_size, vocab_size)
         self.post_init()
         if model is not None:  # a built (maybe bfloat16, on a GPU) model: ours follow it
             self.lm_loss.to(head.weight.device, head.weight.dtype)
@@ -151,10 +152,21 @@ class LabelEmbeddingLMBase(PreTrainedModel):
         elif isinstance(module, LabelEmbeddingLoss):
             module.num_updates.zero_()
 
-    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(
-            "resizing the vocabulary would resize the second head and the label embedding too; "
-            "resize the wrapped model first, then wrap it (from_model)")
+    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> nn.Embedding:
+        """The wrapped model's ``resize_token_embeddings`` (its LM head, tied or not, and
+        BART's and Marian's ``final_logits_bias`` follow, as Transformers resizes them); the
+        second head and the label embedding follow the LM head's new size, their kept tokens'
+        rows unchanged (:meth:`LMLoss.resize`)."""
+        embeddings = self.model.resize_token_embeddings(*args, **kwargs)
+        # the head's weight: a tied head (Marian's) gets the new weight, its out_features stays
+        self.lm_loss.resize(lm_head_layer(self.model).weight.shape[0])
+        return embeddings
+
+    @property
+    def vocab_size(self) -> int:
+        """The wrapped model's vocabulary (its config's, which resizing updates), as
+        Transformers' LMs (``LlamaForCausalLM.vocab_size``) have it."""
+        return self.config.get_text_config().vocab_size
 
     @property
     def label_embedding(self) -> nn.Module | None:

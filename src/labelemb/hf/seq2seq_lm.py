@@ -75,7 +75,8 @@ class LabelEmbeddingForSeq2SeqLM(LabelEmbeddingLMBase):
         bias = getattr(self.model, "final_logits_bias", None)
         if bias is None:
             return head
-        layer = nn.Linear(head.in_features, head.out_features, bias=False, device="meta")
+        # sized by the weight: a tied head resized by Transformers keeps a stale out_features
+        layer = nn.Linear(*head.weight.shape[::-1], bias=False, device="meta")
         layer.weight = head.weight
         layer.bias = nn.Parameter(bias.reshape(-1), requires_grad=False)  # the buffer's memory
         return layer
