@@ -237,7 +237,7 @@ def trainer_grads(model, batch_size, accumulation, out, **settings):
     return grab.grads
 
 
-@pytest.mark.parametrize("loss", ["emb", "ce"])
+@pytest.mark.parametrize("loss", ["emb", "ce", "ls"])
 def test_accumulation_gives_the_big_batch_gradients(loss, tmp_path):
     """Micro-batches of 2 with 4 accumulation steps against one batch of 8: the Trainer's
     num_items_in_batch (counted over the shifted labels) makes them the same."""

@@ -265,3 +265,55 @@ def test_a_model_resized_before_wrapping_is_wrapped_at_its_new_size():
     assert model.label_embedding.num_classes == V + 5
     ids = torch.randint(3, V + 5, (2, 6))
     assert torch.isfinite(model(input_ids=ids, labels=ids).loss)
+
+
+# --- num_items_in_batch, padding, torch.compile ------------------------------------------------
+
+def test_num_items_in_batch_as_an_int_is_the_tensor_s():
+    """The Trainer passes a tensor; a custom loop may pass an int."""
+    model = causal.tiny(dtype=torch.float64)
+    ids, labels = causal.batch()
+    as_int = model(input_ids=ids, labels=labels, num_items_in_batch=50).loss
+    as_tensor = model(input_ids=ids, labels=labels, num_items_in_batch=torch.tensor(50)).loss
+    torch.testing.assert_close(as_int, as_tensor)
+    counted = (labels[:, 1:] != -100).sum().item()
+    ce = causal.tiny(loss="ce", dtype=torch.float64)
+    torch.testing.assert_close(ce(input_ids=ids, labels=labels, num_items_in_batch=50).loss,
+                               ce(input_ids=ids, labels=labels).loss * counted / 50)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_left_padding_gives_the_wrapped_model_s_own_loss(kind):
+    """A left-padded batch (padding masked and labelled -100): ``loss="ce"`` is the wrapped
+    model's own loss on the same inputs, whatever positions the model gives the padding."""
+    model = causal.tiny(kind, loss="ce", dtype=torch.float64)
+    ids, _ = causal.batch()
+    mask = torch.ones_like(ids)
+    mask[0, :3] = mask[2, :5] = 0
+    ids = ids.masked_fill(mask == 0, 0)
+    labels = ids.masked_fill(mask == 0, -100)
+    own = model.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    ours = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    torch.testing.assert_close(ours, own.double(), rtol=1e-6, atol=0.0)  # own: in float32
+
+
+@pytest.mark.slow
+def test_a_compiled_training_step_gives_the_eager_loss_and_gradients():
+    """``torch.compile(model)`` (aot_eager: the graphs, without compiling kernels; about 35 s
+    here, most of it dynamo's first start): one training step of ``emb``, every term on."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = causal.fitted("emb").train()
+    ids, labels = causal.batch()
+    eager_loss = model(input_ids=ids, labels=labels).loss
+    eager = causal.grads(model, eager_loss)
+    compiled = torch.compile(model, backend="aot_eager")
+    loss = compiled(input_ids=ids, labels=labels).loss
+    torch.testing.assert_close(loss, eager_loss)
+    for name, grad in causal.grads(model, loss).items():
+        if eager[name] is None:
+            assert grad is None, name
+        else:
+            torch.testing.assert_close(grad, eager[name], msg=name)
+    torch._dynamo.reset()
