@@ -162,7 +162,6 @@ class LMLoss(nn.Module):
                                          else "")
 
 
-
 @torch.no_grad()
 def _with_rows_of(old: nn.Module, new: nn.Module) -> nn.Module:
     """``new``, in ``old``'s dtype and on its device, with the first rows of each of ``old``'s
