@@ -317,3 +317,12 @@ def test_a_compiled_training_step_gives_the_eager_loss_and_gradients():
         else:
             torch.testing.assert_close(grad, eager[name], msg=name)
     torch._dynamo.reset()
+
+
+def test_from_pretrained_of_a_saved_model_takes_loss_options_as_keywords(tmp_path):
+    """As ``from_model`` does: ``from_pretrained(DIR, warmup_steps=3)`` sets that option over
+    the saved ones (the config's own fields override as for any Transformers config)."""
+    causal.tiny(tau=1.5).save_pretrained(tmp_path)
+    loaded = LabelEmbeddingForCausalLM.from_pretrained(tmp_path, warmup_steps=3, smoothing=0.2)
+    assert loaded.config.loss_options == {"tau": 1.5, "warmup_steps": 3}
+    assert loaded.lm_loss.criterion.options.warmup_steps == 3 and loaded.config.smoothing == 0.2

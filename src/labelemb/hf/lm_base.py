@@ -91,13 +91,19 @@ class LabelEmbeddingLMBase(PreTrainedModel):
         ``label_dim``, ``logits_with_loss``, ..., the ``LossOptions`` fields) and ``rest``
         the others (``dtype``, ``device_map``, ...). The second head and the label embedding
         start from their initialisation and are the ``missing_keys`` of
-        ``output_loading_info``."""
+        ``output_loading_info``. A folder this class saved takes the ``LossOptions`` fields as
+        keywords too, over its saved ``loss_options``."""
         if kwargs.get("config") is None and pretrained_model_name_or_path is not None:
-            model_type = _saved_model_type(pretrained_model_name_or_path, kwargs)
+            saved = _saved_config(pretrained_model_name_or_path, kwargs)
+            model_type = saved.get("model_type")
             if model_type is not None and model_type != cls.config_class.model_type:
                 _refuse_other_labelemb_model(cls, model_type)
                 return cls._wrap_pretrained(pretrained_model_name_or_path, *model_args,
                                             **kwargs)
+            options = {k: kwargs.pop(k) for k in list(kwargs) if k in LOSS_OPTIONS}
+            if options:  # a config override, as loss_options=... is
+                kwargs["loss_options"] = {**(kwargs.get("loss_options") or
+                                             saved.get("loss_options") or {}), **options}
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     @classmethod
@@ -240,15 +246,15 @@ class LabelEmbeddingLMBase(PreTrainedModel):
         return self.model.generate(*args, **kwargs)
 
 
-def _saved_model_type(path: str | os.PathLike, kwargs: dict[str, Any]) -> str | None:
-    """The ``model_type`` in the folder's ``config.json`` (``None`` where there is none:
-    ``from_pretrained`` then says what is missing)."""
+def _saved_config(path: str | os.PathLike, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The folder's ``config.json`` as a dict (empty where there is none: ``from_pretrained``
+    then says what is missing)."""
     try:
         config, _ = PreTrainedConfig.get_config_dict(
             path, **{k: kwargs[k] for k in _HUB if k in kwargs})
     except OSError:
-        return None
-    return config.get("model_type")
+        return {}
+    return config
 
 
 def _refuse_other_labelemb_model(cls: type[LabelEmbeddingLMBase], model_type: str) -> None:
