@@ -1,7 +1,8 @@
 """The language models off their tested path, as a user meets them: a plain Transformers
 checkpoint given to the wrapper's ``from_pretrained``, settings from a config file (strings),
-``Trainer.predict``, the logits in training and evaluation, a model loaded in bfloat16, labels
-of the wrong length."""
+``Trainer.predict``, the logits in training and evaluation, a model loaded in bfloat16 and
+autocast, labels of the wrong length or with nothing to learn, a resized vocabulary,
+``num_items_in_batch`` as an int, left padding, ``torch.compile``."""
 
 import pytest
 
