@@ -62,8 +62,9 @@ def study_parser(description: str, out: str, modes: str, losses: str = "ce, ls, 
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--data", required=True, help="the data folder")
     p.add_argument("--out", default=out, help="where the runs go")
-    p.add_argument("--modes", default=modes, help=f"comma-separated: {losses}")
-    p.add_argument("--seeds", default="0", help="e.g. 0 or 0-2 or 0,3")
+    p.add_argument("--modes", default=modes, type=_modes_among(losses),
+                   help=f"comma-separated: {losses}")
+    p.add_argument("--seeds", default="0", type=_seeds, help="e.g. 0 or 0-2 or 0,3")
     p.add_argument("--smoke", action="store_true", help="tiny model and data, 1 epoch")
     p.add_argument("--epochs", type=float, default=None, help="override the recipe's epochs")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -76,6 +77,30 @@ def seeds_of(text: str) -> list[int]:
         lo, _, hi = part.partition("-")
         out += range(int(lo), int(hi or lo) + 1)
     return out
+
+
+def _seeds(text: str) -> str:
+    """``--seeds``, checked before any training (``3-1`` would be no seed at all)."""
+    try:
+        seeds = seeds_of(text)
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} names no seed (e.g. 0 or 0-2 or 0,3)")
+    return text
+
+
+def _modes_among(losses: str) -> Callable[[str], str]:
+    """``--modes``' check: each a loss of ``losses`` (as the help lists them)."""
+    allowed = [name.strip() for name in losses.split(",")]
+
+    def check(text: str) -> str:
+        for mode in text.split(","):
+            if mode not in allowed:
+                raise argparse.ArgumentTypeError(
+                    f"unknown loss {mode!r} (choose from {', '.join(allowed)})")
+        return text
+    return check
 
 
 def run_study(args: argparse.Namespace, recipe: LMRecipe,

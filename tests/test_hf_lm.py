@@ -155,27 +155,32 @@ def test_output_is_the_standard_causal_lm_output():
     assert model(input_ids=ids).loss is None
 
 
+class WidestRows(TorchDispatchMode):
+    """Watches every tensor made under it: ``largest`` is the most rows (all dimensions but
+    the last) of one whose last dimension is the vocabulary."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[-1] == V:
+                self.largest = max(self.largest, t.shape[:-1].numel())
+        return out
+
+
 def test_no_tokens_by_vocab_tensor_when_the_logits_are_not_asked_for():
     """Training and no-grad evaluation without the logits: no V-wide tensor has more rows
     than a chunk's block (the tokens here are 10x more)."""
     model = tiny(chunk_size=4, logits_with_loss=False).train()
     ids = torch.randint(3, V, (24, 30))
-
-    class Rows(TorchDispatchMode):
-        largest = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            for t in out if isinstance(out, (tuple, list)) else [out]:
-                if isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[-1] == V:
-                    Rows.largest = max(Rows.largest, t.shape[:-1].numel())
-            return out
-
-    with Rows():
+    with WidestRows() as rows:
         model(input_ids=ids, labels=ids).loss.backward()
         with torch.no_grad():
             model.eval()(input_ids=ids, labels=ids)
-    assert 0 < Rows.largest <= 512 < ids.numel()
+    assert 0 < rows.largest <= 512 < ids.numel()
 
 
 def test_evaluation_loss_equals_the_training_forward_s():
@@ -232,7 +237,7 @@ def trainer_grads(model, batch_size, accumulation, out, **settings):
     return grab.grads
 
 
-@pytest.mark.parametrize("loss", ["emb", "ce"])
+@pytest.mark.parametrize("loss", ["emb", "ce", "ls"])
 def test_accumulation_gives_the_big_batch_gradients(loss, tmp_path):
     """Micro-batches of 2 with 4 accumulation steps against one batch of 8: the Trainer's
     num_items_in_batch (counted over the shifted labels) makes them the same."""

@@ -28,12 +28,6 @@ NO_GENERATION_SUITE = ("the source package has no tests/generation/: GenerationT
                        "is not available (generate() is the wrapped model's, tested in "
                        "tests/test_hf_lm*.py)")
 
-#: why resizing is not tested
-NO_RESIZE = ("resize_token_embeddings is refused (NotImplementedError): the second head and the "
-             "label embedding would need resizing too; resize the model, then wrap it")
-#: why loading a plain model's checkpoint is not tested
-PLAIN_CHECKPOINT = ("the test loads the base model's checkpoint (a plain Transformers LM) into "
-                    "the wrapper; the wrapper wraps a loaded model with from_model instead")
 
 
 class TinyLMTester:
@@ -101,17 +95,6 @@ class _LMCommonTests(suite.ModelTesterMixin):
     def test_generation_tester_mixin_inheritance(self):
         pass
 
-    @unittest.skip(NO_RESIZE)
-    def test_resize_tokens_embeddings(self):
-        pass
-
-    @unittest.skip(NO_RESIZE)
-    def test_resize_embeddings_untied(self):
-        pass
-
-    @unittest.skip(PLAIN_CHECKPOINT)
-    def test_correct_missing_keys(self):
-        pass
 
 
 class CausalLMCommonTest(_LMCommonTests, unittest.TestCase):

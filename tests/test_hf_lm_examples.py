@@ -97,3 +97,19 @@ def test_translation_smoke_reports_bleu_from_beam_search(tmp_path):
         assert result["samples"][0]["output"]  # beam search produced words
     model = LabelEmbeddingForSeq2SeqLM.from_pretrained(out / "emb" / "seed-0" / "model")
     assert model.label_embedding is not None
+
+
+@pytest.mark.parametrize("script, flags, named", [  # the two share the parser (_study.py)
+    ("hf_causal_lm.py", ["--modes", "ce,focal"], "'focal'"),
+    ("hf_causal_lm.py", ["--seeds", "x"], "'x'"),
+    ("hf_translation.py", ["--seeds", "3-1"], "'3-1'"),  # no seed: an empty table, before
+])
+def test_a_bad_mode_or_seed_is_one_line_before_any_training(script, flags, named, tmp_path):
+    """Checked by the command line, not by the first model built after the tokenizer (a
+    traceback) or never (an empty study)."""
+    done = subprocess.run([sys.executable, str(EXAMPLES / script), "--data", str(tmp_path),
+                           "--out", str(tmp_path / "out"), *flags], env=env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert named in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()

@@ -125,6 +125,9 @@ class LossOptions:
             raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
         if not _is_int(self.ignore_index):
             raise ValueError(f"ignore_index must be an int, got {self.ignore_index!r}")
+        for name in ("mask_wrong", "validate"):  # "no" from a config file is truthy
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
 
 #: The authors' published settings. ``seq2seq`` differs from their code in one way on purpose:

@@ -5,8 +5,9 @@
 from them chunk by chunk (:class:`~labelemb.hf.lm.LMLoss`): the model's own LM head is the
 main head (a weight tied to the input embedding stays tied), a second head sees the detached
 hidden states, and the vocabulary's label embedding is the compressed ``ReLU(A[y] B)``. No
-``tokens x vocab`` tensor larger than one chunk is made unless the logits are asked for
-(``config.logits_with_loss``). Without labels, and in ``generate()``, the wrapped model runs
+``tokens x vocab`` tensor larger than one chunk is made in training mode, nor in eval mode with
+``config.logits_with_loss=False`` (by default the logits are returned in eval mode, as
+Transformers' models return them). Without labels, and in ``generate()``, the wrapped model runs
 as it is: the second head is not used at inference.
 """
 
@@ -41,8 +42,9 @@ class LabelEmbeddingForCausalLM(LabelEmbeddingLMBase):
     Shape:
         ``input_ids``, ``attention_mask``, ``labels`` ``(N, T)``; labels are shifted inside
         (position ``t`` predicts ``labels[:, t + 1]``), ``-100`` ignored. Returns
-        ``CausalLMOutputWithPast``: ``loss`` given labels, ``logits`` ``(N, T, V)`` unless
-        labels are given and ``config.logits_with_loss`` (or ``return_logits``) is false.
+        ``CausalLMOutputWithPast``: ``loss`` given labels; ``logits`` ``(N, T, V)`` without
+        labels, and with them as ``return_logits``, else ``config.logits_with_loss``, else
+        ``not self.training`` says (none in a training step, by default).
     """
 
     # The Trainer counts num_items_in_batch over labels[:, 1:] for a model whose loss_type
@@ -70,14 +72,10 @@ class LabelEmbeddingForCausalLM(LabelEmbeddingLMBase):
         out = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
                                     return_dict=True, **kwargs)
         hidden, head = out.last_hidden_state, lm_head_layer(self.model)
+        self._check_labels(labels, hidden, "input_ids")
         loss = self.lm_loss(hidden[:, :-1], labels[:, 1:].to(hidden.device), head,
                             num_items_in_batch)
-        wanted = self.config.logits_with_loss if return_logits is None else return_logits
-        output = CausalLMOutputWithPast(loss=loss, logits=head(hidden) if wanted else None,
-                                        past_key_values=getattr(out, "past_key_values", None),
-                                        hidden_states=getattr(out, "hidden_states", None),
-                                        attentions=getattr(out, "attentions", None))
-        return output.to_tuple() if tuples else output
+        return self._output(CausalLMOutputWithPast, out, loss, head, return_logits, tuples)
 
 
 @torch.no_grad()

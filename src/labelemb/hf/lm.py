@@ -8,9 +8,10 @@ head on the detached hidden states and the compressed label embedding ``ReLU(A[y
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from transformers import PreTrainedConfig
 
@@ -19,12 +20,14 @@ from ..embedding import CompressedLabelEmbedding
 from ..functional import PRESETS, LossOptions, divides_by_correct
 from .criterion import step_normalizers
 
-__all__ = ["LM_LOSSES", "LMLoss", "validate_lm_settings", "check_logits_are_the_head_s",
-           "lm_head_layer"]
+__all__ = ["LM_LOSSES", "LOSS_OPTIONS", "LMLoss", "validate_lm_settings",
+           "check_logits_are_the_head_s", "lm_head_layer"]
 
 #: the training losses of the language models: ``emb`` label embedding (the ``seq2seq``
 #: preset plus ``loss_options``), ``ce`` cross-entropy, ``ls`` label smoothing
 LM_LOSSES = ("emb", "ce", "ls")
+#: the names of :class:`labelemb.LossOptions`' fields, which the LMs take as keywords
+LOSS_OPTIONS = tuple(f.name for f in fields(LossOptions))
 #: config fields by which a model's logits are more than ``lm_head(hidden)``: the chunked
 #: loss applies the head itself and would silently leave them out
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -33,24 +36,42 @@ _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 def lm_options(config: PreTrainedConfig) -> LossOptions:
     """The ``seq2seq`` preset with ``config.loss_options`` over it (a ``ValueError`` naming
     the option when one is unknown or bad)."""
-    merged = {**asdict(PRESETS["seq2seq"]), **(config.loss_options or {})}
-    try:
-        return LossOptions(**merged)
-    except TypeError as err:  # an unknown field
-        raise ValueError(f"loss_options: {err}") from None
+    given = config.loss_options or {}
+    if not isinstance(given, dict):
+        raise ValueError(f"loss_options must be a dict of labelemb.LossOptions fields, got "
+                         f"{given!r}")
+    for name in given:
+        if name not in LOSS_OPTIONS:
+            raise ValueError(f"unknown loss option {name!r} (labelemb.LossOptions has "
+                             f"{', '.join(LOSS_OPTIONS)})")
+    return LossOptions(**{**asdict(PRESETS["seq2seq"]), **given})
 
 
-def validate_lm_settings(config: PreTrainedConfig) -> None:
-    """The settings both language-model configs share; a ``ValueError`` naming the field."""
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_types(config: PreTrainedConfig) -> None:
+    """The fields' types first, so that a string from a config file or a command line is named
+    and not compared (``"0.1" < 1.0`` is a ``TypeError``)."""
     if config.loss not in LM_LOSSES:
         raise ValueError(f"loss must be one of {LM_LOSSES}, got {config.loss!r}")
     for name in ("label_dim", "chunk_size"):
         value = getattr(config, name)
-        if (value is not None or name == "label_dim") and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if (value is not None or name == "label_dim") and not (_is_int(value) and value >= 1):
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not 0.0 <= config.smoothing < 1.0:
-        raise ValueError(f"smoothing must be in [0, 1), got {config.smoothing!r}")
+    smoothing = config.smoothing
+    if not (isinstance(smoothing, (int, float)) and not isinstance(smoothing, bool)
+            and 0.0 <= smoothing < 1.0):
+        raise ValueError(f"smoothing must be a number in [0, 1), got {smoothing!r}")
+    if not (config.logits_with_loss is None or isinstance(config.logits_with_loss, bool)):
+        raise ValueError(f"logits_with_loss must be True, False or None, got "
+                         f"{config.logits_with_loss!r}")
+
+
+def validate_lm_settings(config: PreTrainedConfig) -> None:
+    """The settings both language-model configs share; a ``ValueError`` naming the field."""
+    _check_types(config)
     options = lm_options(config)
     if options.reduction != "mean":
         raise ValueError("loss_options: reduction must be 'mean' (the Trainer wants a scalar "
@@ -115,6 +136,17 @@ class LMLoss(nn.Module):
     def label_embedding(self) -> nn.Module | None:
         return None if self.criterion is None else self.criterion.embedding
 
+    def resize(self, vocab_size: int) -> None:
+        """The second head and the label embedding to ``vocab_size`` tokens: the kept tokens'
+        rows stay, new tokens' rows are a new module's (``nn.Linear``'s draw, ``A`` N(0, 1))."""
+        if self.aux_head is None or self.criterion is None:
+            return  # ce, ls: nothing of the vocabulary's own
+        self.aux_head = _with_rows_of(
+            self.aux_head, nn.Linear(self.aux_head.in_features, vocab_size, bias=False))
+        old = self.criterion.embedding
+        self.criterion.embedding = _with_rows_of(
+            old, CompressedLabelEmbedding(vocab_size, old.dim, bias=old.B.bias is not None))
+
     def forward(self, hidden: Tensor, labels: Tensor, lm_head: nn.Linear,
                 num_items_in_batch: Tensor | int | None = None) -> Tensor:
         normalizers = step_normalizers(num_items_in_batch, hidden.device)
@@ -129,3 +161,13 @@ class LMLoss(nn.Module):
         return f"loss={self.kind!r}" + (f", smoothing={self.smoothing}" if self.kind == "ls"
                                          else "")
 
+
+@torch.no_grad()
+def _with_rows_of(old: nn.Module, new: nn.Module) -> nn.Module:
+    """``new``, in ``old``'s dtype and on its device, with the first rows of each of ``old``'s
+    parameters (their first dimension is the vocabulary) copied into the same of ``new``'s."""
+    new.to(next(old.parameters()))
+    for before, after in zip(old.parameters(), new.parameters()):
+        rows = min(before.shape[0], after.shape[0])
+        after[:rows].copy_(before[:rows])
+    return new

@@ -16,7 +16,7 @@ from transformers.configuration_utils import SubConfigSpec
 
 from .lm import validate_lm_settings
 
-__all__ = ["LabelEmbeddingLMConfig", "LabelEmbeddingCausalLMConfig",
+__all__ = ["LM_SETTINGS", "LabelEmbeddingLMConfig", "LabelEmbeddingCausalLMConfig",
            "LabelEmbeddingSeq2SeqLMConfig", "build_config"]
 
 
@@ -36,8 +36,10 @@ class LabelEmbeddingLMConfig(PreTrainedConfig):
         chunk_size: targets per chunk of the loss (``None``: labelemb's default for the
             vocabulary).
         logits_with_loss: whether a forward given ``labels`` also returns the ``tokens x vocab``
-            logits; ``False`` for training and evaluation at a large vocabulary (the loss
-            never needs them).
+            logits. ``None`` (default): not in training mode (the Trainer's training step
+            reads only the loss), yes in eval mode (Transformers' contract, for
+            ``compute_metrics`` and ``predict``). ``False``: never, also in evaluation
+            (``prediction_loss_only``, perplexity); ``True``: always.
     """
 
     lm: PreTrainedConfig | dict | None = None
@@ -46,8 +48,10 @@ class LabelEmbeddingLMConfig(PreTrainedConfig):
     loss_options: dict[str, Any] | None = None
     smoothing: float = 0.1
     chunk_size: int | None = None
-    logits_with_loss: bool = True
-    keys_to_ignore_at_inference = ["past_key_values"]
+    logits_with_loss: bool | None = None
+    # what the Trainer leaves out of the predictions it gathers: the KV cache, under its name
+    # in Transformers 5.0 and in later 5.x releases
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]
 
     def validate_labelemb(self) -> None:
         """Bad settings raise a ``ValueError`` naming the field (run on construction)."""
@@ -61,6 +65,10 @@ class LabelEmbeddingLMConfig(PreTrainedConfig):
         if self.lm is None:
             return super().get_text_config(decoder=decoder, encoder=encoder)
         return self.lm.get_text_config()
+
+
+#: the settings labelemb adds to the wrapped model's config (the loss's)
+LM_SETTINGS = tuple(name for name in LabelEmbeddingLMConfig.__annotations__ if name != "lm")
 
 
 @strict

@@ -35,7 +35,8 @@ class LabelEmbeddingForSeq2SeqLM(LabelEmbeddingLMBase):
         ``input_ids``, ``attention_mask`` ``(N, S)``; ``labels`` ``(N, T)``, not shifted: the
         decoder's inputs are the labels shifted right (the model's own
         ``prepare_decoder_input_ids_from_labels``) unless ``decoder_input_ids`` are given;
-        ``-100`` ignored. Returns ``Seq2SeqLMOutput``.
+        ``-100`` ignored. Returns ``Seq2SeqLMOutput``, its ``logits`` ``(N, T, V)`` as the
+        causal LM's (none in a training step given labels, by default).
     """
 
     config_class = LabelEmbeddingSeq2SeqLMConfig
@@ -63,17 +64,9 @@ class LabelEmbeddingForSeq2SeqLM(LabelEmbeddingLMBase):
                                     decoder_input_ids=decoder_input_ids, return_dict=True,
                                     **kwargs)
         hidden, head = out.last_hidden_state, self._head()
+        self._check_labels(labels, hidden, "decoder_input_ids")
         loss = self.lm_loss(hidden, labels.to(hidden.device), head, num_items_in_batch)
-        wanted = self.config.logits_with_loss if return_logits is None else return_logits
-        output = Seq2SeqLMOutput(
-            loss=loss, logits=head(hidden) if wanted else None,
-            past_key_values=out.past_key_values,
-            decoder_hidden_states=out.decoder_hidden_states,
-            decoder_attentions=out.decoder_attentions, cross_attentions=out.cross_attentions,
-            encoder_last_hidden_state=out.encoder_last_hidden_state,
-            encoder_hidden_states=out.encoder_hidden_states,
-            encoder_attentions=out.encoder_attentions)
-        return output.to_tuple() if tuples else output
+        return self._output(Seq2SeqLMOutput, out, loss, head, return_logits, tuples)
 
     def _head(self) -> nn.Linear:
         """The LM head as the logits see it: BART and Marian add a ``final_logits_bias``
@@ -82,7 +75,8 @@ class LabelEmbeddingForSeq2SeqLM(LabelEmbeddingLMBase):
         bias = getattr(self.model, "final_logits_bias", None)
         if bias is None:
             return head
-        layer = nn.Linear(head.in_features, head.out_features, bias=False, device="meta")
+        # sized by the weight: a tied head resized by Transformers keeps a stale out_features
+        layer = nn.Linear(*head.weight.shape[::-1], bias=False, device="meta")
         layer.weight = head.weight
         layer.bias = nn.Parameter(bias.reshape(-1), requires_grad=False)  # the buffer's memory
         return layer
