@@ -226,6 +226,23 @@ def test_bad_settings_name_the_field():
         model(input_ids=torch.ones(1, 3, dtype=torch.long))
 
 
+@pytest.mark.parametrize("settings, named", [
+    ({"loss": "ls", "smoothing": "0.1"}, "smoothing must be a number in \\[0, 1\\), got '0.1'"),
+    ({"loss": "ls", "smoothing": 1.0}, "smoothing must be a number in"),
+    ({"loss": "ols", "ols_alpha": "x"}, "ols_alpha must be a number in \\[0, 1\\]"),
+    ({"classifier_dropout": -0.1}, "classifier_dropout must be a number"),
+    ({"loss_options": "beta=1"}, "loss_options must be a dict"),
+    ({"loss_options": {"temperature": 2}}, "unknown loss option 'temperature'"),
+    ({"loss_options": {"beta": "x"}}, "beta must be in"),
+    ({"loss_options": {"reduction": "sum"}}, "reduction must be 'mean'"),
+])
+def test_a_bad_value_from_a_config_file_is_named_not_compared(settings, named):
+    # what a JSON or YAML file or a command line hands over: strings, unknown names
+    with pytest.raises(Exception, match=named) as raised:
+        LabelEmbeddingConfig(num_labels=3, **settings)
+    assert isinstance(raised.value.__cause__ or raised.value, ValueError)
+
+
 def test_importing_labelemb_does_not_import_transformers():
     code = ("import sys, labelemb, labelemb.cli; labelemb.cli.build_parser(); "
             "print('transformers' in sys.modules)")

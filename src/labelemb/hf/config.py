@@ -14,6 +14,9 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from ..functional import PRESETS
+from .settings import check_choice, check_fraction, loss_options_over
+
 __all__ = ["LabelEmbeddingConfig", "LOSSES", "POOLINGS", "PROBLEM_TYPES"]
 
 #: the training losses: ``emb`` label embedding (eq. 14), ``ce`` cross-entropy, ``ls`` label
@@ -63,17 +66,19 @@ class LabelEmbeddingConfig(PreTrainedConfig):
     def validate_labelemb(self) -> None:
         """Bad settings raise a ``ValueError`` naming the field. As a ``validate_*`` method of
         a strict config it runs on construction (wrapped in huggingface_hub's error)."""
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("pooling", self.pooling, POOLINGS)
         if self.problem_type not in PROBLEM_TYPES:
             raise ValueError(f"problem_type must be one of {PROBLEM_TYPES} (label embedding "
                              f"classifies one label per sequence), got {self.problem_type!r}")
-        if (self.loss_options or {}).get("reduction", "mean") != "mean":
+        check_fraction("smoothing", self.smoothing)
+        check_fraction("ols_alpha", self.ols_alpha, closed=True)
+        if self.classifier_dropout is not None:
+            check_fraction("classifier_dropout", self.classifier_dropout)
+        options = loss_options_over(PRESETS["classification"], self.loss_options)
+        if options.reduction != "mean":
             raise ValueError("loss_options: reduction must be 'mean' (the Trainer wants a scalar "
                              "normalised by num_items_in_batch)")
-
 
     def get_text_config(self, decoder: bool | None = None, encoder: bool | None = None
                         ) -> PreTrainedConfig:

@@ -8,7 +8,7 @@ head on the detached hidden states and the compressed label embedding ``ReLU(A[y
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -19,15 +19,14 @@ from ..chunked import ChunkedLabelEmbeddingLoss, HeadLayers, chunked_cross_entro
 from ..embedding import CompressedLabelEmbedding
 from ..functional import PRESETS, LossOptions, divides_by_correct
 from .criterion import step_normalizers
+from .settings import check_choice, check_fraction, loss_options_over
 
-__all__ = ["LM_LOSSES", "LOSS_OPTIONS", "LMLoss", "validate_lm_settings",
+__all__ = ["LM_LOSSES", "LMLoss", "validate_lm_settings",
            "check_logits_are_the_head_s", "lm_head_layer"]
 
 #: the training losses of the language models: ``emb`` label embedding (the ``seq2seq``
 #: preset plus ``loss_options``), ``ce`` cross-entropy, ``ls`` label smoothing
 LM_LOSSES = ("emb", "ce", "ls")
-#: the names of :class:`labelemb.LossOptions`' fields, which the LMs take as keywords
-LOSS_OPTIONS = tuple(f.name for f in fields(LossOptions))
 #: config fields by which a model's logits are more than ``lm_head(hidden)``: the chunked
 #: loss applies the head itself and would silently leave them out
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
@@ -36,15 +35,7 @@ _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
 def lm_options(config: PreTrainedConfig) -> LossOptions:
     """The ``seq2seq`` preset with ``config.loss_options`` over it (a ``ValueError`` naming
     the option when one is unknown or bad)."""
-    given = config.loss_options or {}
-    if not isinstance(given, dict):
-        raise ValueError(f"loss_options must be a dict of labelemb.LossOptions fields, got "
-                         f"{given!r}")
-    for name in given:
-        if name not in LOSS_OPTIONS:
-            raise ValueError(f"unknown loss option {name!r} (labelemb.LossOptions has "
-                             f"{', '.join(LOSS_OPTIONS)})")
-    return LossOptions(**{**asdict(PRESETS["seq2seq"]), **given})
+    return loss_options_over(PRESETS["seq2seq"], config.loss_options)
 
 
 def _is_int(value: object) -> bool:
@@ -54,16 +45,12 @@ def _is_int(value: object) -> bool:
 def _check_types(config: PreTrainedConfig) -> None:
     """The fields' types first, so that a string from a config file or a command line is named
     and not compared (``"0.1" < 1.0`` is a ``TypeError``)."""
-    if config.loss not in LM_LOSSES:
-        raise ValueError(f"loss must be one of {LM_LOSSES}, got {config.loss!r}")
+    check_choice("loss", config.loss, LM_LOSSES)
     for name in ("label_dim", "chunk_size"):
         value = getattr(config, name)
         if (value is not None or name == "label_dim") and not (_is_int(value) and value >= 1):
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    smoothing = config.smoothing
-    if not (isinstance(smoothing, (int, float)) and not isinstance(smoothing, bool)
-            and 0.0 <= smoothing < 1.0):
-        raise ValueError(f"smoothing must be a number in [0, 1), got {smoothing!r}")
+    check_fraction("smoothing", config.smoothing)
     if not (config.logits_with_loss is None or isinstance(config.logits_with_loss, bool)):
         raise ValueError(f"logits_with_loss must be True, False or None, got "
                          f"{config.logits_with_loss!r}")

@@ -15,7 +15,8 @@ from transformers.utils import ModelOutput, logging
 
 from ..loss import LabelEmbeddingLoss
 from .autoload import write_loader
-from .lm import LOSS_OPTIONS, LMLoss, check_logits_are_the_head_s, lm_head_layer
+from .lm import LMLoss, check_logits_are_the_head_s, lm_head_layer
+from .settings import LOSS_OPTIONS
 from .lm_config import LM_SETTINGS, LabelEmbeddingLMConfig, build_config
 
 __all__ = ["LabelEmbeddingLMBase"]
