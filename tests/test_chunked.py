@@ -218,6 +218,24 @@ def test_chunks_of_distinct_labels_equal_unchunked(kind):
     _assert_chunked_is_plain(h, y, head, emb, (5,), alpha=0.3, tau=1.5, warmup_steps=0)
 
 
+@pytest.mark.parametrize("kind", ["full", "compressed"])
+def test_chunks_whose_targets_do_not_train_the_embedding_equal_unchunked(kind):
+    """With mask_wrong, a chunk none of whose targets the second head gets right skips e's
+    gradient, and a block with none never zeroes it: labels 0-2 are predicted right and 3-6
+    never, so in label order some chunks (and blocks) train e and others do not."""
+    h, y, head, emb = _setup(kind, n=90)
+    with torch.no_grad():
+        right = head(h)[1].argmax(1)
+    y = torch.where(right < 3, right, 3 + (right - 3 + 1) % 4)  # 3-6: another of 3-6
+    y[::9] = -100
+    for chunk in (4, 30):
+        trains = (y == right)[y.clamp(min=0).sort(stable=True).indices].split(chunk)
+        assert any(t.any() for t in trains) and not all(t.any() for t in trains)
+    assert not (y == right)[y >= 3].any() and (y == right).sum() > 10
+    _assert_chunked_is_plain(h, y, head, emb, (4, 30), alpha=0.3, tau=1.5, warmup_steps=0,
+                             mask_wrong=True)
+
+
 def test_default_sizes():
     """64 rows a chunk, fewer (at least 16) where a chunk x C float32 tensor would pass 8 MiB;
     a block is the fewest whole chunks that make 512 rows."""

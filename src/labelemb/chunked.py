@@ -270,7 +270,8 @@ class _Walk:
             outputs = [linear.forward(h) for linear in self.layers]  # (rows, C) each
             labels, inverse = y.unique_consecutive(return_inverse=True)
             e = None if self.embedding is None else self.embedding(labels)  # (labels, C)
-        grad_e = self._zero_grad_e(e) if self.emb_params else None
+        grad_e = self._grad_e_buffer(e) if self.emb_params else None
+        self.grad_e_zeroed = False  # zeroed by the block's first chunk that trains e
         # Per label row, the targets that train the embedding (only when it trains).
         fitted = None if grad_e is None else torch.zeros(len(labels), dtype=torch.long,
                                                          device=h.device)
@@ -295,11 +296,13 @@ class _Walk:
                 _embedding_grads(self.embedding, self.emb_params, labels, e, grad_e,
                                  fitted.nonzero().squeeze(1), self.grads)
 
-    def _zero_grad_e(self, e: Tensor) -> Tensor:
-        """A zeroed gradient for ``e``, in one ``(rows, C)`` buffer every block reuses."""
+    def _grad_e_buffer(self, e: Tensor) -> Tensor:
+        """The gradient for ``e``, not yet zeroed, in one ``(rows, C)`` buffer every block
+        reuses: a block none of whose targets trains the embedding (at first, with
+        ``mask_wrong``, almost every block) never zeroes or reads it."""
         if self.grad_e is None:
             self.grad_e = e.new_empty(len(self.layers[0].buffer), e.shape[1])
-        return self.grad_e[: len(e)].zero_()
+        return self.grad_e[: len(e)]
 
     def _terms(self, leaves: list[Tensor], target: Tensor, rows_e: Tensor | None,
                index: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
@@ -329,15 +332,30 @@ class _Walk:
             fitted[labels].index_add_(0, index, correct.long())
         chunk = {k: v.sum() for k, v in terms.items()}
         self.sums = {k: v.detach() + self.sums.get(k, 0) for k, v in chunk.items()}
-        inputs = [x for x in (*leaves, rows_e) if x is not None and x.requires_grad]
-        if inputs:
-            objective = sum(self.weights[k] * v / self.divisors[k] for k, v in chunk.items())
-            found = torch.autograd.grad(objective, inputs, allow_unused=True)
-            trained = [out[cut] for out, leaf in zip(outputs, leaves) if leaf.requires_grad]
-            for rows, grad in zip(trained, found):
-                rows.zero_() if grad is None else rows.copy_(grad)
-            if grad_e is not None and found[-1] is not None:
+        trained = [(out[cut], leaf) for out, leaf in zip(outputs, leaves) if leaf.requires_grad]
+        # e's rows only take embedding_ce's gradient, zero unless a target here trains e.
+        fits = grad_e is not None and _any_trains(correct)
+        inputs = [leaf for _, leaf in trained] + ([rows_e] if fits else [])
+        if not inputs:
+            return
+        objective = sum(self.weights[k] * v / self.divisors[k] for k, v in chunk.items())
+        found = torch.autograd.grad(objective, inputs, allow_unused=True)
+        for (rows, _), grad in zip(trained, found):
+            rows.zero_() if grad is None else rows.copy_(grad)
+        if fits:
+            if not self.grad_e_zeroed:
+                grad_e.zero_()
+                self.grad_e_zeroed = True
+            if found[-1] is not None:
                 grad_e[labels] += found[-1]
+
+
+def _any_trains(correct: Tensor | None) -> bool:
+    """Whether any target of a chunk trains the embedding (``correct``, ``(M,)``). Reading it
+    costs nothing on CPU, which runs each operator before returning; on an accelerator it
+    would wait for the device's queue, so there it is taken as yes (the gradient, zero where
+    no target trains e, is computed as before)."""
+    return correct is not None and (correct.device.type != "cpu" or bool(correct.any()))
 
 
 def _cross_entropy_terms(logits: Tensor, target: Tensor, plan: _Plan) -> dict[str, Tensor]:
