@@ -5,15 +5,16 @@ The plain path, ``LabelEmbeddingHead`` then the loss, holds three ``N x C`` tens
 ``N = 4,096`` targets, 0.8 GB each, several times what plain cross-entropy needs.
 
 :func:`chunked_label_embedding_loss` computes the same loss from the features, walking the
-targets in label order. A block of at least 512 rows makes the head's two outputs and the rows
-``e`` of its distinct labels once; each chunk of the block runs the one definition of the terms
-(:func:`labelemb.functional.masked_terms`) under autograd on slices of them and takes their
-gradients; the block's backward is then ``nn.Linear``'s, by hand, into the features' and
-weights' gradients, and the embedding's through the rows ``embedding_ce`` trains. Backward hands
-the sums out. Peak memory is a block's head outputs and label rows, one chunk's graph and the
-gradients, never an ``N x C`` tensor. Two sizes, because on CPU a product on a few dozen rows
-re-reads the ``C x F`` weight every few rows (half speed) while the terms' dozen ``rows x C``
-tensors are cheapest small.
+targets in label order. A block (twice the features' width in rows, at most 512) makes the
+head's two outputs and the rows ``e`` of its distinct labels once; each chunk of the block runs
+the one definition of the terms (:func:`labelemb.functional.masked_terms`) under autograd on
+slices of them and takes their gradients; the block's backward is then ``nn.Linear``'s, by
+hand, into the features' and weights' gradients, and the embedding's through the rows
+``embedding_ce`` trains. Backward hands the sums out. Peak memory is a block's head outputs and label rows, one chunk's graph and the
+gradients, never an ``N x C`` tensor. Two sizes, each from the shapes (:func:`block_size`,
+:func:`default_chunk_size`): a product on fewer rows than the features' width re-reads the
+``C x F`` weight every few rows (half speed on CPU), while the terms' dozen ``rows x C``
+tensors are cheapest small enough to stay in the cache.
 
 Normalisers that depend on the whole batch need no second pass: the number of real targets
 comes from ``target`` alone, and the number of targets the second head gets right only divides
@@ -43,30 +44,46 @@ from .loss import LabelEmbeddingLoss
 __all__ = ["chunked_label_embedding_loss", "chunked_cross_entropy", "ChunkedLabelEmbeddingLoss",
            "HeadLayers", "default_chunk_size", "block_size"]
 
-#: Elements of one ``chunk x C`` tensor when ``chunk_size`` is not given: 2M floats = 8 MiB. The
-#: chunk only holds the terms' elementwise tensors (the products run on blocks): 8 MiB chunks
-#: ran faster than 16 MiB ones at C = 50,000 (docs/PERFORMANCE.md).
-_CHUNK_ELEMENTS = 1 << 21
+#: Bytes of one ``chunk x C`` float32 tensor a default chunk aims at: 2 MiB. The chunk holds
+#: only the terms' elementwise work (the products run on blocks), about a dozen ``chunk x C``
+#: tensors, which at 2 MiB each stay in a 32 MiB shared cache; at C = 32,000 (a 64-wide LM)
+#: 16-row chunks ran 10 % to 15 % faster than 64-row ones (8 MiB), and at C = 50,000 (a 512-wide
+#: head) as fast as 41-row ones (docs/PERFORMANCE.md).
+_CHUNK_BYTES = 2 << 20
+#: Fewest rows of a default chunk: the terms make a few dozen operator calls a chunk, whatever
+#: its size; 8-row chunks ran slower than 16-row ones at C = 32,000 and 128,000.
+_MIN_CHUNK_ROWS = 16
 #: Most rows of a default chunk: a chunk's graph holds about a dozen ``chunk x C`` tensors, which
 #: at 8 MiB each outweighed cross-entropy's logits at a 6,698-word vocabulary; 64 rows ran as
-#: fast there and at C = 20,000 (docs/PERFORMANCE.md).
-_CHUNK_ROWS = 64
+#: fast there (docs/PERFORMANCE.md).
+_MAX_CHUNK_ROWS = 64
 
 
 def default_chunk_size(num_classes: int) -> int:
-    """Rows per chunk: 64, or fewer (at least 16) so one ``chunk x C`` float32 tensor is at most
-    8 MiB (41 rows at C = 50,000)."""
-    return max(16, min(_CHUNK_ROWS, _CHUNK_ELEMENTS // max(1, num_classes)))
+    """Rows per chunk: as many as make one ``chunk x C`` float32 tensor 2 MiB, at least 16 and
+    at most 64 (64 at C = 6,698, 26 at 20,000, 16 from 32,768 up)."""
+    rows = _CHUNK_BYTES // (4 * max(1, num_classes))
+    return max(_MIN_CHUNK_ROWS, min(_MAX_CHUNK_ROWS, rows))
 
 
-#: Fewest rows the head's C-wide products run on: on 83 rows (a 16 MiB chunk at C = 50,000) the
-#: forward product ran at half its speed on 512 (benchmarks/large_vocab.py --profile).
+#: Most rows of a block: its buffers are three ``block x C`` tensors (both heads' outputs and
+#: the label rows' gradient), 256 MiB each at 512 rows and C = 128,000.
 _BLOCK_ROWS = 512
 
 
-def block_size(chunk_size: int) -> int:
-    """Rows per block: the fewest whole chunks of ``chunk_size`` rows that make 512 rows."""
-    return chunk_size * -(-_BLOCK_ROWS // chunk_size)
+def block_size(chunk_size: int, in_features: int) -> int:
+    """Rows per block: the fewest whole chunks of ``chunk_size`` rows that make twice
+    ``in_features`` rows, or 512 where the features are wider than 256.
+
+    Each block's products stream the ``C x F`` weights once (``F = in_features``: the forward
+    and ``dh = g W``) and read and write the ``C x F`` weight gradients once (``dW += g^T h``),
+    against its ``block x C`` outputs: with ``2 F`` rows the weights' traffic is at most half the
+    outputs'. Measured (docs/PERFORMANCE.md): on 83 rows a 512-wide head's forward product ran at
+    half its speed on 512; a 256-wide head's step was slower on 256-row blocks than on 512; a
+    64-wide one's (an LM's, C = 32,000) no faster on 512 than on 64 to 256, where its block's
+    buffers are a quarter of the size."""
+    rows = min(2 * max(in_features, 1), _BLOCK_ROWS)
+    return chunk_size * -(-rows // chunk_size)
 
 
 def chunked_label_embedding_loss(
@@ -90,7 +107,7 @@ def chunked_label_embedding_loss(
             parameters receive gradients as if ``head(features)`` had been called.
         embedding: a labelemb embedding (full, compressed or fixed).
         chunk_size: targets per chunk of the terms; default :func:`default_chunk_size` ``(C)``.
-            The head's products run on blocks of :func:`block_size` ``(chunk_size)`` rows.
+            The head's products run on blocks of :func:`block_size` ``(chunk_size, F)`` rows.
         step: training calls so far; needed with ``warmup_steps``.
         normalizers, process_group: as :func:`~labelemb.functional.label_embedding_loss`.
         **options: as :class:`~labelemb.functional.LossOptions`; ``reduction`` is ``"mean"``
@@ -225,7 +242,7 @@ def _walk(features: Tensor, target: Tensor, plan: _Plan, wants: list[Tensor],
     # The embedding_ce divisor needs the whole batch: divide that term (and so the
     # embedding's gradient, which only it reaches) once at the end.
     divisors = {**term_divisors(n_valid, n_valid, options, _dtype(features)), "embedding_ce": 1.0}
-    block = block_size(plan.size)
+    block = block_size(plan.size, plan.layers.in_features)
     walk = _Walk(plan, divisors, wants, features, min(block, max(len(h_all), 1)))
     # In label order a block embeds each of its labels once: e_y depends on the label alone.
     y_sorted, order = label_rows(t_all, plan.num_classes).sort(stable=True)
@@ -437,7 +454,7 @@ class ChunkedLabelEmbeddingLoss(LabelEmbeddingLoss):
     Args:
         embedding: the label embedding this loss owns and trains.
         chunk_size: targets per chunk of the terms (``None``: :func:`default_chunk_size`);
-            the head's products run on blocks of :func:`block_size` ``(chunk_size)`` rows.
+            the head's products run on blocks of :func:`block_size` ``(chunk_size, F)`` rows.
         **options: as :class:`~labelemb.LabelEmbeddingLoss`; ``reduction`` ``"mean"``/``"sum"``.
 
     Example::
