@@ -11,10 +11,10 @@ the one definition of the terms (:func:`labelemb.functional.masked_terms`) under
 slices of them and takes their gradients; the block's backward is then ``nn.Linear``'s, by
 hand, into the features' and weights' gradients, and the embedding's through the rows
 ``embedding_ce`` trains. Backward hands the sums out. Peak memory is a block's head outputs and
-label rows, one chunk's graph and the gradients, never an ``N x C`` tensor. Two sizes, each from the shapes (:func:`block_size`,
-:func:`default_chunk_size`): a product on fewer rows than the features' width re-reads the
-``C x F`` weight every few rows (half speed on CPU), while the terms' dozen ``rows x C``
-tensors are cheapest small enough to stay in the cache.
+label rows, one chunk's graph and the gradients, never an ``N x C`` tensor. Two sizes, each
+from the shapes (:func:`block_size`, :func:`default_chunk_size`): a product on fewer rows than
+the features' width re-reads the ``C x F`` weight every few rows (half speed on CPU), while the
+terms' dozen ``rows x C`` tensors are cheapest small enough to stay in the cache.
 
 Normalisers that depend on the whole batch need no second pass: the number of real targets
 comes from ``target`` alone, and the number of targets the second head gets right only divides
