@@ -20,8 +20,10 @@ the median step time of each and its ratio to ``transformers`` are printed.
     python benchmarks/lm_step.py --quick      # smoke run
 
 The 32,000 time ratio alone, quickly (emb and Transformers' loss only, four alternating rounds
-of one step; each round's ratio and their median are printed, which a loaded machine moves
-less than the medians of each side)::
+of one step). Each round's ratio and their median are printed, in wall time and in the
+processes' CPU time: on a loaded machine a round's two processes meet about the same load, and
+CPU time leaves out the time a process waited for a core (on a quiet machine, one thread, the
+two agree)::
 
     python benchmarks/lm_step.py --vocab 32000 --threads 1 --variants transformers emb \
         --rounds 4 --steps 1
@@ -91,17 +93,19 @@ def worker(args: argparse.Namespace) -> dict:
     model.zero_grad(set_to_none=True)
     ids = zipf_tokens(args, args.batch, 0)
     rss_setup = rss_bytes()
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for _ in range(args.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses.append(step(ids))
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
     peak_extra_mib = (peak_rss_bytes() - rss_setup) / MIB
     profiled = {}
     if args.profile:  # one more step under torch.profiler: the chunked loss's phases
         seconds, phases = profiled_phases(lambda: step(ids))
         profiled = dict(profiled_seconds=seconds, phases=phases)
     return dict(variant=args.worker, peak_extra_mib=peak_extra_mib, times=times,
+                cpu_times=cpu_times,
                 loss=losses[0], distinct=int(ids[:, 1:].unique().numel()), **profiled)
 
 
@@ -152,12 +156,18 @@ def run_rounds(args: argparse.Namespace, passthrough: list[str]) -> dict[str, li
     return runs
 
 
-def round_ratios(runs: dict[str, list[dict]]) -> dict[str, list[float]]:
+def round_ratios(runs: dict[str, list[dict]], key: str = "times") -> dict[str, list[float]]:
     """Per variant, each round's median step over the same round's Transformers step: the two
-    ran back to back, so a slow spell on a shared machine moves both."""
-    base = [median(res["times"]) for res in runs["transformers"]]
-    return {v: [median(res["times"]) / b for res, b in zip(rs, base)]
+    ran back to back, so a slow spell on a shared machine moves both. ``key``: ``"times"``
+    (wall) or ``"cpu_times"`` (the process's CPU time: on a loaded machine it leaves out the
+    time the process waited for a core, which wall time does not)."""
+    base = [median(res[key]) for res in runs["transformers"]]
+    return {v: [median(res[key]) / b for res, b in zip(rs, base)]
             for v, rs in runs.items() if v != "transformers"}
+
+
+def _ratios(xs: list[float]) -> str:
+    return ", ".join(f"{x:.2f}" for x in xs) + f" (median {median(xs):.2f}x)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,15 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     summary = {v: dict(seconds=median([t for res in runs[v] for t in res["times"]]),
                        peak_extra_mib=max(res["peak_extra_mib"] for res in runs[v]))
                for v in args.variants}
-    ratios = round_ratios(runs)
+    ratios, cpu_ratios = round_ratios(runs), round_ratios(runs, "cpu_times")
     base = summary["transformers"]
     for v, s in summary.items():
-        per_round = ("" if v not in ratios else "; per round " + ", ".join(
-            f"{x:.2f}" for x in ratios[v]) + f", median {median(ratios[v]):.2f}x")
-        s["round_ratios"] = ratios.get(v, [])
-        print(f"{v:12s} step {s['seconds']:7.3f} s ({s['seconds'] / base['seconds']:.2f}x"
-              f"{per_round})  peak +{s['peak_extra_mib']:7.1f} MiB "
+        s["round_ratios"], s["round_cpu_ratios"] = ratios.get(v, []), cpu_ratios.get(v, [])
+        print(f"{v:12s} step {s['seconds']:7.3f} s ({s['seconds'] / base['seconds']:.2f}x)  "
+              f"peak +{s['peak_extra_mib']:7.1f} MiB "
               f"({s['peak_extra_mib'] / base['peak_extra_mib']:.2f}x)")
+        if v in ratios:
+            print(f"{'':12s} per round: wall {_ratios(ratios[v])}; CPU time "
+                  f"{_ratios(cpu_ratios[v])}")
     print(f"targets: time <= {TARGET_TIME_RATIO}x, memory <= {TARGET_MEMORY_RATIO}x "
           "Transformers' own loss")
     write_json(args.json, args, summary, runs)
