@@ -44,19 +44,11 @@ from .loss import LabelEmbeddingLoss
 __all__ = ["chunked_label_embedding_loss", "chunked_cross_entropy", "ChunkedLabelEmbeddingLoss",
            "HeadLayers", "default_chunk_size", "block_size"]
 
-#: Bytes of one ``chunk x C`` float32 tensor a default chunk aims at: 2 MiB. The chunk holds
-#: only the terms' elementwise work (the products run on blocks), about a dozen ``chunk x C``
-#: tensors, which at 2 MiB each stay in a 32 MiB shared cache; at C = 32,000 (a 64-wide LM)
-#: 16-row chunks ran 10 % to 15 % faster than 64-row ones (8 MiB), and at C = 50,000 (a 512-wide
-#: head) as fast as 41-row ones (docs/PERFORMANCE.md).
-_CHUNK_BYTES = 2 << 20
-#: Fewest rows of a default chunk: the terms make a few dozen operator calls a chunk, whatever
-#: its size; 8-row chunks ran slower than 16-row ones at C = 32,000 and 128,000.
-_MIN_CHUNK_ROWS = 16
-#: Most rows of a default chunk: a chunk's graph holds about a dozen ``chunk x C`` tensors, which
-#: at 8 MiB each outweighed cross-entropy's logits at a 6,698-word vocabulary; 64 rows ran as
-#: fast there (docs/PERFORMANCE.md).
-_MAX_CHUNK_ROWS = 64
+#: A default chunk: the rows that make one ``chunk x C`` float32 tensor 2 MiB, so the terms'
+#: dozen such tensors stay in the cache (16 rows ran 10-15 % faster than 64 at C = 32,000); at
+#: least 16 (a chunk costs a few dozen operator calls), at most 64 (at 8 MiB a chunk's graph
+#: outweighed cross-entropy's logits at C = 6,698). The sweeps: docs/PERFORMANCE.md.
+_CHUNK_BYTES, _MIN_CHUNK_ROWS, _MAX_CHUNK_ROWS = 2 << 20, 16, 64
 
 
 def default_chunk_size(num_classes: int) -> int:
@@ -66,22 +58,14 @@ def default_chunk_size(num_classes: int) -> int:
     return max(_MIN_CHUNK_ROWS, min(_MAX_CHUNK_ROWS, rows))
 
 
-#: Most rows of a block: its buffers are three ``block x C`` tensors (both heads' outputs and
-#: the label rows' gradient), 256 MiB each at 512 rows and C = 128,000.
+#: Most rows of a block: its three ``block x C`` buffers are 256 MiB each at C = 128,000.
 _BLOCK_ROWS = 512
 
 
 def block_size(chunk_size: int, in_features: int) -> int:
-    """Rows per block: the fewest whole chunks of ``chunk_size`` rows that make twice
-    ``in_features`` rows, or 512 where the features are wider than 256.
-
-    Each block's products stream the ``C x F`` weights once (``F = in_features``: the forward
-    and ``dh = g W``) and read and write the ``C x F`` weight gradients once (``dW += g^T h``),
-    against its ``block x C`` outputs: with ``2 F`` rows the weights' traffic is at most half the
-    outputs'. Measured (docs/PERFORMANCE.md): on 83 rows a 512-wide head's forward product ran at
-    half its speed on 512; a 256-wide head's step was slower on 256-row blocks than on 512; a
-    64-wide one's (an LM's, C = 32,000) no faster on 512 than on 64 to 256, where its block's
-    buffers are a quarter of the size."""
+    """Rows per block: the fewest whole chunks that make ``2 F`` rows (``F = in_features``), at
+    most 512. A block's products stream the ``C x F`` weights and weight gradients once against
+    its ``block x C`` outputs: on ``2 F`` rows that traffic is at most half the outputs'."""
     rows = min(2 * max(in_features, 1), _BLOCK_ROWS)
     return chunk_size * -(-rows // chunk_size)
 
@@ -314,9 +298,8 @@ class _Walk:
                                  fitted.nonzero().squeeze(1), self.grads)
 
     def _grad_e_buffer(self, e: Tensor) -> Tensor:
-        """The gradient for ``e``, not yet zeroed, in one ``(rows, C)`` buffer every block
-        reuses: a block none of whose targets trains the embedding (at first, with
-        ``mask_wrong``, almost every block) never zeroes or reads it."""
+        """``e``'s gradient, not zeroed, in one ``(rows, C)`` buffer every block reuses: a block
+        none of whose targets trains the embedding never zeroes or reads it."""
         if self.grad_e is None:
             self.grad_e = e.new_empty(len(self.layers[0].buffer), e.shape[1])
         return self.grad_e[: len(e)]
@@ -368,10 +351,8 @@ class _Walk:
 
 
 def _any_trains(correct: Tensor | None) -> bool:
-    """Whether any target of a chunk trains the embedding (``correct``, ``(M,)``). Reading it
-    costs nothing on CPU, which runs each operator before returning; on an accelerator it
-    would wait for the device's queue, so there it is taken as yes (the gradient, zero where
-    no target trains e, is computed as before)."""
+    """Whether any target of a chunk trains the embedding (``correct``, ``(M,)``): free to read
+    on CPU; on an accelerator it would wait for the queue, so there it is taken as yes."""
     return correct is not None and (correct.device.type != "cpu" or bool(correct.any()))
 
 
