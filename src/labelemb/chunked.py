@@ -261,6 +261,7 @@ class _Walk:
         self.emb_params = ([] if self.embedding is None else
                            [p for p in self.embedding.parameters() if id(p) in self.grads])
         self.grad_e: Tensor | None = None  # (rows, C), reused by every block
+        self.grad_e_zeroed = False  # for this block, by its first chunk that trains e
         self.sums: dict[str, Tensor] = {}
         self.n_correct = torch.zeros((), dtype=torch.long, device=features.device)
 
@@ -272,7 +273,7 @@ class _Walk:
             labels, inverse = y.unique_consecutive(return_inverse=True)
             e = None if self.embedding is None else self.embedding(labels)  # (labels, C)
         grad_e = self._grad_e_buffer(e) if self.emb_params else None
-        self.grad_e_zeroed = False  # zeroed by the block's first chunk that trains e
+        self.grad_e_zeroed = False
         # Per label row, the targets that train the embedding (only when it trains).
         fitted = None if grad_e is None else torch.zeros(len(labels), dtype=torch.long,
                                                          device=h.device)
