@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
                    if k in ("vocab", "seq", "batch", "width", "dim", "fit", "steps", "chunk_size",
                             "threads") and v is not None] + (["--profile"] if args.profile else [])
+    if args.threads:  # the machine line names the workers' thread count
+        torch.set_num_threads(args.threads)
     print(machine())
     print(f"GPT-2 1 layer x {args.width}, vocab {args.vocab}, batch {args.batch} x {args.seq}, "
           f"embedding dim {args.dim}, fit {args.fit}, chunk_size {args.chunk_size or 'default'}, "
