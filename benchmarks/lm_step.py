@@ -15,9 +15,18 @@ the resident set size after setup (model, batch, one small warm-up step). Time: 
 processes alternate (A B C, C B A, ...) for ``--rounds`` rounds of ``--steps`` timed steps;
 the median step time of each and its ratio to ``transformers`` are printed.
 
-    OMP_NUM_THREADS=1 python benchmarks/lm_step.py --vocab 32000
-    OMP_NUM_THREADS=1 python benchmarks/lm_step.py --vocab 128000
+    python benchmarks/lm_step.py --vocab 32000 --threads 1
+    python benchmarks/lm_step.py --vocab 128000 --threads 1
     python benchmarks/lm_step.py --quick      # smoke run
+
+The 32,000 time ratio alone, quickly (emb and Transformers' loss only, four alternating rounds
+of one step). Each round's ratio and their median are printed, in wall time and in the
+processes' CPU time: on a loaded machine a round's two processes meet about the same load, and
+CPU time leaves out the time a process waited for a core (on a quiet machine, one thread, the
+two agree)::
+
+    python benchmarks/lm_step.py --vocab 32000 --threads 1 --variants transformers emb \
+        --rounds 4 --steps 1
 """
 
 from __future__ import annotations
@@ -70,6 +79,8 @@ def zipf_tokens(args: argparse.Namespace, rows: int, seed: int) -> torch.Tensor:
 
 def worker(args: argparse.Namespace) -> dict:
     """One variant in this (fresh) process: the memory of its first step, each step's time."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = build(args.worker, args).train()
 
     def step(ids: torch.Tensor) -> float:
@@ -82,23 +93,29 @@ def worker(args: argparse.Namespace) -> dict:
     model.zero_grad(set_to_none=True)
     ids = zipf_tokens(args, args.batch, 0)
     rss_setup = rss_bytes()
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for _ in range(args.steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses.append(step(ids))
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
     peak_extra_mib = (peak_rss_bytes() - rss_setup) / MIB
     profiled = {}
     if args.profile:  # one more step under torch.profiler: the chunked loss's phases
         seconds, phases = profiled_phases(lambda: step(ids))
         profiled = dict(profiled_seconds=seconds, phases=phases)
     return dict(variant=args.worker, peak_extra_mib=peak_extra_mib, times=times,
+                cpu_times=cpu_times,
                 loss=losses[0], distinct=int(ids[:, 1:].unique().numel()), **profiled)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--vocab", type=int, default=32_000)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="the 32,000 time ratio quickly (emb against Transformers' loss, per-round "
+               "ratios and their median):\n  python benchmarks/lm_step.py --vocab 32000 "
+               "--threads 1 --variants transformers emb --rounds 4 --steps 1")
+    parser.add_argument("--vocab", type=int, default=32_000, help="vocabulary size")
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--width", type=int, default=64, help="the GPT-2's hidden size")
@@ -107,6 +124,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="the embedding learns from the targets the second head gets right "
                              "(the preset; almost none at initialisation) or from all")
     parser.add_argument("--chunk-size", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads in each variant's process (0: torch's default)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                        help="which variants to run (transformers, the baseline, always runs)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per process")
     parser.add_argument("--quick", action="store_true", help="small smoke run")
@@ -115,9 +136,38 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="also profile one step: the chunked loss's phases")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.variants = ["transformers", *(v for v in VARIANTS[1:] if v in args.variants)]
     if args.quick:
         args.vocab, args.seq, args.batch, args.rounds, args.steps = 2000, 64, 2, 1, 1
     return args
+
+
+def run_rounds(args: argparse.Namespace, passthrough: list[str]) -> dict[str, list[dict]]:
+    """Each variant's fresh processes, in alternating order (A B C, C B A, ...)."""
+    runs: dict[str, list[dict]] = {v: [] for v in args.variants}
+    for r in range(args.rounds):
+        for v in (args.variants if r % 2 == 0 else args.variants[::-1]):
+            res = run_worker(__file__, [f"--worker={v}", *passthrough])
+            runs[v].append(res)
+            print(f"  round {r}: {v:12s} step {median(res['times']):7.3f} s  "
+                  f"peak +{res['peak_extra_mib']:7.1f} MiB  loss {res['loss']:.4f}", flush=True)
+            if res.get("phases"):
+                print("    " + format_phases(res["profiled_seconds"], res["phases"]))
+    return runs
+
+
+def round_ratios(runs: dict[str, list[dict]], key: str = "times") -> dict[str, list[float]]:
+    """Per variant, each round's median step over the same round's Transformers step: the two
+    ran back to back, so a slow spell on a shared machine moves both. ``key``: ``"times"``
+    (wall) or ``"cpu_times"`` (the process's CPU time: on a loaded machine it leaves out the
+    time the process waited for a core, which wall time does not)."""
+    base = [median(res[key]) for res in runs["transformers"]]
+    return {v: [median(res[key]) / b for res, b in zip(rs, base)]
+            for v, rs in runs.items() if v != "transformers"}
+
+
+def _ratios(xs: list[float]) -> str:
+    return ", ".join(f"{x:.2f}" for x in xs) + f" (median {median(xs):.2f}x)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,29 +176,31 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args)))
         return 0
     passthrough = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                   if k in ("vocab", "seq", "batch", "width", "dim", "fit", "steps", "chunk_size")
-                   and v is not None] + (["--profile"] if args.profile else [])
+                   if k in ("vocab", "seq", "batch", "width", "dim", "fit", "steps", "chunk_size",
+                            "threads") and v is not None] + (["--profile"] if args.profile else [])
+    if args.threads:  # the machine line names the workers' thread count
+        torch.set_num_threads(args.threads)
     print(machine())
     print(f"GPT-2 1 layer x {args.width}, vocab {args.vocab}, batch {args.batch} x {args.seq}, "
-          f"embedding dim {args.dim}, fit {args.fit}, chunk_size {args.chunk_size or 'default'}")
-    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
-    for r in range(args.rounds):
-        for v in (VARIANTS if r % 2 == 0 else VARIANTS[::-1]):
-            res = run_worker(__file__, [f"--worker={v}", *passthrough])
-            runs[v].append(res)
-            print(f"  round {r}: {v:12s} step {median(res['times']):7.3f} s  "
-                  f"peak +{res['peak_extra_mib']:7.1f} MiB  loss {res['loss']:.4f}", flush=True)
-            if res.get("phases"):
-                print("    " + format_phases(res["profiled_seconds"], res["phases"]))
-    print(f"distinct target tokens: {runs['emb'][0]['distinct']} of {args.batch * (args.seq - 1)}")
+          f"embedding dim {args.dim}, fit {args.fit}, chunk_size {args.chunk_size or 'default'}, "
+          f"threads {args.threads or 'default'}")
+    runs = run_rounds(args, passthrough)
+    if "emb" in runs:
+        print(f"distinct target tokens: {runs['emb'][0]['distinct']} of "
+              f"{args.batch * (args.seq - 1)}")
     summary = {v: dict(seconds=median([t for res in runs[v] for t in res["times"]]),
                        peak_extra_mib=max(res["peak_extra_mib"] for res in runs[v]))
-               for v in VARIANTS}
+               for v in args.variants}
+    ratios, cpu_ratios = round_ratios(runs), round_ratios(runs, "cpu_times")
     base = summary["transformers"]
     for v, s in summary.items():
+        s["round_ratios"], s["round_cpu_ratios"] = ratios.get(v, []), cpu_ratios.get(v, [])
         print(f"{v:12s} step {s['seconds']:7.3f} s ({s['seconds'] / base['seconds']:.2f}x)  "
               f"peak +{s['peak_extra_mib']:7.1f} MiB "
               f"({s['peak_extra_mib'] / base['peak_extra_mib']:.2f}x)")
+        if v in ratios:
+            print(f"{'':12s} per round: wall {_ratios(ratios[v])}; CPU time "
+                  f"{_ratios(cpu_ratios[v])}")
     print(f"targets: time <= {TARGET_TIME_RATIO}x, memory <= {TARGET_MEMORY_RATIO}x "
           "Transformers' own loss")
     write_json(args.json, args, summary, runs)

@@ -123,3 +123,11 @@ def test_seq2seq_step_quick_times_both_modes_in_one_process_and_their_memory(tmp
     assert baseline == {} and all(t >= 0 for t in chunked.values())
     assert sorted(k.rsplit(".", 1)[1] for k in chunked) == ["embedding_backward", "forward",
                                                              "head_backward", "terms"]
+
+
+def test_chunk_sizes_quick_times_each_configuration():
+    """benchmarks/chunk_sizes.py: the loss's own sizes (named) and each CHUNK:BLOCK timed."""
+    out = _run("chunk_sizes.py")
+    assert "default chunk 64, block 64" in out  # 300 classes, 8 features
+    for config in ("0:0", "7:21"):
+        assert re.search(rf"^\s+{config}\s+CPU\s+\d+\.\d+ s\s+wall\s+\d+\.\d+ s", out, re.M)

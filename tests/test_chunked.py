@@ -20,15 +20,17 @@ from labelemb.chunked import (ChunkedLabelEmbeddingLoss, HeadLayers, block_size,
                               chunked_cross_entropy, chunked_label_embedding_loss,
                               default_chunk_size)
 
-F_DIM, C = 6, 7
+# 8 features: a block is the fewest chunks that make 16 rows, so the 24 targets of most tests
+# run as two blocks of several chunks (chunk sizes 5 and 8) or as one chunk (100)
+F_DIM, C = 8, 7
 KINDS = ["full", "compressed", "fixed", "fixed-no-aux"]
 
 
-def _setup(kind, n=24, seed=0, dtype=torch.float64, ignored=True, c=C):
+def _setup(kind, n=24, seed=0, dtype=torch.float64, ignored=True, c=C, f=F_DIM):
     """Features, targets (some ignored, about half predicted right by the aux head), head, emb."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    head = LabelEmbeddingHead(F_DIM, c, aux=kind != "fixed-no-aux").to(dtype)
+    head = LabelEmbeddingHead(f, c, aux=kind != "fixed-no-aux").to(dtype)
     if kind == "full":
         emb = LabelEmbedding(c).to(dtype)
         with torch.no_grad():
@@ -37,7 +39,7 @@ def _setup(kind, n=24, seed=0, dtype=torch.float64, ignored=True, c=C):
         emb = CompressedLabelEmbedding(c, 4).to(dtype)  # ReLU leaves some entries at 0
     else:
         emb = FixedLabelEmbedding(torch.randn(c, c, generator=g)).to(dtype)
-    h = torch.randn(n, F_DIM, generator=g, dtype=dtype)
+    h = torch.randn(n, f, generator=g, dtype=dtype)
     y = torch.randint(0, c, (n,), generator=g)
     if head.aux:
         with torch.no_grad():
@@ -167,8 +169,8 @@ def test_all_targets_ignored_gives_zero_loss_and_zero_gradients():
 
 def test_never_builds_an_n_by_c_tensor():
     """The largest C-wide tensor holds one block's rows (the head's products), never N."""
-    n, c, chunk = 1100, 50, 16
-    block = block_size(chunk)
+    n, c, chunk, width = 1100, 50, 16, 40
+    block = block_size(chunk, width)
     assert chunk < block < n
 
     class Sizes(TorchDispatchMode):
@@ -184,9 +186,9 @@ def test_never_builds_an_n_by_c_tensor():
             return out
 
     torch.manual_seed(0)
-    head = LabelEmbeddingHead(F_DIM, c)
+    head = LabelEmbeddingHead(width, c)
     emb = CompressedLabelEmbedding(c, 8)
-    h = torch.randn(n, F_DIM, requires_grad=True)
+    h = torch.randn(n, width, requires_grad=True)
     y = torch.randint(0, c, (n,))
     with Sizes():
         out = chunked_label_embedding_loss(h, y, head, emb, chunk_size=chunk, mask_wrong=False)
@@ -201,9 +203,9 @@ def test_never_builds_an_n_by_c_tensor():
 def test_several_blocks_equal_unchunked(kind):
     """Batches longer than a block: labels run across chunk and block boundaries (7 classes,
     1,100 targets), and every block reuses the buffers of the one before."""
-    h, y, head, emb = _setup(kind, n=1100)
-    # blocks of 518 rows (74 chunks) and of 600 (two chunks)
-    assert all(block_size(chunk_size) < len(y) for chunk_size in (7, 300))
+    h, y, head, emb = _setup(kind, n=1100, f=64)
+    # blocks of 133 rows (19 chunks) and of 300 (one chunk)
+    assert [block_size(chunk_size, 64) for chunk_size in (7, 300)] == [133, 300]
     _assert_chunked_is_plain(h, y, head, emb, (7, 300), alpha=0.3, tau=1.5, warmup_steps=0)
 
 
@@ -218,12 +220,53 @@ def test_chunks_of_distinct_labels_equal_unchunked(kind):
     _assert_chunked_is_plain(h, y, head, emb, (5,), alpha=0.3, tau=1.5, warmup_steps=0)
 
 
+@pytest.mark.parametrize("kind", ["full", "compressed"])
+def test_chunks_whose_targets_do_not_train_the_embedding_equal_unchunked(kind):
+    """With mask_wrong, a chunk none of whose targets the second head gets right skips e's
+    gradient, and a block with none never zeroes it: labels 0-2 are predicted right and 3-6
+    never, so in label order some chunks (and blocks) train e and others do not."""
+    h, y, head, emb = _setup(kind, n=90)
+    with torch.no_grad():
+        right = head(h)[1].argmax(1)
+    y = torch.where(right < 3, right, 3 + (right - 3 + 1) % 4)  # 3-6: another of 3-6
+    y[::9] = -100
+    for chunk in (4, 30):
+        trains = (y == right)[y.clamp(min=0).sort(stable=True).indices].split(chunk)
+        assert any(t.any() for t in trains) and not all(t.any() for t in trains)
+    assert not (y == right)[y >= 3].any() and (y == right).sum() > 10
+    _assert_chunked_is_plain(h, y, head, emb, (4, 30), alpha=0.3, tau=1.5, warmup_steps=0,
+                             mask_wrong=True)
+
+
 def test_default_sizes():
-    """64 rows a chunk, fewer (at least 16) where a chunk x C float32 tensor would pass 8 MiB;
-    a block is the fewest whole chunks that make 512 rows."""
-    sizes = {c: default_chunk_size(c) for c in (7, 6_698, 20_000, 50_000, 10**6)}
-    assert sizes == {7: 64, 6_698: 64, 20_000: 64, 50_000: 41, 10**6: 16}
-    assert [block_size(n) for n in (64, 41, 16, 600)] == [512, 533, 512, 600]
+    """A chunk: as many rows as make one chunk x C float32 tensor 2 MiB, 16 to 64. A block: the
+    fewest whole chunks that make twice the features' width, at most 512 rows."""
+    sizes = {c: default_chunk_size(c) for c in (1, 7, 6_698, 8_192, 20_000, 32_000, 32_768,
+                                                 50_000, 128_000, 10**6)}
+    assert sizes == {1: 64, 7: 64, 6_698: 64, 8_192: 64, 20_000: 26, 32_000: 16, 32_768: 16,
+                     50_000: 16, 128_000: 16, 10**6: 16}
+    # (chunk, features): a 64-wide LM's head; the seq2seq models' 256 and 512; wider (capped);
+    # a chunk larger than the rule's rows; one-row chunks; narrow features
+    shapes = [(16, 64), (64, 256), (41, 512), (16, 512), (16, 4_096), (600, 512), (1, 1),
+              (64, 8), (7, 64)]
+    assert [block_size(c, f) for c, f in shapes] == [128, 512, 533, 512, 512, 600, 2, 64, 133]
+    assert all(block_size(c, f) % c == 0 for c, f in shapes)  # whole chunks
+
+
+@pytest.mark.parametrize("n, c", [(1, 7), (0, 7), (5, 300), (30, 2)])
+def test_default_sizes_at_the_edges_equal_unchunked(n, c):
+    """Default sizes (``chunk_size=None``) where they meet the batch's edges: one target, an
+    empty batch, fewer targets than a chunk, a vocabulary smaller than a chunk."""
+    h, y, head, emb = _setup("compressed", n=n, c=c, ignored=False)
+    assert len(y) < default_chunk_size(c) <= block_size(default_chunk_size(c), F_DIM)
+    ref = label_embedding_loss(*head(h), y, emb, warmup_steps=0)
+    got = chunked_label_embedding_loss(h, y, head, emb, warmup_steps=0)
+    tensors = _trainable(h, head, emb)
+    if n == 0:  # nothing to average: both give the same (zero or nan) loss and zero gradients
+        torch.testing.assert_close(got.loss, ref.loss, equal_nan=True)
+        assert all(g is None or not g.any() for g in _grads(got.loss, tensors))
+        return
+    _assert_same(ref, got, tensors, _grads(ref.loss, tensors), _grads(got.loss, tensors))
 
 
 def test_the_embedding_runs_once_per_distinct_label_of_a_block():
@@ -407,7 +450,8 @@ def test_a_profiler_sees_the_phases_of_each_block():
         chunked_label_embedding_loss(h, y, head, emb, chunk_size=300).loss.backward()
     counts = {e.key: e.count for e in prof.key_averages() if e.key.startswith("labelemb.")}
     names = ("forward", "terms", "head_backward", "embedding_backward")
-    assert counts == {f"labelemb.chunked.{name}": 2 for name in names}  # 1,100 rows, 600 a block
+    # 1,100 rows, 300 a block: one chunk, as the 8 features ask for 16 rows
+    assert counts == {f"labelemb.chunked.{name}": 4 for name in names}
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])

@@ -5,15 +5,16 @@ The plain path, ``LabelEmbeddingHead`` then the loss, holds three ``N x C`` tens
 ``N = 4,096`` targets, 0.8 GB each, several times what plain cross-entropy needs.
 
 :func:`chunked_label_embedding_loss` computes the same loss from the features, walking the
-targets in label order. A block of at least 512 rows makes the head's two outputs and the rows
-``e`` of its distinct labels once; each chunk of the block runs the one definition of the terms
-(:func:`labelemb.functional.masked_terms`) under autograd on slices of them and takes their
-gradients; the block's backward is then ``nn.Linear``'s, by hand, into the features' and
-weights' gradients, and the embedding's through the rows ``embedding_ce`` trains. Backward hands
-the sums out. Peak memory is a block's head outputs and label rows, one chunk's graph and the
-gradients, never an ``N x C`` tensor. Two sizes, because on CPU a product on a few dozen rows
-re-reads the ``C x F`` weight every few rows (half speed) while the terms' dozen ``rows x C``
-tensors are cheapest small.
+targets in label order. A block (twice the features' width in rows, at most 512) makes the
+head's two outputs and the rows ``e`` of its distinct labels once; each chunk of the block runs
+the one definition of the terms (:func:`labelemb.functional.masked_terms`) under autograd on
+slices of them and takes their gradients; the block's backward is then ``nn.Linear``'s, by
+hand, into the features' and weights' gradients, and the embedding's through the rows
+``embedding_ce`` trains. Backward hands the sums out. Peak memory is a block's head outputs and
+label rows, one chunk's graph and the gradients, never an ``N x C`` tensor. Two sizes, each
+from the shapes (:func:`block_size`, :func:`default_chunk_size`): a product on fewer rows than
+the features' width re-reads the ``C x F`` weight every few rows (half speed on CPU), while the
+terms' dozen ``rows x C`` tensors are cheapest small enough to stay in the cache.
 
 Normalisers that depend on the whole batch need no second pass: the number of real targets
 comes from ``target`` alone, and the number of targets the second head gets right only divides
@@ -43,30 +44,30 @@ from .loss import LabelEmbeddingLoss
 __all__ = ["chunked_label_embedding_loss", "chunked_cross_entropy", "ChunkedLabelEmbeddingLoss",
            "HeadLayers", "default_chunk_size", "block_size"]
 
-#: Elements of one ``chunk x C`` tensor when ``chunk_size`` is not given: 2M floats = 8 MiB. The
-#: chunk only holds the terms' elementwise tensors (the products run on blocks): 8 MiB chunks
-#: ran faster than 16 MiB ones at C = 50,000 (docs/PERFORMANCE.md).
-_CHUNK_ELEMENTS = 1 << 21
-#: Most rows of a default chunk: a chunk's graph holds about a dozen ``chunk x C`` tensors, which
-#: at 8 MiB each outweighed cross-entropy's logits at a 6,698-word vocabulary; 64 rows ran as
-#: fast there and at C = 20,000 (docs/PERFORMANCE.md).
-_CHUNK_ROWS = 64
+#: A default chunk: the rows that make one ``chunk x C`` float32 tensor 2 MiB, so the terms'
+#: dozen such tensors stay in the cache (16 rows ran 10-15 % faster than 64 at C = 32,000); at
+#: least 16 (a chunk costs a few dozen operator calls), at most 64 (at 8 MiB a chunk's graph
+#: outweighed cross-entropy's logits at C = 6,698). The sweeps: docs/PERFORMANCE.md.
+_CHUNK_BYTES, _MIN_CHUNK_ROWS, _MAX_CHUNK_ROWS = 2 << 20, 16, 64
 
 
 def default_chunk_size(num_classes: int) -> int:
-    """Rows per chunk: 64, or fewer (at least 16) so one ``chunk x C`` float32 tensor is at most
-    8 MiB (41 rows at C = 50,000)."""
-    return max(16, min(_CHUNK_ROWS, _CHUNK_ELEMENTS // max(1, num_classes)))
+    """Rows per chunk: as many as make one ``chunk x C`` float32 tensor 2 MiB, at least 16 and
+    at most 64 (64 at C = 6,698, 26 at 20,000, 16 from 32,768 up)."""
+    rows = _CHUNK_BYTES // (4 * max(1, num_classes))
+    return max(_MIN_CHUNK_ROWS, min(_MAX_CHUNK_ROWS, rows))
 
 
-#: Fewest rows the head's C-wide products run on: on 83 rows (a 16 MiB chunk at C = 50,000) the
-#: forward product ran at half its speed on 512 (benchmarks/large_vocab.py --profile).
+#: Most rows of a block: its three ``block x C`` buffers are 256 MiB each at C = 128,000.
 _BLOCK_ROWS = 512
 
 
-def block_size(chunk_size: int) -> int:
-    """Rows per block: the fewest whole chunks of ``chunk_size`` rows that make 512 rows."""
-    return chunk_size * -(-_BLOCK_ROWS // chunk_size)
+def block_size(chunk_size: int, in_features: int) -> int:
+    """Rows per block: the fewest whole chunks that make ``2 F`` rows (``F = in_features``), at
+    most 512. A block's products stream the ``C x F`` weights and weight gradients once against
+    its ``block x C`` outputs: on ``2 F`` rows that traffic is at most half the outputs'."""
+    rows = min(2 * max(in_features, 1), _BLOCK_ROWS)
+    return chunk_size * -(-rows // chunk_size)
 
 
 def chunked_label_embedding_loss(
@@ -90,7 +91,7 @@ def chunked_label_embedding_loss(
             parameters receive gradients as if ``head(features)`` had been called.
         embedding: a labelemb embedding (full, compressed or fixed).
         chunk_size: targets per chunk of the terms; default :func:`default_chunk_size` ``(C)``.
-            The head's products run on blocks of :func:`block_size` ``(chunk_size)`` rows.
+            The head's products run on blocks of :func:`block_size` ``(chunk_size, F)`` rows.
         step: training calls so far; needed with ``warmup_steps``.
         normalizers, process_group: as :func:`~labelemb.functional.label_embedding_loss`.
         **options: as :class:`~labelemb.functional.LossOptions`; ``reduction`` is ``"mean"``
@@ -225,7 +226,7 @@ def _walk(features: Tensor, target: Tensor, plan: _Plan, wants: list[Tensor],
     # The embedding_ce divisor needs the whole batch: divide that term (and so the
     # embedding's gradient, which only it reaches) once at the end.
     divisors = {**term_divisors(n_valid, n_valid, options, _dtype(features)), "embedding_ce": 1.0}
-    block = block_size(plan.size)
+    block = block_size(plan.size, plan.layers.in_features)
     walk = _Walk(plan, divisors, wants, features, min(block, max(len(h_all), 1)))
     # In label order a block embeds each of its labels once: e_y depends on the label alone.
     y_sorted, order = label_rows(t_all, plan.num_classes).sort(stable=True)
@@ -260,6 +261,7 @@ class _Walk:
         self.emb_params = ([] if self.embedding is None else
                            [p for p in self.embedding.parameters() if id(p) in self.grads])
         self.grad_e: Tensor | None = None  # (rows, C), reused by every block
+        self.grad_e_zeroed = False  # for this block, by its first chunk that trains e
         self.sums: dict[str, Tensor] = {}
         self.n_correct = torch.zeros((), dtype=torch.long, device=features.device)
 
@@ -270,7 +272,8 @@ class _Walk:
             outputs = [linear.forward(h) for linear in self.layers]  # (rows, C) each
             labels, inverse = y.unique_consecutive(return_inverse=True)
             e = None if self.embedding is None else self.embedding(labels)  # (labels, C)
-        grad_e = self._zero_grad_e(e) if self.emb_params else None
+        grad_e = self._grad_e_buffer(e) if self.emb_params else None
+        self.grad_e_zeroed = False
         # Per label row, the targets that train the embedding (only when it trains).
         fitted = None if grad_e is None else torch.zeros(len(labels), dtype=torch.long,
                                                          device=h.device)
@@ -295,11 +298,12 @@ class _Walk:
                 _embedding_grads(self.embedding, self.emb_params, labels, e, grad_e,
                                  fitted.nonzero().squeeze(1), self.grads)
 
-    def _zero_grad_e(self, e: Tensor) -> Tensor:
-        """A zeroed gradient for ``e``, in one ``(rows, C)`` buffer every block reuses."""
+    def _grad_e_buffer(self, e: Tensor) -> Tensor:
+        """``e``'s gradient, not zeroed, in one ``(rows, C)`` buffer every block reuses: a block
+        none of whose targets trains the embedding never zeroes or reads it."""
         if self.grad_e is None:
             self.grad_e = e.new_empty(len(self.layers[0].buffer), e.shape[1])
-        return self.grad_e[: len(e)].zero_()
+        return self.grad_e[: len(e)]
 
     def _terms(self, leaves: list[Tensor], target: Tensor, rows_e: Tensor | None,
                index: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
@@ -329,15 +333,28 @@ class _Walk:
             fitted[labels].index_add_(0, index, correct.long())
         chunk = {k: v.sum() for k, v in terms.items()}
         self.sums = {k: v.detach() + self.sums.get(k, 0) for k, v in chunk.items()}
-        inputs = [x for x in (*leaves, rows_e) if x is not None and x.requires_grad]
-        if inputs:
-            objective = sum(self.weights[k] * v / self.divisors[k] for k, v in chunk.items())
-            found = torch.autograd.grad(objective, inputs, allow_unused=True)
-            trained = [out[cut] for out, leaf in zip(outputs, leaves) if leaf.requires_grad]
-            for rows, grad in zip(trained, found):
-                rows.zero_() if grad is None else rows.copy_(grad)
-            if grad_e is not None and found[-1] is not None:
+        trained = [(out[cut], leaf) for out, leaf in zip(outputs, leaves) if leaf.requires_grad]
+        # e's rows only take embedding_ce's gradient, zero unless a target here trains e.
+        fits = grad_e is not None and _any_trains(correct)
+        inputs = [leaf for _, leaf in trained] + ([rows_e] if fits else [])
+        if not inputs:
+            return
+        objective = sum(self.weights[k] * v / self.divisors[k] for k, v in chunk.items())
+        found = torch.autograd.grad(objective, inputs, allow_unused=True)
+        for (rows, _), grad in zip(trained, found):
+            rows.zero_() if grad is None else rows.copy_(grad)
+        if fits:
+            if not self.grad_e_zeroed:
+                grad_e.zero_()
+                self.grad_e_zeroed = True
+            if found[-1] is not None:
                 grad_e[labels] += found[-1]
+
+
+def _any_trains(correct: Tensor | None) -> bool:
+    """Whether any target of a chunk trains the embedding (``correct``, ``(M,)``): free to read
+    on CPU; on an accelerator it would wait for the queue, so there it is taken as yes."""
+    return correct is not None and (correct.device.type != "cpu" or bool(correct.any()))
 
 
 def _cross_entropy_terms(logits: Tensor, target: Tensor, plan: _Plan) -> dict[str, Tensor]:
@@ -419,7 +436,7 @@ class ChunkedLabelEmbeddingLoss(LabelEmbeddingLoss):
     Args:
         embedding: the label embedding this loss owns and trains.
         chunk_size: targets per chunk of the terms (``None``: :func:`default_chunk_size`);
-            the head's products run on blocks of :func:`block_size` ``(chunk_size)`` rows.
+            the head's products run on blocks of :func:`block_size` ``(chunk_size, F)`` rows.
         **options: as :class:`~labelemb.LabelEmbeddingLoss`; ``reduction`` ``"mean"``/``"sum"``.
 
     Example::
