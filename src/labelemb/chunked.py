@@ -45,9 +45,9 @@ __all__ = ["chunked_label_embedding_loss", "chunked_cross_entropy", "ChunkedLabe
            "HeadLayers", "default_chunk_size", "block_size"]
 
 #: A default chunk: the rows that make one ``chunk x C`` float32 tensor 2 MiB, so the terms'
-#: dozen such tensors stay in the cache (16 rows ran 10-15 % faster than 64 at C = 32,000); at
-#: least 16 (a chunk costs a few dozen operator calls), at most 64 (at 8 MiB a chunk's graph
-#: outweighed cross-entropy's logits at C = 6,698). The sweeps: docs/PERFORMANCE.md.
+#: dozen such tensors stay in the cache; at least 16 (a chunk costs a few dozen operator
+#: calls), at most 64 (a larger chunk's graph outweighs cross-entropy's logits at small C).
+#: The sweeps behind the three numbers: docs/PERFORMANCE.md ("Sizes from the shapes").
 _CHUNK_BYTES, _MIN_CHUNK_ROWS, _MAX_CHUNK_ROWS = 2 << 20, 16, 64
 
 
