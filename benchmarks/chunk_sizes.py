@@ -2,9 +2,11 @@
 
 Setting: features ``(N, F)`` (``--targets``, ``--features``), a ``LabelEmbeddingHead(F, C)``
 (``--classes``), a compressed label embedding of size ``--dim``, targets drawn by a Zipf law
-(token ``k`` with probability proportional to ``1 / (k + 1)``: a language model's repeats), the
-seq2seq preset after its warm-up. ``--fit correct`` keeps the preset's ``mask_wrong`` (at
-initialisation almost no target trains the embedding); ``--fit all`` fits every target.
+(token ``k`` with probability proportional to ``1 / (k + 1)``: a language model's repeats),
+:class:`~labelemb.LossOptions`' defaults (the classification preset's terms) with no warm-up.
+``--fit correct`` keeps ``mask_wrong`` (at initialisation almost no target trains the
+embedding); ``--fit all`` fits every target. The sizes change how the work is cut, not its
+amount, so the terms' options hardly matter to the comparison.
 
 Each configuration ``CHUNK:BLOCK`` (``0``: the loss's own rule, :func:`default_chunk_size` or
 :func:`block_size`) runs one forward and backward per round; the order reverses every round.

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from transformers import PreTrainedTokenizerFast
 
+from labelemb.atomic import atomic_write_text
 from labelemb.hf.lm_text import train_bpe_tokenizer
 
 
@@ -139,7 +140,8 @@ def save_run(out: Path, model, tokenizer, result: dict) -> None:
     """The model and its tokenizer in ``out/model``, then ``result.json`` (last: "done")."""
     model.save_pretrained(out / "model")
     tokenizer.save_pretrained(out / "model")
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    # atomically: a run killed while writing leaves no half file that would stop the study
+    atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
 
 
 def study_tokenizer(out: Path, texts: list[str], vocab_size: int, max_length: int

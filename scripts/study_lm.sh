@@ -25,7 +25,10 @@ translation=(python3 "$here/../examples/hf_translation.py" --data "$mt_data"
 "${causal[@]}" --modes ce,emb >> "$out/kjv/train-0.log" 2>&1 &
 first=$!
 { "${translation[@]}" --modes ce,emb >> "$out/bible-en-es/train.log" 2>&1
-  while [ ! -f "$out/kjv/tokenizer/tokenizer.json" ]; do sleep 10; done
+  while [ ! -f "$out/kjv/tokenizer/tokenizer.json" ]; do  # the first process trains it
+    kill -0 "$first" 2>/dev/null || exit 1                # ... unless it died first
+    sleep 10
+  done
   "${causal[@]}" --modes ls >> "$out/kjv/train-1.log" 2>&1; } &
 second=$!
 status=0

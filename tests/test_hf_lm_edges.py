@@ -257,6 +257,22 @@ def test_resize_token_embeddings_resizes_the_second_head_and_the_label_embedding
     assert shrunk.num_embeddings == model.lm_loss.aux_head.out_features == V - 4
 
 
+def test_a_resize_to_the_same_size_keeps_the_parameters_an_optimizer_holds():
+    """``resize_token_embeddings()`` (no size, or the current one) changes nothing in
+    Transformers; the second head and the label embedding must stay the same objects, or an
+    optimizer built before would silently stop training them. A frozen part stays frozen when
+    the size does change."""
+    model = causal.tiny("gpt2")
+    held = {id(p) for p in model.parameters()}
+    model.resize_token_embeddings()
+    model.resize_token_embeddings(V)
+    assert {id(p) for p in model.parameters()} == held
+    model.label_embedding.requires_grad_(False)
+    model.resize_token_embeddings(V + 2)
+    assert not any(p.requires_grad for p in model.label_embedding.parameters())
+    assert model.lm_loss.aux_head.weight.requires_grad
+
+
 def test_a_model_resized_before_wrapping_is_wrapped_at_its_new_size():
     """Marian's resize ties the new weight into its LM head but leaves the head's
     ``out_features`` at the old size: the wrapper sizes its parts by the weight."""

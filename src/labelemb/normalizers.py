@@ -116,7 +116,7 @@ def defers_embedding_ce(criterion: nn.Module) -> bool:
 
 
 def embedding_ce_divisor(n_valid: int | Tensor, n_correct: Tensor | None, options: Any,
-                         dtype: torch.dtype = torch.float32) -> Tensor:
+                         dtype: torch.dtype) -> Tensor:
     """What the summed ``embedding_ce`` of a whole batch is divided by, as a 0-dim tensor:
     :func:`term_divisors`' rule, for every caller that applies that division itself (the
     deferred division below, :class:`~labelemb.hf.TrainerLoss`'s rescaling in backward).
@@ -129,13 +129,17 @@ def embedding_ce_divisor(n_valid: int | Tensor, n_correct: Tensor | None, option
 def finish_deferred_embedding_ce(grads: Iterable[Tensor], n_valid: int | Tensor,
                                  n_correct: Tensor | None, options: Any,
                                  terms: dict[str, Tensor] | None = None,
-                                 dtype: torch.dtype = torch.float32) -> Tensor:
+                                 dtype: torch.dtype | None = None) -> Tensor:
     """The deferred division, after the last part of a batch: each part left ``embedding_ce``
     summed (:class:`Normalizers` without ``n_correct``); divide the gradients it reached
     (``grads``: the embedding's, nothing else sees that term) and its value in ``terms`` (with
     ``terms["loss"]`` where present: it weighs 1 there) by :func:`embedding_ce_divisor` of the
-    whole batch's counts (summed over parts and ranks). The loop and the chunked loss finish
-    with it. Returns the divisor."""
+    whole batch's counts (summed over parts and ranks), computed in ``dtype`` (default: the
+    gradients', float32 without any). The loop and the chunked loss finish with it. Returns
+    the divisor."""
+    grads = list(grads)
+    if dtype is None:
+        dtype = grads[0].dtype if grads else torch.float32
     divisor = embedding_ce_divisor(n_valid, n_correct, options, dtype)
     for g in grads:
         g.div_(divisor.to(g.dtype))

@@ -29,6 +29,7 @@ from ..loss import LabelEmbeddingLoss
 from ..normalizers import Normalizers, embedding_ce_divisor
 from ..runs.ranks import rank_and_world
 from .config import LabelEmbeddingConfig
+from .settings import loss_options_over
 
 __all__ = ["build_criterion", "TrainerLoss", "step_normalizers"]
 
@@ -39,7 +40,7 @@ def build_criterion(config: LabelEmbeddingConfig) -> nn.Module:
     C = config.num_labels
     if config.loss == "emb":
         names = [config.id2label[i] for i in range(C)] if config.id2label else None
-        options = {**asdict(PRESETS["classification"]), **(config.loss_options or {})}
+        options = asdict(loss_options_over(PRESETS["classification"], config.loss_options))
         return LabelEmbeddingLoss(LabelEmbedding(C, class_names=names), **options)
     if config.loss == "ols":
         return OnlineLabelSmoothingLoss(C, alpha=config.ols_alpha, smoothing=config.smoothing)
@@ -170,7 +171,7 @@ class TrainerLoss:
         options = self.criterion.options
 
         def divisor(n_correct: Tensor) -> Tensor:  # embedding_ce's, as the loss applies it
-            return embedding_ce_divisor(scale.n_items, n_correct, options)
+            return embedding_ce_divisor(scale.n_items, n_correct, options, torch.float32)
 
         new = divisor(total)
         for p in self.criterion.embedding.parameters():

@@ -9,7 +9,6 @@ head on the detached hidden states and the compressed label embedding ``ReLU(A[y
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +18,7 @@ from ..chunked import ChunkedLabelEmbeddingLoss, HeadLayers, chunked_cross_entro
 from ..embedding import CompressedLabelEmbedding
 from ..functional import PRESETS, LossOptions, divides_by_correct
 from .criterion import step_normalizers
-from .settings import check_choice, check_fraction, loss_options_over
+from .settings import check_choice, check_fraction, check_positive_int, loss_options_over
 
 __all__ = ["LM_LOSSES", "LMLoss", "validate_lm_settings",
            "check_logits_are_the_head_s", "lm_head_layer"]
@@ -38,18 +37,13 @@ def lm_options(config: PreTrainedConfig) -> LossOptions:
     return loss_options_over(PRESETS["seq2seq"], config.loss_options)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_types(config: PreTrainedConfig) -> None:
     """The fields' types first, so that a string from a config file or a command line is named
     and not compared (``"0.1" < 1.0`` is a ``TypeError``)."""
     check_choice("loss", config.loss, LM_LOSSES)
-    for name in ("label_dim", "chunk_size"):
-        value = getattr(config, name)
-        if (value is not None or name == "label_dim") and not (_is_int(value) and value >= 1):
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    check_positive_int("label_dim", config.label_dim)
+    if config.chunk_size is not None:
+        check_positive_int("chunk_size", config.chunk_size)
     check_fraction("smoothing", config.smoothing)
     if not (config.logits_with_loss is None or isinstance(config.logits_with_loss, bool)):
         raise ValueError(f"logits_with_loss must be True, False or None, got "
@@ -128,6 +122,8 @@ class LMLoss(nn.Module):
         rows stay, new tokens' rows are a new module's (``nn.Linear``'s draw, ``A`` N(0, 1))."""
         if self.aux_head is None or self.criterion is None:
             return  # ce, ls: nothing of the vocabulary's own
+        if vocab_size == self.aux_head.out_features:
+            return  # the same parameters: an optimizer built before still trains them
         self.aux_head = _with_rows_of(
             self.aux_head, nn.Linear(self.aux_head.in_features, vocab_size, bias=False))
         old = self.criterion.embedding
@@ -154,7 +150,9 @@ def _with_rows_of(old: nn.Module, new: nn.Module) -> nn.Module:
     """``new``, in ``old``'s dtype and on its device, with the first rows of each of ``old``'s
     parameters (their first dimension is the vocabulary) copied into the same of ``new``'s."""
     new.to(next(old.parameters()))
-    for before, after in zip(old.parameters(), new.parameters()):
-        rows = min(before.shape[0], after.shape[0])
-        after[:rows].copy_(before[:rows])
+    with torch.no_grad():
+        for before, after in zip(old.parameters(), new.parameters()):
+            rows = min(before.shape[0], after.shape[0])
+            after[:rows].copy_(before[:rows])
+            after.requires_grad_(before.requires_grad)  # a frozen part stays frozen
     return new

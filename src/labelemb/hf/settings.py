@@ -10,7 +10,8 @@ from typing import Any
 
 from ..functional import LossOptions
 
-__all__ = ["LOSS_OPTIONS", "check_choice", "check_fraction", "loss_options_over"]
+__all__ = ["LOSS_OPTIONS", "check_choice", "check_fraction", "check_positive_int",
+           "loss_options_over"]
 
 #: the names of :class:`labelemb.LossOptions`' fields, which the configs take as ``loss_options``
 LOSS_OPTIONS = tuple(f.name for f in fields(LossOptions))
@@ -28,6 +29,12 @@ def check_fraction(name: str, value: Any, *, closed: bool = False) -> None:
     if not (number and 0.0 <= value and (value <= 1.0 if closed else value < 1.0)):
         raise ValueError(f"{name} must be a number in [0, 1{']' if closed else ')'}, "
                          f"got {value!r}")
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    """``value`` must be an ``int`` (not a ``bool``) of at least 1."""
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def loss_options_over(preset: LossOptions, given: Any) -> LossOptions:

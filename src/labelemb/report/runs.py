@@ -12,7 +12,8 @@ What a run folder may be:
 
 * a run of ``run_format`` 1 or 2 (:data:`READABLE_FORMATS`): ``config.json``,
   ``metrics.jsonl`` and, once finished, ``result.json``;
-* a run of ``examples/hf_text_classification.py``: a ``result.json`` that names its
+* a run of ``examples/hf_text_classification.py``, ``hf_causal_lm.py`` or
+  ``hf_translation.py``: a ``result.json`` that names its
   ``primary_metric`` (and ``mode``, ``seed``, ``dataset``, ``model``, ``settings``), no log;
   the Transformers model folder inside it (a ``config.json`` with ``model_type``) is no run.
 
